@@ -15,7 +15,7 @@ import tifffile
 from PIL import Image, ImageFile
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.pixels import get_decoder
+from pydicom.pixels import apply_windowing, get_decoder
 from pydicom.uid import (
     JPEG2000Lossless,
     DigitalMammographyXRayImageStorageForPresentation,
@@ -303,6 +303,37 @@ def test_dicom_window(tmp_path):
     np.testing.assert_allclose(img[mid], (arr[mid] - 1535.5) / 1023, atol=2e-3)
 
 
+@pytest.mark.parametrize(
+    "func, centre, width",
+    [("LINEAR", 2048, 1024), ("LINEAR", [1000, 3000], [500, 100]), ("LINEAR_EXACT", 2000.5, 301.0),
+     ("LINEAR", 1000, 1), ("SIGMOID", 2048, 800)],
+)
+def test_dicom_window_matches_pydicom(tmp_path, func, centre, width):
+    arr = _ramp16()
+    path = _dicom(
+        arr, tmp_path / "w.dcm", bits_stored=12,
+        WindowCenter=centre, WindowWidth=width, VOILUTFunction=func,
+    )
+    ds = pydicom.dcmread(path)
+    ref = apply_windowing(arr, ds)
+    with np.errstate(over="ignore"):
+        lo, hi = apply_windowing(np.array([-1e9, 1e9]), ds)
+    np.testing.assert_allclose(read_image(path), (ref - lo) / (hi - lo), atol=1e-5)
+
+
+def test_dicom_voi_lut_sequence(tmp_path):
+    arr = _ramp16()
+    lut = np.sqrt(np.arange(4096) / 4095) * 60000
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.LUTData = lut.round().astype("<u2").tobytes()
+    path = _dicom(arr, tmp_path / "lut.dcm", bits_stored=12, VOILUTSequence=[item],
+                  WindowCenter=10, WindowWidth=2)  # the LUT takes precedence
+    img = read_image(path)
+    want = lut.round()[arr]
+    np.testing.assert_allclose(img, (want - want.min()) / (want.max() - want.min()), atol=1e-6)
+
+
 def test_dicom_rescale_then_window(tmp_path):
     arr = (_ramp16(bits=10) // 1).astype(np.uint16)  # 0..1023
     # Rescaled values run from -1000 to +1046; the window is in rescaled units.
@@ -415,7 +446,8 @@ def _png_header_only_bomb(size: int) -> bytes:
     """A valid 1-bit PNG of size x size zeros, built row-chunk by row-chunk (a few KB)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
 
     row = b"\x00" * (1 + (size + 7) // 8)
     comp = zlib.compressobj(9)
@@ -488,7 +520,11 @@ def _zip_bytes() -> bytes:
 
 @pytest.mark.parametrize(
     "data",
-    [b"hello, this is text\n" * 20, bytes(RNG.integers(0, 256, 5000, dtype=np.uint8)), _zip_bytes()],
+    [
+        b"hello, this is text\n" * 20,
+        bytes(RNG.integers(0, 256, 5000, dtype=np.uint8)),
+        _zip_bytes(),
+    ],
     ids=["text", "random", "zip"],
 )
 def test_not_an_image(data):

@@ -21,11 +21,13 @@ Intensity scaling
   uses the top bit is divided by the dtype maximum (65535).
 * integers with negative values, and floats outside ``[0, 1]``: min-max normalised.
   Floats already in ``[0, 1]`` are kept; booleans become 0/1.
-* DICOM: the Modality LUT (rescale slope/intercept) and the VOI LUT or window
-  centre/width are applied with pydicom, then the result is scaled to ``[0, 1]`` over
-  the window's output range when a window is given, else over the data's min/max.
-  ``MONOCHROME1`` is inverted so that dense tissue is bright. Multi-frame files give
-  their first frame.
+* DICOM: the Modality LUT (rescale slope/intercept, pydicom) is applied, then the
+  VOI LUT (pydicom) or else the first window centre/width (LINEAR and LINEAR_EXACT in
+  float32 here, as pydicom's version is ~10x slower on a full mammogram; SIGMOID by
+  pydicom). The result is scaled to ``[0, 1]`` over the window's output range when a
+  window is used, else over the data's min/max. ``MONOCHROME1`` is inverted so that
+  dense tissue is bright. Multi-frame files give their first frame; colour DICOM
+  (RGB, YBR, palette) becomes grey like any colour image.
 
 Colour is reduced to grey with the Rec. 601 luma weights (0.299, 0.587, 0.114), the
 ones Pillow's ``"L"`` mode and JPEG's Y channel use; alpha is composited over black.
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from numbers import Integral, Real
 from typing import IO, Any, Sequence, Union
 
@@ -97,11 +98,15 @@ class ImageTooLargeError(ImageReadError):
 
 
 class ImageShapeError(ImageReadError):
-    """A side shorter than ``min_side``, an aspect ratio above ``max_aspect``, or a bad array rank."""
+    """A side below ``min_side``, aspect ratio above ``max_aspect``, or a bad array rank."""
 
 
 class UnsupportedDicomError(ImageReadError):
     """A DICOM file without pixel data, or in a transfer syntax that cannot be decoded here."""
+
+
+class _UseTifffile(ImageReadError):
+    """Internal: Pillow can open this TIFF but would lose precision."""
 
 
 # --------------------------------------------------------------------------- public API
@@ -142,6 +147,13 @@ def read_image(
         For a path that is missing or a directory.
     TypeError
         For a source of an unsupported type or a text-mode file.
+
+    Notes
+    -----
+    Nothing global is changed. Pillow's own settings still apply: its decompression
+    bomb guard (``2 * PIL.Image.MAX_IMAGE_PIXELS``) also refuses images, and if some
+    other code sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` truncated files are
+    padded by Pillow instead of raising :class:`TruncatedImageError`.
 
     Examples
     --------
@@ -356,19 +368,14 @@ def _read_stream(fp: IO[bytes], name: str, limits: _Limits, is_dcm: bool) -> np.
         raise
 
 
-class _UseTifffile(ImageReadError):
-    """Internal: Pillow can open this TIFF but would lose precision."""
-
-
 # ----------------------------------------------------------------------------- Pillow
 
 
 def _read_pillow(fp: IO[bytes], name: str, limits: _Limits) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
-            # We apply our own (lower) limit right after open; Pillow's warning is noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fp, formats=_PIL_FORMATS)
+        # No warnings.catch_warnings() here: it swaps process-wide filters, which is not
+        # thread-safe. Pillow warns only above ~89 MP, which the default limit refuses.
+        im = Image.open(fp, formats=_PIL_FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{name}: {exc}") from exc
     except UnidentifiedImageError as exc:
@@ -502,24 +509,62 @@ def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> np.nd
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         return _array_to_grey(arr, name, limits)  # already RGB after pixel_array
 
+    if arr.ndim != 2:
+        raise ImageShapeError(f"{name}: DICOM frame has shape {arr.shape}, expected 2-D")
     try:
         arr = apply_rescale(arr, ds)
+        out = None
         lo = hi = None
         if ds.get("VOILUTSequence"):
             arr = apply_voi(arr, ds)
         elif "WindowCenter" in ds and "WindowWidth" in ds:
-            # The window's output range is what pydicom maps +-inf to.
-            with np.errstate(over="ignore", invalid="ignore"):
-                lo, hi = apply_windowing(np.array([-np.inf, np.inf]), ds)
-            arr = apply_windowing(arr, ds)
+            out = _linear_window(arr, ds)
+            if out is None:  # SIGMOID: pydicom; its output range is what it maps +-inf to
+                with np.errstate(over="ignore", invalid="ignore"):
+                    lo, hi = apply_windowing(np.array([-np.inf, np.inf]), ds)
+                arr = apply_windowing(arr, ds)
     except Exception as exc:
-        raise UnsupportedDicomError(f"{name}: DICOM LUT/window could not be applied ({exc})") from exc
+        raise UnsupportedDicomError(
+            f"{name}: DICOM LUT/window could not be applied ({exc})"
+        ) from exc
 
-    limits.check(*arr.shape[:2], name)
-    out = _minmax(arr.astype(np.float32, copy=False), lo, hi)
+    if out is None:
+        out = _minmax(arr.astype(np.float32, copy=False), lo, hi)
     if photometric == "MONOCHROME1":
         np.subtract(1.0, out, out=out)
     return out
+
+
+def _linear_window(arr: np.ndarray, ds: Any) -> np.ndarray | None:
+    """DICOM LINEAR / LINEAR_EXACT windowing (PS3.3 C.11.2.1.2) straight to [0, 1].
+
+    Same result as ``pydicom.pixels.apply_windowing`` followed by scaling its output
+    range to [0, 1], but in float32 with one clip instead of boolean masks: about 10x
+    faster on a full-field mammogram. Returns None for functions left to pydicom.
+    """
+    func = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    if func not in ("LINEAR", "LINEAR_EXACT"):
+        return None
+    centre = float(_first(ds.WindowCenter))
+    width = float(_first(ds.WindowWidth))
+    if func == "LINEAR":
+        if width < 1:
+            raise ValueError(f"Window Width {width} < 1 for a LINEAR window")
+        centre, width = centre - 0.5, width - 1.0
+    elif width <= 0:
+        raise ValueError(f"Window Width {width} <= 0 for a LINEAR_EXACT window")
+    if width == 0:  # LINEAR with width 1 is a threshold
+        return (arr > centre).astype(np.float32)
+    out = arr.astype(np.float32)
+    out -= np.float32(centre - width / 2)
+    out *= np.float32(1.0 / width)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def _first(value: Any) -> Any:
+    """First value of a possibly multi-valued DICOM element."""
+    return value[0] if hasattr(value, "__len__") and not isinstance(value, str) else value
 
 
 # ------------------------------------------------------------------------------ arrays
