@@ -1,0 +1,31 @@
+"""Task pipelines (density, tumour) and the saved two-task model artifact."""
+
+from .estimators import ClassWeighted, OrdinalClassifier
+from .model import ArtifactIntegrityError, MammogramModel, file_sha256, load_model
+from .pipelines import (
+    DENSITY_CLASSES,
+    FEATURE_SETS,
+    MODELS,
+    TASKS,
+    TUMOUR_CLASSES,
+    make_classifier,
+    make_features,
+    make_pipeline,
+)
+
+__all__ = [
+    "ArtifactIntegrityError",
+    "ClassWeighted",
+    "DENSITY_CLASSES",
+    "FEATURE_SETS",
+    "MODELS",
+    "MammogramModel",
+    "OrdinalClassifier",
+    "TASKS",
+    "TUMOUR_CLASSES",
+    "file_sha256",
+    "load_model",
+    "make_classifier",
+    "make_features",
+    "make_pipeline",
+]

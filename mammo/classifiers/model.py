@@ -1,0 +1,283 @@
+"""The saved artifact: both tasks' fitted pipelines plus what a reader needs to trust them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.base import clone
+from sklearn.pipeline import FeatureUnion, Pipeline
+from tqdm.auto import tqdm
+
+from ..features.cnn import CNNEmbedding
+from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TASKS, TUMOUR_CLASSES
+
+__all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions"]
+
+FORMAT_VERSION = 1
+
+
+class ArtifactIntegrityError(RuntimeError):
+    """A model file's sha256 does not match its manifest."""
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict:
+    """Versions of the libraries whose behaviour the fitted pipelines depend on."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in ("mammo", "numpy", "scipy", "scikit-learn", "scikit-image", "xgboost", "xgboost-cpu", "tensorflow", "tensorflow-cpu", "keras", "pydicom", "pillow"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _split(pipe: Pipeline) -> tuple[list, list]:
+    """(stateless image/feature steps, fitted per-task tail) of a task pipeline."""
+    names = [name for name, _ in pipe.steps]
+    cut = names.index("features") + 1 if "features" in names else len(PREPROCESS_STEPS)
+    return pipe.steps[:cut], pipe.steps[cut:]
+
+
+def _key(step) -> str:
+    return f"{type(step).__module__}.{type(step).__qualname__}{sorted(step.get_params(deep=False).items())!r}"
+
+
+@dataclass
+class MammogramModel:
+    """Both tasks' fitted pipelines and their metadata, as one object to save and load.
+
+    The image and feature steps (read, crop, enhance, GLCM, LBP, CNN) are
+    stateless, so an image is read, cropped and enhanced once, and each
+    feature block computed once, however many tasks use them.
+
+    Parameters
+    ----------
+    pipelines : dict
+        ``{"density": Pipeline, "tumour": Pipeline}`` (either may be missing),
+        as made by :func:`mammo.classifiers.make_pipeline`.
+    metadata : dict
+        Free-form provenance; :meth:`fit` fills class names, meanings,
+        training-data summary, library versions and the CNN weights' sha256.
+    batch_size : int
+        Images per streamed chunk in :meth:`predict_proba`.
+
+    Examples
+    --------
+    >>> from mammo.classifiers import MammogramModel, make_pipeline  # doctest: +SKIP
+    >>> model = MammogramModel({t: make_pipeline(t, "texture", "svm") for t in ("density", "tumour")})  # doctest: +SKIP
+    >>> model.fit(paths, density=d, tumour=t).save("models/dphi.joblib")  # doctest: +SKIP
+    >>> load_model("models/dphi.joblib").predict_proba(["a.png"])["tumour"][:, 1]  # doctest: +SKIP
+    """
+
+    pipelines: dict
+    metadata: dict = field(default_factory=dict)
+    batch_size: int = 64
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, images, *, progress: bool = False, **labels) -> "MammogramModel":
+        """Fit every task pipeline. ``labels`` maps task -> labels (NaN / None = unlabelled)."""
+        unknown = set(labels) - set(self.pipelines)
+        if unknown:
+            raise ValueError(f"labels given for tasks without a pipeline: {sorted(unknown)}")
+        images = list(images)
+        masks = {}
+        for task in self.pipelines:
+            if task not in labels:
+                raise ValueError(f"no labels given for task {task!r}")
+            y = np.asarray(labels[task], dtype=float)
+            if len(y) != len(images):
+                raise ValueError(f"{task}: {len(y)} labels for {len(images)} images")
+            masks[task] = ~np.isnan(y)
+        # Fit (= validate; the CNN also loads) the stateless steps on a couple of images.
+        for pipe in self.pipelines.values():
+            X = images[:2]
+            for _, step in _split(pipe)[0]:
+                X = step.fit(X).transform(X)
+        needed = np.any(np.column_stack(list(masks.values())), axis=1)
+        features = self.transform(images, mask=needed, progress=progress)
+        for task, pipe in self.pipelines.items():
+            y = np.asarray(labels[task], dtype=float)[masks[task]].astype(int)
+            tail = Pipeline(_split(pipe)[1])
+            tail.fit(features[task][masks[task][needed]], y)
+        self.metadata = {**self.metadata, **self._describe(labels, masks)}
+        return self
+
+    def _describe(self, labels, masks) -> dict:
+        cnn = [s for p in self.pipelines.values() for s in _blocks(p) if isinstance(s, CNNEmbedding)]
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "versions": library_versions(),
+            "cnn_weights": {"weights": str(cnn[0].weights), "sha256": cnn[0].weights_sha256_} if cnn else None,
+            "tasks": {},
+        }
+        for task, pipe in self.pipelines.items():
+            y = np.asarray(labels[task], dtype=float)[masks[task]].astype(int)
+            classes = pipe.steps[-1][1].classes_.tolist()
+            meanings = DENSITY_CLASSES if task == "density" else TUMOUR_CLASSES
+            meta["tasks"][task] = {
+                "classes": classes,
+                "class_meanings": {str(c): meanings.get(c, str(c)) for c in classes},
+                "n_train": int(masks[task].sum()),
+                "class_counts": {str(c): int((y == c).sum()) for c in classes},
+                "steps": [name for name, _ in pipe.steps],
+                "features": [name for name, _ in _split(pipe)[0][-1][1].transformer_list] if "features" in pipe.named_steps else [],
+            }
+            if task == "tumour":
+                # Calibrated probabilities follow the training prevalence; flag a
+                # case as malignant when P(malignant) exceeds that prevalence.
+                meta["tasks"][task].setdefault("threshold", float(np.mean(y == 1)))
+        return meta
+
+    # ------------------------------------------------------------- inference
+    def preprocess(self, images) -> list:
+        """Read, crop and enhance images the way the pipelines do (for display)."""
+        pipe = next(iter(self.pipelines.values()))
+        X = list(images)
+        for name, step in pipe.steps:
+            if name not in PREPROCESS_STEPS:
+                break
+            X = step.transform(X)
+        return X
+
+    def transform(self, images, *, mask=None, progress: bool = False) -> dict:
+        """Features per task, each image read and each block computed once, in streamed chunks."""
+        images = list(images) if mask is None else [im for im, keep in zip(images, mask) if keep]
+        chunks: dict = {task: [] for task in self.pipelines}
+        bar = tqdm(total=len(images), desc="features", unit="img", disable=not progress)
+        for start in range(0, len(images), self.batch_size):
+            batch = images[start : start + self.batch_size]
+            cache: dict = {}
+            for task, pipe in self.pipelines.items():
+                chunks[task].append(_run_stateless(_split(pipe)[0], batch, cache))
+            bar.update(len(batch))
+        bar.close()
+        return {task: np.concatenate(parts) if parts else np.empty((0, 0), np.float32) for task, parts in chunks.items()}
+
+    def predict_proba(self, images, *, progress: bool = False) -> dict:
+        """``{task: (n, n_classes) probabilities}``; density columns are classes 1-4, tumour 0/1."""
+        features = self.transform(images, progress=progress)
+        return {task: Pipeline(_split(pipe)[1]).predict_proba(features[task]) for task, pipe in self.pipelines.items()}
+
+    def predict(self, images, *, progress: bool = False) -> dict:
+        """``{task: labels}``: density is the most probable class; tumour uses the stored threshold."""
+        proba = self.predict_proba(images, progress=progress)
+        return {task: self._labels(task, p) for task, p in proba.items()}
+
+    def _labels(self, task, proba):
+        classes = np.asarray(self.classes(task))
+        if task == "tumour":
+            return classes[(proba[:, 1] >= self.threshold).astype(int)]
+        return classes[np.argmax(proba, axis=1)]
+
+    def classes(self, task: str) -> list:
+        return self.pipelines[task].steps[-1][1].classes_.tolist()
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold on P(malignant)."""
+        return float(self.metadata.get("tasks", {}).get("tumour", {}).get("threshold", 0.5))
+
+    def predict_records(self, images, *, progress: bool = False) -> list[dict]:
+        """One JSON-ready dict per image: per task, the label, its meaning and class probabilities."""
+        proba = self.predict_proba(images, progress=progress)
+        out = []
+        for i in range(len(next(iter(proba.values())))):
+            rec = {}
+            for task, p in proba.items():
+                meanings = self.metadata.get("tasks", {}).get(task, {}).get("class_meanings", {})
+                label = self._labels(task, p[i : i + 1])[0].item()
+                rec[task] = {
+                    "label": label,
+                    "meaning": meanings.get(str(label), str(label)),
+                    "probabilities": {str(c): float(v) for c, v in zip(self.classes(task), p[i])},
+                }
+                if task == "tumour":
+                    rec[task]["p_malignant"] = float(p[i, 1])
+                    rec[task]["threshold"] = self.threshold
+            out.append(rec)
+        return out
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path) -> Path:
+        """Write the model with joblib and a manifest ``<path>.manifest.json`` holding its sha256."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self, path)
+        manifest = {"file": path.name, "sha256": file_sha256(path), "metadata": self.metadata}
+        Path(str(path) + ".manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        return path
+
+
+def _blocks(pipe: Pipeline):
+    for _, step in pipe.steps:
+        if isinstance(step, FeatureUnion):
+            yield from (t for _, t in step.transformer_list)
+        else:
+            yield step
+
+
+def _run_stateless(steps, batch, cache: dict) -> np.ndarray:
+    """Run image/feature steps on a batch, reusing outputs already computed for another task."""
+    X, chain = batch, ()
+    for _, step in steps:
+        if isinstance(step, FeatureUnion):
+            parts = []
+            for _, block in step.transformer_list:
+                key = chain + (_key(block),)
+                if key not in cache:
+                    cache[key] = block.transform(X)
+                parts.append(cache[key])
+            return np.hstack(parts)
+        chain = chain + (_key(step),)
+        if chain not in cache:
+            cache[chain] = step.transform(X)
+        X = cache[chain]
+    return np.asarray(X)
+
+
+def load_model(path, manifest=None) -> MammogramModel:
+    """Load a saved :class:`MammogramModel`.
+
+    Parameters
+    ----------
+    path : str or Path
+    manifest : str, Path, dict or None
+        When given (a manifest file, its parsed dict, or a bare sha256 hex
+        string), the file's sha256 is checked BEFORE unpickling; a mismatch
+        raises :class:`ArtifactIntegrityError`. Only load files you trust:
+        unpickling runs code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if manifest is not None:
+        if isinstance(manifest, dict):
+            expected = manifest["sha256"]
+        elif isinstance(manifest, str) and len(manifest) == 64 and not os.path.exists(manifest):
+            expected = manifest
+        else:
+            expected = json.loads(Path(manifest).read_text())["sha256"]
+        actual = file_sha256(path)
+        if actual != expected.lower():
+            raise ArtifactIntegrityError(f"{path}: sha256 {actual} does not match the manifest's {expected}")
+    model = joblib.load(path)
+    if not isinstance(model, MammogramModel):
+        raise TypeError(f"{path} holds a {type(model).__name__}, not a MammogramModel")
+    return model

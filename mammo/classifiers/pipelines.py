@@ -1,0 +1,131 @@
+"""Task pipelines: image sources -> features -> calibrated probabilities."""
+
+from __future__ import annotations
+
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from ..features.cnn import CNNEmbedding
+from ..features.enhance import Enhancer
+from ..features.io import ImageReader
+from ..features.region import BreastCropper
+from ..features.texture import GLCMFeatures, LBPFeatures
+from .estimators import ClassWeighted, OrdinalClassifier
+
+__all__ = [
+    "TASKS",
+    "FEATURE_SETS",
+    "MODELS",
+    "DENSITY_CLASSES",
+    "TUMOUR_CLASSES",
+    "PREPROCESS_STEPS",
+    "make_features",
+    "make_classifier",
+    "make_pipeline",
+]
+
+TASKS = ("density", "tumour")
+FEATURE_SETS = ("texture", "cnn", "combined")
+MODELS = ("xgboost", "svm")
+PREPROCESS_STEPS = ("read", "crop", "enhance")
+
+#: BI-RADS breast density (ACR 5th edition) and what each means for a reader.
+DENSITY_CLASSES = {
+    1: "A - almost entirely fatty",
+    2: "B - scattered areas of fibroglandular density",
+    3: "C - heterogeneously dense, which may obscure small masses",
+    4: "D - extremely dense, which lowers the sensitivity of mammography",
+}
+#: Tumour label encoding (0/1) and meaning.
+TUMOUR_CLASSES = {
+    0: "Benign - no malignancy (a benign finding or a normal screening image)",
+    1: "Malignant - cancer",
+}
+
+
+def make_features(
+    feature_set: str = "combined",
+    *,
+    weights: str = "imagenet",
+    cnn_input_size: int = 224,
+    flip_tta: bool = False,
+    glcm_levels: int = 32,
+) -> FeatureUnion:
+    """The feature block for ``feature_set`` ("texture", "cnn" or "combined")."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
+    blocks = []
+    if feature_set in ("texture", "combined"):
+        blocks += [("glcm", GLCMFeatures(levels=glcm_levels)), ("lbp", LBPFeatures())]
+    if feature_set in ("cnn", "combined"):
+        blocks.append(("cnn", CNNEmbedding(weights=weights, input_size=cnn_input_size, flip_tta=flip_tta)))
+    return FeatureUnion(blocks, verbose_feature_names_out=False)
+
+
+def make_classifier(task: str, model: str = "xgboost", *, calibration: str = "sigmoid", cv: int = 3, random_state: int = 0):
+    """A class-balanced, calibrated classifier for ``task`` ("density" ordinal, "tumour" binary)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if model == "xgboost":
+        from xgboost import XGBClassifier
+
+        base = ClassWeighted(
+            XGBClassifier(
+                n_estimators=200,
+                max_depth=3,
+                learning_rate=0.05,
+                subsample=0.8,
+                colsample_bytree=0.5,
+                tree_method="hist",
+                n_jobs=1,  # 2 threads oversubscribe a 2-core box already busy with features
+                max_bin=64,
+                random_state=random_state,
+            )
+        )
+    elif model == "svm":
+        base = SVC(kernel="rbf", C=1.0, gamma="scale", class_weight="balanced", random_state=random_state)
+    else:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    calibrated = CalibratedClassifierCV(base, method=calibration, cv=cv)
+    return OrdinalClassifier(calibrated) if task == "density" else calibrated
+
+
+def make_pipeline(
+    task: str,
+    feature_set: str = "combined",
+    model: str = "xgboost",
+    *,
+    texture_size: int = 512,
+    weights: str = "imagenet",
+    cnn_input_size: int = 224,
+    flip_tta: bool = False,
+    max_pixels: int | None = None,
+    random_state: int = 0,
+) -> Pipeline:
+    """One task's full pipeline from image sources (paths, bytes, arrays) to calibrated probabilities.
+
+    Steps: ``read`` (:class:`~mammo.features.io.ImageReader`), ``crop``
+    (:class:`~mammo.features.region.BreastCropper`), ``enhance``
+    (:class:`~mammo.features.enhance.Enhancer`), ``features`` (a FeatureUnion
+    of GLCM, LBP and/or CNN blocks), ``scale`` (StandardScaler, SVM only) and
+    ``clf`` (see :func:`make_classifier`).
+
+    Examples
+    --------
+    >>> pipe = make_pipeline("tumour", "texture", "svm")
+    >>> [name for name, _ in pipe.steps]
+    ['read', 'crop', 'enhance', 'features', 'scale', 'clf']
+    """
+    reader = ImageReader() if max_pixels is None else ImageReader(max_pixels=max_pixels)
+    steps = [
+        ("read", reader),
+        ("crop", BreastCropper(size=texture_size)),
+        ("enhance", Enhancer()),
+        ("features", make_features(feature_set, weights=weights, cnn_input_size=cnn_input_size, flip_tta=flip_tta)),
+    ]
+    if model == "svm":
+        steps.append(("scale", StandardScaler()))
+    steps.append(("clf", make_classifier(task, model, random_state=random_state)))
+    return Pipeline(steps)

@@ -1,0 +1,22 @@
+"""Image loading, breast region, enhancement and feature transformers."""
+
+from .cnn import CNNEmbedding, WeightsUnavailableError
+from .enhance import Enhancer, enhance
+from .io import ImageReadError, ImageReader, read_image
+from .region import BreastCropper, Mammogram, crop_breast
+from .texture import GLCMFeatures, LBPFeatures
+
+__all__ = [
+    "BreastCropper",
+    "CNNEmbedding",
+    "Enhancer",
+    "GLCMFeatures",
+    "ImageReadError",
+    "ImageReader",
+    "LBPFeatures",
+    "Mammogram",
+    "WeightsUnavailableError",
+    "crop_breast",
+    "enhance",
+    "read_image",
+]

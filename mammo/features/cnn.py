@@ -1,0 +1,187 @@
+"""Frozen ImageNet MobileNetV2 embedding (Keras, ``include_top=False``, average pooling).
+
+The Keras model is heavy, so it is built lazily on first use, shared by every
+:class:`CNNEmbedding` in the process with the same weights and input size,
+never pickled, and rebuilt after ``joblib.load``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from skimage.transform import resize
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .region import as_mammogram
+
+__all__ = ["N_FEATURES", "WEIGHTS_FILENAME", "WeightsUnavailableError", "CNNEmbedding", "load_backbone", "weights_sha256"]
+
+N_FEATURES = 1280
+WEIGHTS_FILENAME = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+_MODELS: dict = {}
+_LOCK = threading.Lock()
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The ImageNet weights are neither cached locally nor downloadable."""
+
+
+def _keras_home() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+
+
+def resolve_weights(weights: str) -> str:
+    """Path of the weights file a ``weights`` parameter refers to, if it is on disk.
+
+    For ``"imagenet"`` that is Keras' own cache (``$KERAS_HOME/models``); it
+    may be absent on a machine that will download it on first use.
+    """
+    if weights == "imagenet":
+        return str(_keras_home() / "models" / WEIGHTS_FILENAME)
+    return str(Path(weights).expanduser())
+
+
+def weights_sha256(weights: str) -> str | None:
+    """sha256 of the weights file, or None when it is not on disk (yet)."""
+    path = Path(resolve_weights(weights))
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_backbone(weights: str = "imagenet", input_size: int = 224):
+    """The shared Keras MobileNetV2 feature extractor for these weights (built once per process)."""
+    key = (resolve_weights(weights), int(input_size))
+    with _LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            model = _build(weights, int(input_size))
+            _MODELS[key] = model
+    return model
+
+
+def _build(weights: str, input_size: int):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    if weights != "imagenet" and not Path(resolve_weights(weights)).is_file():
+        raise WeightsUnavailableError(f"CNN weights file not found: {weights}")
+    try:
+        return keras.applications.MobileNetV2(
+            input_shape=(input_size, input_size, 3),
+            include_top=False,
+            pooling="avg",
+            weights=resolve_weights(weights) if weights != "imagenet" else "imagenet",
+        )
+    except Exception as exc:  # Keras raises a bare Exception on download failure
+        if weights == "imagenet" and not Path(resolve_weights(weights)).is_file():
+            raise WeightsUnavailableError(
+                "Could not download the ImageNet MobileNetV2 weights "
+                f"({exc.__class__.__name__}: {exc}). Offline, copy {WEIGHTS_FILENAME} into "
+                f"{_keras_home() / 'models'} (or set KERAS_HOME to a folder whose models/ holds it), "
+                "or pass weights='/path/to/that.h5'."
+            ) from exc
+        raise
+
+
+class CNNEmbedding(TransformerMixin, BaseEstimator):
+    """Transformer: images -> 1280-d frozen MobileNetV2 embedding.
+
+    Each breast crop is padded to a square (so its shape is not distorted),
+    resized to ``input_size`` and fed, grey replicated to RGB, through
+    ImageNet MobileNetV2 with global average pooling.
+
+    Parameters
+    ----------
+    weights : str, default="imagenet"
+        ``"imagenet"`` (Keras' cache or download) or the path of an H5 file.
+    input_size : int, default=224
+        Side of the square CNN input.
+    batch_size : int, default=32
+        Images per forward pass.
+    flip_tta : bool, default=False
+        Also embed the vertically mirrored image and average (test-time
+        augmentation; doubles the CNN work).
+
+    Attributes
+    ----------
+    weights_sha256_ : str or None
+        sha256 of the weights file used at fit time.
+    feature_names_ : ndarray of str
+
+    Examples
+    --------
+    >>> import numpy as np  # doctest: +SKIP
+    >>> CNNEmbedding().fit_transform([np.zeros((64, 64))]).shape  # doctest: +SKIP
+    (1, 1280)
+    """
+
+    def __init__(self, weights="imagenet", input_size=224, batch_size=32, flip_tta=False):
+        self.weights = weights
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.flip_tta = flip_tta
+
+    def fit(self, X=None, y=None):
+        if not isinstance(self.weights, (str, os.PathLike)):
+            raise ValueError(f"weights must be 'imagenet' or a file path, got {self.weights!r}")
+        if not 32 <= int(self.input_size) <= 1024:
+            raise ValueError(f"input_size must be in [32, 1024], got {self.input_size!r}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        load_backbone(str(self.weights), int(self.input_size))  # fail early, and fill Keras' cache
+        self.weights_sha256_ = weights_sha256(str(self.weights))
+        self.feature_names_ = np.asarray([f"cnn_{i}" for i in range(N_FEATURES)], dtype=object)
+        return self
+
+    def to_input(self, image) -> np.ndarray:
+        """One image as a square ``input_size`` float32 array in [0, 1]."""
+        pixels = as_mammogram(image).pixels
+        h, w = pixels.shape
+        side = max(h, w)
+        if h != w:  # pad on the nipple side / bottom: the chest wall stays left
+            pixels = np.pad(pixels, ((0, side - h), (0, side - w)))
+        size = int(self.input_size)
+        if side != size:
+            pixels = resize(pixels, (size, size), order=1, anti_aliasing=side > size, preserve_range=True)
+        return pixels.astype(np.float32)
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        model = load_backbone(str(self.weights), int(self.input_size))
+        batch = int(self.batch_size)
+        out = np.empty((len(X), N_FEATURES), dtype=np.float32)
+        for start in range(0, len(X), batch):
+            grey = np.stack([self.to_input(x) for x in X[start : start + batch]])
+            out[start : start + len(grey)] = self._embed(model, grey)
+        return out
+
+    def _embed(self, model, grey: np.ndarray) -> np.ndarray:
+        # mobilenet_v2.preprocess_input maps [0, 255] to [-1, 1]; do it directly.
+        rgb = np.repeat((grey * 2.0 - 1.0)[..., None], 3, axis=-1)
+        if self.flip_tta:
+            rgb = np.concatenate([rgb, rgb[:, ::-1]])
+        emb = np.asarray(model(rgb, training=False))
+        if self.flip_tta:
+            emb = 0.5 * (emb[: len(grey)] + emb[len(grey) :])
+        return emb
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        return self.feature_names_.copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = False
+        return tags
