@@ -1,0 +1,264 @@
+"""Per-upload work of the web app: read, crop box, prediction, display images, occlusion map.
+
+Everything here is plain functions on bytes and arrays; nothing touches the disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..features.io import (
+    EmptyImageError,
+    ImageReadError,
+    ImageShapeError,
+    ImageTooLargeError,
+    NotAnImageError,
+    TruncatedImageError,
+    UnsupportedDicomError,
+    read_image,
+)
+
+__all__ = [
+    "UploadError",
+    "Crop",
+    "parse_crop",
+    "read_upload",
+    "apply_crop",
+    "png_data_url",
+    "display_image",
+    "occlusion_map",
+    "heatmap_overlay",
+]
+
+
+class UploadError(Exception):
+    """A request the app refuses, with the HTTP status and a message safe to show.
+
+    Parameters
+    ----------
+    status : int
+        HTTP status code (4xx).
+    message : str
+        Plain-language explanation; never contains the upload's content or file name.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# Status per read error: the client sent something unusable (400), of a kind we
+# cannot process (415), too big (413) or well-formed but of an unusable shape (422).
+_READ_STATUS = (
+    (EmptyImageError, 400, "The uploaded file is empty."),
+    (ImageTooLargeError, 413, "The image has too many pixels."),
+    (UnsupportedDicomError, 415, "This DICOM file cannot be decoded here."),
+    (TruncatedImageError, 400, "The image file is truncated or corrupt."),
+    (NotAnImageError, 415, "The file is not an image in a supported format (PNG, JPEG, PGM, TIFF, BMP or DICOM)."),
+    (ImageShapeError, 422, "The image's shape cannot be analysed."),
+)
+
+
+def read_upload(data: bytes, *, max_pixels: int) -> np.ndarray:
+    """Decode uploaded bytes with :func:`mammo.features.io.read_image`, mapping errors to :class:`UploadError`."""
+    if not data:
+        raise UploadError(400, "The uploaded file is empty.")
+    try:
+        return read_image(data, max_pixels=max_pixels)
+    except ImageReadError as exc:
+        raise _as_upload_error(exc) from None
+
+
+def _as_upload_error(exc: ImageReadError) -> UploadError:
+    for kind, status, summary in _READ_STATUS:
+        if isinstance(exc, kind):
+            return UploadError(status, f"{summary} ({exc})")
+    return UploadError(400, f"The image could not be read ({exc}).")
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A crop box in original-image pixel coordinates."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def as_list(self) -> list[int]:
+        return [self.x, self.y, self.w, self.h]
+
+
+_INT = re.compile(r"^\s*\d{1,9}\s*$")
+
+
+def parse_crop(form, *, min_size: int = 16) -> Crop | None:
+    """Read the crop box from a form: ``crop="x,y,w,h"`` or fields ``crop_x/crop_y/crop_w/crop_h``.
+
+    Returns None when no crop is given (empty values count as absent). Whether the
+    box lies inside the image is checked by :func:`apply_crop`, once the size is known.
+
+    Raises
+    ------
+    UploadError
+        400 for anything but four non-negative integers with ``w, h >= min_size``.
+    """
+    text = (form.get("crop") or "").strip()
+    fields = [(form.get(f"crop_{k}") or "").strip() for k in "xywh"]
+    if text and any(fields):
+        raise UploadError(400, "Bad crop box: give either 'crop' or the crop_x/crop_y/crop_w/crop_h fields, not both.")
+    if text:
+        parts = text.split(",")
+    elif any(fields):
+        if not all(fields):
+            raise UploadError(400, "Bad crop box: crop_x, crop_y, crop_w and crop_h must all be given.")
+        parts = fields
+    else:
+        return None
+    if len(parts) != 4 or not all(_INT.match(p) for p in parts):
+        raise UploadError(400, "Bad crop box: expected four non-negative integers 'x,y,w,h' in image pixels.")
+    crop = Crop(*(int(p) for p in parts))
+    if crop.w < min_size or crop.h < min_size:
+        raise UploadError(400, f"Bad crop box: width and height must be at least {min_size} pixels, got {crop.w}x{crop.h}.")
+    return crop
+
+
+def apply_crop(image: np.ndarray, crop: Crop | None) -> np.ndarray:
+    """The part of ``image`` inside ``crop`` (a contiguous copy), or ``image`` itself for None."""
+    if crop is None:
+        return image
+    h, w = image.shape
+    if crop.x + crop.w > w or crop.y + crop.h > h:
+        raise UploadError(
+            400,
+            f"Bad crop box: {crop.w}x{crop.h} at ({crop.x}, {crop.y}) does not fit inside the {w}x{h} image.",
+        )
+    return np.ascontiguousarray(image[crop.y : crop.y + crop.h, crop.x : crop.x + crop.w])
+
+
+# --------------------------------------------------------------------------- display
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def display_image(image: np.ndarray, max_side: int, crop: Crop | None = None) -> Image.Image:
+    """A grey float image as an 8-bit PIL image no larger than ``max_side``, with ``crop`` outlined."""
+    pil = Image.fromarray(_to_uint8(image))
+    scale = min(1.0, max_side / max(pil.size))
+    if scale < 1.0:
+        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.Resampling.LANCZOS)
+    if crop is not None:
+        pil = pil.convert("RGB")
+        line = max(2, round(max(pil.size) / 200))
+        box = [crop.x * scale, crop.y * scale, (crop.x + crop.w) * scale - 1, (crop.y + crop.h) * scale - 1]
+        ImageDraw.Draw(pil).rectangle(box, outline=(255, 196, 0), width=line)
+    return pil
+
+
+def png_data_url(image: Image.Image) -> str:
+    """``data:image/png;base64,...`` of a PIL image (the page embeds images; nothing is stored)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=3)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# --------------------------------------------------------------------------- occlusion
+
+
+def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
+    if max(image.shape) <= max_side:
+        return image
+    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32))
+    scale = max_side / max(image.shape)
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return np.asarray(pil.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def occlusion_map(model, image: np.ndarray, *, grid: int = 8, max_side: int = 768, batch: int = 33) -> dict:
+    """Occlusion sensitivity of P(malignant) over the full pipeline.
+
+    The image is split into ``grid x grid`` cells; in each copy one cell is
+    replaced by its own mean grey level (its texture removed, its brightness
+    kept, so the breast segmentation barely moves), and the whole pipeline is
+    re-run on all copies at once.
+
+    Parameters
+    ----------
+    model : MammogramModel
+    image : ndarray of shape (h, w)
+        Grey image in [0, 1] (already cropped to the user's box).
+    grid : int
+        Cells per side.
+    max_side : int
+        The image is first shrunk to this longer side, bounding memory (one
+        copy per cell) and time.
+    batch : int
+        Copies per ``predict_proba`` call.
+
+    Returns
+    -------
+    dict
+        ``baseline`` (P(malignant) of the unoccluded, shrunk image), ``drop``
+        (grid x grid array: baseline minus P(malignant) with that cell
+        occluded; positive = the cell pushed the score up), ``rows``/``cols``
+        (cell edges in the shrunk image) and ``shape`` (the shrunk image's shape).
+    """
+    small = _shrink(np.asarray(image, dtype=np.float32), max_side)
+    h, w = small.shape
+    grid = max(1, min(int(grid), h, w))
+    rows = np.linspace(0, h, grid + 1).round().astype(int)
+    cols = np.linspace(0, w, grid + 1).round().astype(int)
+    cells = [(i, j) for i in range(grid) for j in range(grid)]
+
+    def copies(chunk):
+        for i, j in chunk:
+            occluded = small.copy()
+            patch = occluded[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
+            patch[...] = patch.mean()
+            yield occluded
+
+    probs = [model.predict_proba([small] + list(copies(cells[: batch - 1])))["tumour"][:, 1]]
+    for start in range(batch - 1, len(cells), batch):
+        probs.append(model.predict_proba(list(copies(cells[start : start + batch])))["tumour"][:, 1])
+    p = np.concatenate(probs)
+    baseline = float(p[0])
+    drop = (baseline - p[1:]).reshape(grid, grid)
+    return {"baseline": baseline, "drop": drop, "rows": rows, "cols": cols, "shape": (h, w)}
+
+
+def heatmap_overlay(image: np.ndarray, occ: dict, max_side: int) -> Image.Image:
+    """The occlusion map over the (shrunk) image: red where the cell raised P(malignant), blue where it lowered it.
+
+    Colour strength is relative to the largest absolute change, but never to less
+    than ``0.05``, so that a map where no cell matters stays grey instead of
+    showing noise at full strength.
+    """
+    small = _shrink(np.asarray(image, dtype=np.float32), max(occ["shape"]))
+    grey = np.repeat(small[..., None], 3, axis=-1)
+    drop, rows, cols = occ["drop"], occ["rows"], occ["cols"]
+    scale = max(float(np.abs(drop).max()), 0.05)
+    alpha = np.zeros(small.shape, np.float32)
+    sign = np.zeros(small.shape, np.float32)
+    for i in range(drop.shape[0]):
+        for j in range(drop.shape[1]):
+            cell = (slice(rows[i], rows[i + 1]), slice(cols[j], cols[j + 1]))
+            alpha[cell] = 0.6 * abs(drop[i, j]) / scale
+            sign[cell] = np.sign(drop[i, j])
+    red = np.array([1.0, 0.15, 0.1], np.float32)
+    blue = np.array([0.1, 0.35, 1.0], np.float32)
+    colour = np.where(sign[..., None] >= 0, red, blue)
+    rgb = grey * (1 - alpha[..., None]) + colour * alpha[..., None]
+    pil = Image.fromarray(_to_uint8(rgb))
+    if max(pil.size) > max_side:
+        s = max_side / max(pil.size)
+        pil = pil.resize((max(1, round(pil.width * s)), max(1, round(pil.height * s))), Image.Resampling.LANCZOS)
+    return pil

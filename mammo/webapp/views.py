@@ -1,0 +1,232 @@
+"""Routes: the upload and result pages (``main``) and the JSON API (``api``)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from flask import Blueprint, current_app, jsonify, render_template, request
+
+from . import DISCLAIMER
+from .inference import (
+    UploadError,
+    apply_crop,
+    display_image,
+    heatmap_overlay,
+    occlusion_map,
+    parse_crop,
+    png_data_url,
+    read_upload,
+)
+
+main = Blueprint("main", __name__)
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _state() -> dict:
+    return current_app.extensions["mammo"]
+
+
+def _uploaded_image():
+    """(full image, crop, cropped image) from the request's ``file`` field and crop box."""
+    if "file" not in request.files:
+        raise UploadError(400, "No file in the request: send the image in a multipart form field named 'file'.")
+    upload = request.files["file"]
+    data = upload.read()
+    if not data:
+        if not upload.filename:
+            raise UploadError(400, "No file was selected: choose an image to upload.")
+        raise UploadError(400, "The uploaded file is empty.")
+    crop = parse_crop(request.form, min_size=current_app.config["MAMMO_MIN_CROP"])
+    image = read_upload(data, max_pixels=current_app.config["MAMMO_MAX_PIXELS"])
+    del data
+    return image, crop, apply_crop(image, crop)
+
+
+def _flag(name: str) -> bool:
+    return (request.form.get(name) or request.args.get(name) or "").strip().lower() in ("1", "true", "on", "yes")
+
+
+def _predict(image: np.ndarray, *, heatmap: bool, enhanced: bool) -> dict:
+    """Predictions (and optionally the enhanced view and occlusion map) under an inference slot."""
+    state = _state()
+    model = state["model"]
+    out: dict = {}
+    with state["slots"]:
+        t0 = time.perf_counter()
+        try:
+            out["record"] = model.predict_records([image])[0]
+            if enhanced:
+                out["enhanced"] = model.preprocess([image])[0]
+            if heatmap:
+                t1 = time.perf_counter()
+                out["occlusion"] = occlusion_map(
+                    model,
+                    image,
+                    grid=current_app.config["MAMMO_HEATMAP_GRID"],
+                    max_side=current_app.config["MAMMO_HEATMAP_MAX_SIDE"],
+                )
+                out["heatmap_seconds"] = time.perf_counter() - t1
+        except UploadError:
+            raise
+        except ValueError as exc:  # ImageReadError (e.g. a crop of an absurd aspect ratio) is a ValueError
+            raise UploadError(422, f"The image could not be analysed: {exc}") from None
+        out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _occlusion_json(occ: dict) -> dict:
+    return {
+        "grid": int(occ["drop"].shape[0]),
+        "baseline_p_malignant": occ["baseline"],
+        "drop": np.round(occ["drop"], 6).tolist(),
+        "analysed_shape": list(occ["shape"]),
+        "note": "drop[i][j] = P(malignant) minus P(malignant) with cell (row i, column j) of the analysed "
+        "image replaced by its mean grey; positive means that cell raised the score.",
+    }
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+@main.get("/")
+def index():
+    return render_template(
+        "main/index.html",
+        min_crop=current_app.config["MAMMO_MIN_CROP"],
+        max_mb=current_app.config["MAX_CONTENT_LENGTH"] / 2**20,
+        info=_state()["info"],
+        disclaimer=DISCLAIMER,
+    )
+
+
+@main.post("/predict")
+def predict():
+    image, crop, analysed = _uploaded_image()
+    heatmap = _flag("heatmap")
+    res = _predict(analysed, heatmap=heatmap, enhanced=True)
+    size = current_app.config["MAMMO_DISPLAY_SIZE"]
+    enhanced = res["enhanced"]
+    view = {
+        "original": png_data_url(display_image(image, size, crop)),
+        "enhanced": png_data_url(display_image(enhanced.pixels, size)),
+        "flipped": bool(enhanced.flipped),
+        "inverted": bool(enhanced.inverted),
+        "width": image.shape[1],
+        "height": image.shape[0],
+        "crop": crop,
+    }
+    if heatmap:
+        view["heatmap"] = png_data_url(heatmap_overlay(analysed, res["occlusion"], size))
+        view["heatmap_max"] = float(np.abs(res["occlusion"]["drop"]).max())
+    record = res["record"]
+    return render_template(
+        "main/result.html",
+        rec=record,
+        density=_density_rows(record["density"]) if "density" in record else None,
+        view=view,
+        occ=res.get("occlusion"),
+        heatmap_seconds=res.get("heatmap_seconds"),
+        seconds=res["seconds"],
+        provenance=describe_model(),
+        disclaimer=DISCLAIMER,
+    )
+
+
+def _density_rows(density: dict) -> list[dict]:
+    meanings = _state()["model"].metadata.get("tasks", {}).get("density", {}).get("class_meanings", {})
+    return [
+        {
+            "cls": c,
+            "meaning": meanings.get(c, c),
+            "p": p,
+            "predicted": str(density["label"]) == c,
+        }
+        for c, p in density["probabilities"].items()
+    ]
+
+
+def _flatten(value, prefix: str = "", out: list | None = None, limit: int = 60) -> list:
+    out = [] if out is None else out
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out, limit)
+    elif len(out) < limit:
+        if isinstance(value, float):
+            text = f"{value:.4g}"
+        elif isinstance(value, (list, tuple)):
+            text = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
+        else:
+            text = str(value)
+        out.append((prefix, text if len(text) <= 200 else text[:197] + "..."))
+    return out
+
+
+def describe_model() -> dict:
+    """What the page and /healthz say about the model: file, pipeline, training data, metrics, versions."""
+    state = _state()
+    meta = state["model"].metadata
+    tasks = {}
+    for task, t in meta.get("tasks", {}).items():
+        steps = t.get("steps") or []
+        tasks[task] = {
+            "features": t.get("features"),
+            "steps": steps,
+            "n_train": t.get("n_train"),
+            "class_counts": t.get("class_counts"),
+            "threshold": t.get("threshold"),
+        }
+    known = {"tasks", "versions", "cnn_weights", "format_version"}
+    extra = {k: v for k, v in meta.items() if k not in known}
+    cnn = meta.get("cnn_weights") or {}
+    return {
+        "file": state["info"],
+        "tasks": tasks,
+        "cnn_weights_sha256": cnn.get("sha256") if isinstance(cnn, dict) else None,
+        "versions": meta.get("versions") or {},
+        "extra": _flatten(extra),
+    }
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+@api.post("/predict")
+def api_predict():
+    image, crop, analysed = _uploaded_image()
+    heatmap = _flag("heatmap")
+    res = _predict(analysed, heatmap=heatmap, enhanced=False)
+    body = {
+        **res["record"],
+        "image": {"width": image.shape[1], "height": image.shape[0], "crop": crop.as_list() if crop else None},
+        "model": {"file": _state()["info"]["file"], "sha256": _state()["info"]["sha256"],
+                  "pipeline_id": _state()["model"].metadata.get("pipeline_id")},
+        "seconds": round(res["seconds"], 4),
+        "disclaimer": DISCLAIMER,
+    }
+    if heatmap:
+        body["heatmap"] = _occlusion_json(res["occlusion"])
+    return jsonify(body)
+
+
+@api.post("/preview")
+def api_preview():
+    """A PNG thumbnail and the original size, so the page can offer a crop for any format (DICOM, TIFF...)."""
+    if "file" not in request.files:
+        raise UploadError(400, "No file in the request: send the image in a multipart form field named 'file'.")
+    data = request.files["file"].read()
+    image = read_upload(data, max_pixels=current_app.config["MAMMO_MAX_PIXELS"])
+    del data
+    thumb = display_image(image, current_app.config["MAMMO_PREVIEW_SIZE"])
+    return jsonify({"width": image.shape[1], "height": image.shape[0], "preview": png_data_url(thumb),
+                    "preview_width": thumb.width, "preview_height": thumb.height})
+
+
+@main.get("/healthz")
+def healthz():
+    state = _state()
+    meta = state["model"].metadata
+    return jsonify({
+        "status": "ok",
+        "model": {**state["info"], "pipeline_id": meta.get("pipeline_id"), "tasks": sorted(state["model"].pipelines)},
+    })

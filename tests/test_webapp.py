@@ -1,0 +1,508 @@
+"""Flask test-client tests of the web app: every route, every refused input, start-up errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import threading
+import urllib.request
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("flask_wtf", reason="Flask-WTF is needed for the web app's CSRF protection")
+
+from mammo.classifiers import load_model  # noqa: E402
+from mammo.webapp import ModelLoadError, create_app, make_server, serve  # noqa: E402
+from mammo.webapp.__main__ import main as cli_main  # noqa: E402
+from mammo.webapp.demo import fit_demo_model, synthetic_mammogram  # noqa: E402
+from mammo.webapp.inference import Crop, UploadError, apply_crop, heatmap_overlay, occlusion_map, parse_crop  # noqa: E402
+
+MAX_BYTES = 1_500_000
+MAX_PIXELS = 1_000_000
+
+
+# --------------------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    """A small real texture+SVM model fitted once per session on synthetic images."""
+    path = tmp_path_factory.getbasetemp() / "webapp_model" / "demo.joblib"
+    if not path.exists():
+        fit_demo_model(path, n=24, seed=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app(model_path):
+    return create_app(
+        {
+            "MAMMO_MODEL": str(model_path),
+            "TESTING": True,
+            "MAX_CONTENT_LENGTH": MAX_BYTES,
+            "MAMMO_MAX_PIXELS": MAX_PIXELS,
+        }
+    )
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+def png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def mammo_png(seed: int = 1, density: int = 3, size: int = 160) -> bytes:
+    return png(synthetic_mammogram(np.random.default_rng(seed), density, size))
+
+
+def token(client) -> str:
+    html = client.get("/").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def upload(data: bytes, name: str = "scan.png") -> tuple:
+    return (io.BytesIO(data), name)
+
+
+def html_post(client, data: dict):
+    return client.post("/predict", data={"csrf_token": token(client), **data}, content_type="multipart/form-data")
+
+
+def api_post(client, data: dict):
+    return client.post("/api/predict", data=data, content_type="multipart/form-data")
+
+
+def dicom_bytes(arr: np.ndarray, with_pixels: bool = True) -> bytes:
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import DigitalMammographyXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.Modality = "MG"
+    ds.set_pixel_data(arr, "MONOCHROME2", 12)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if not with_pixels:
+        del ds.PixelData
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def decode_data_url(url: str) -> Image.Image:
+    assert url.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+# --------------------------------------------------------------------------- pages and API
+
+
+def test_index_page_has_form_csrf_and_no_inline_code(client):
+    resp = client.get("/")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert 'enctype="multipart/form-data"' in html and 'type="file"' in html and 'name="crop"' in html
+    assert re.search(r'name="csrf_token" value="[^"]{20,}"', html)
+    assert "Research tool, not a diagnosis" in html
+    # CSP forbids inline code: every script is an external file, no style attributes or handlers
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+    assert " style=" not in html and not re.search(r"\son[a-z]+=", html)
+
+
+def test_static_assets_are_local(client):
+    for name in ("style.css", "upload.js"):
+        resp = client.get(f"/static/{name}")
+        assert resp.status_code == 200 and len(resp.data) > 500
+        assert b"http://" not in resp.data and b"https://" not in resp.data
+    html = client.get("/").get_data(as_text=True)
+    assert "http://" not in html and "https://" not in html
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/static/style.css", "/nope", "/api/nope"])
+def test_security_headers_on_every_response(client, path):
+    resp = client.get(path)
+    csp = resp.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "img-src 'self' data:" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_healthz(client, model_path):
+    from mammo.classifiers import file_sha256
+
+    resp = client.get("/healthz")
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["status"] == "ok"
+    assert body["model"]["sha256"] == file_sha256(model_path)
+    assert body["model"]["verified_manifest"] is True
+    assert body["model"]["tasks"] == ["density", "tumour"]
+
+
+def test_debug_off_by_default(app):
+    assert app.debug is False and app.config["DEBUG"] is False
+
+
+def test_api_predict_matches_the_model(client, model_path):
+    data = mammo_png(seed=5)
+    resp = api_post(client, {"file": upload(data)})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    expected = load_model(model_path).predict_records([data])[0]
+    for task in ("density", "tumour"):
+        assert body[task]["label"] == expected[task]["label"]
+        assert body[task]["meaning"] == expected[task]["meaning"]
+        assert body[task]["probabilities"] == pytest.approx(expected[task]["probabilities"], abs=1e-9)
+    assert set(body["density"]["probabilities"]) == {"1", "2", "3", "4"}
+    assert sum(body["density"]["probabilities"].values()) == pytest.approx(1.0)
+    assert body["tumour"]["p_malignant"] == pytest.approx(body["tumour"]["probabilities"]["1"])
+    assert 0 < body["tumour"]["threshold"] < 1
+    assert body["image"] == {"width": 128, "height": 160, "crop": None}
+    assert body["model"]["pipeline_id"] == "demo-texture-svm"
+    assert "not a diagnosis" in body["disclaimer"]
+    assert "heatmap" not in body
+
+
+@pytest.mark.parametrize(
+    "crop_fields",
+    [{"crop": "8,20,100,120"}, {"crop": " 8, 20 ,100,120 "}, {"crop_x": "8", "crop_y": "20", "crop_w": "100", "crop_h": "120"}],
+)
+def test_api_predict_applies_the_crop(client, model_path, crop_fields):
+    raw = synthetic_mammogram(np.random.default_rng(7), 2)
+    resp = api_post(client, {"file": upload(png(raw)), **crop_fields})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["image"]["crop"] == [8, 20, 100, 120]
+    cropped = raw[20:140, 8:108].astype(np.float32) / 255
+    expected = load_model(model_path).predict_records([cropped])[0]
+    assert body["tumour"]["p_malignant"] == pytest.approx(expected["tumour"]["p_malignant"], abs=1e-6)
+    uncropped = api_post(client, {"file": upload(png(raw))}).get_json()
+    assert uncropped["density"]["probabilities"] != body["density"]["probabilities"]
+
+
+def test_api_predict_heatmap(client):
+    resp = api_post(client, {"file": upload(mammo_png(seed=3)), "heatmap": "1"})
+    assert resp.status_code == 200
+    heat = resp.get_json()["heatmap"]
+    drop = np.asarray(heat["drop"])
+    assert heat["grid"] == 8 and drop.shape == (8, 8) and np.isfinite(drop).all()
+    assert heat["baseline_p_malignant"] == pytest.approx(resp.get_json()["tumour"]["p_malignant"], abs=1e-6)
+
+
+def test_api_predict_dicom_and_tiff(client):
+    arr = (synthetic_mammogram(np.random.default_rng(2), 2).astype(np.uint16) * 16)  # 12-bit
+    resp = api_post(client, {"file": upload(dicom_bytes(arr), "scan.dcm")})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="TIFF")
+    resp = api_post(client, {"file": upload(buf.getvalue(), "scan.tif")})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+
+
+def test_preview_returns_thumbnail_and_original_size(app, client):
+    big = synthetic_mammogram(np.random.default_rng(4), 1, size=900)  # 720 x 900
+    for data in (png(big), dicom_bytes(big.astype(np.uint16) * 16)):
+        resp = client.post("/api/preview", data={"file": upload(data)}, content_type="multipart/form-data")
+        assert resp.status_code == 200
+        body = resp.get_json()
+        assert (body["width"], body["height"]) == (720, 900)
+        thumb = decode_data_url(body["preview"])
+        assert max(thumb.size) == app.config["MAMMO_PREVIEW_SIZE"]
+        assert thumb.size == (body["preview_width"], body["preview_height"])
+    bad = client.post("/api/preview", data={"file": upload(b"hello")}, content_type="multipart/form-data")
+    assert bad.status_code == 415 and "not an image" in bad.get_json()["error"]
+
+
+def test_html_predict_shows_everything(client):
+    resp = html_post(client, {"file": upload(mammo_png(seed=9)), "crop": "4,10,110,140", "heatmap": "1"})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200, html
+    assert 'id="density-label"' in html and 'id="p-malignant"' in html and 'id="threshold"' in html
+    images = re.findall(r'<img src="(data:image/png;base64,[^"]+)"', html)
+    assert len(images) == 3  # original, enhanced, heatmap
+    original, enhanced, heat = (decode_data_url(u) for u in images)
+    assert original.size == (128, 160) and original.mode == "RGB"  # crop box drawn in colour
+    assert heat.mode == "RGB" and enhanced.mode == "L"
+    for meaning in ("almost entirely fatty", "extremely dense"):
+        assert meaning in html
+    assert "demo-texture-svm" in html and "glcm, lbp" in html and "scikit-learn" in html
+    assert "Research tool, not a diagnosis" in html
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == [] and " style=" not in html
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+def test_html_predict_requires_csrf_token(client):
+    resp = client.post("/predict", data={"file": upload(mammo_png())}, content_type="multipart/form-data")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "security token" in html and "Traceback" not in html
+    bad = client.post("/predict", data={"file": upload(mammo_png()), "csrf_token": "forged"}, content_type="multipart/form-data")
+    assert bad.status_code == 400 and "security token" in bad.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def truncated_png() -> bytes:
+    data = png(np.random.default_rng(0).integers(0, 256, (128, 128), dtype=np.uint8))
+    return data[: len(data) // 2]
+
+
+BAD_UPLOADS = {
+    "empty upload": ({"file": upload(b"")}, 400, "empty"),
+    "no file selected": ({"file": upload(b"", "")}, 400, "No file was selected"),
+    "no file field": ({"other": "x"}, 400, "No file in the request"),
+    "non-image": ({"file": upload(b"%PDF-1.4 not an image at all" * 10)}, 415, "not an image"),
+    "truncated image": ({"file": upload(truncated_png())}, 400, "truncated"),
+    "pixel count over limit": ({"file": upload(png(np.zeros((1001, 1000), np.uint8)))}, 413, "too many pixels"),
+    "too small": ({"file": upload(png(np.zeros((8, 8), np.uint8)))}, 422, "shape"),
+    "crop not numbers": ({"file": upload(mammo_png()), "crop": "a,b,c,d"}, 400, "Bad crop box"),
+    "crop three values": ({"file": upload(mammo_png()), "crop": "1,2,30"}, 400, "Bad crop box"),
+    "crop negative": ({"file": upload(mammo_png()), "crop": "-1,0,40,40"}, 400, "Bad crop box"),
+    "crop float": ({"file": upload(mammo_png()), "crop": "1.5,0,40,40"}, 400, "Bad crop box"),
+    "crop too small": ({"file": upload(mammo_png()), "crop": "0,0,40,5"}, 400, "at least 16"),
+    "crop outside image": ({"file": upload(mammo_png()), "crop": "100,0,40,40"}, 400, "does not fit"),
+    "crop fields partial": ({"file": upload(mammo_png()), "crop_x": "1", "crop_y": "2"}, 400, "must all be given"),
+    "crop both forms": ({"file": upload(mammo_png()), "crop": "0,0,20,20", "crop_x": "0"}, 400, "not both"),
+    "crop absurd aspect": ({"file": upload(mammo_png(size=400)), "crop": "0,0,16,400"}, 422, "could not be analysed"),
+}
+
+
+def unsupported_dicom() -> bytes:
+    return dicom_bytes(np.zeros((32, 32), np.uint16), with_pixels=False)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UPLOADS) + ["unsupported DICOM", "body over MAX_CONTENT_LENGTH"])
+@pytest.mark.parametrize("kind", ["api", "html"])
+def test_bad_input_gives_clear_4xx(client, case, kind):
+    if case == "unsupported DICOM":
+        data, status, text = {"file": upload(unsupported_dicom(), "x.dcm")}, 415, "DICOM"
+    elif case == "body over MAX_CONTENT_LENGTH":
+        data, status, text = {"file": upload(b"\0" * (MAX_BYTES + 10))}, 413, "larger than the limit"
+    else:
+        data, status, text = BAD_UPLOADS[case]
+        data = {k: (io.BytesIO(v[0].getvalue()), v[1]) if isinstance(v, tuple) else v for k, v in data.items()}
+    resp = api_post(client, data) if kind == "api" else html_post(client, data)
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == status, body
+    assert "Traceback" not in body and "scan.png" not in body
+    if kind == "api":
+        assert resp.is_json and text in resp.get_json()["error"] and resp.get_json()["status"] == status
+    else:
+        assert resp.mimetype == "text/html" and text in body and 'id="error"' in body
+
+
+@pytest.mark.parametrize(
+    "method, path, json_expected",
+    [("GET", "/predict", False), ("GET", "/api/predict", True), ("GET", "/api/preview", True),
+     ("POST", "/healthz", True), ("PUT", "/", False), ("DELETE", "/api/predict", True)],
+)
+def test_wrong_method_gives_405(client, method, path, json_expected):
+    resp = client.open(path, method=method)
+    assert resp.status_code == 405
+    assert "POST" in resp.headers["Allow"] or "GET" in resp.headers["Allow"]
+    assert resp.is_json == json_expected
+    assert "Method Not Allowed" in resp.get_data(as_text=True)
+
+
+def test_not_found(client):
+    assert client.get("/api/nothing").status_code == 404 and client.get("/api/nothing").is_json
+    page = client.get("/nothing")
+    assert page.status_code == 404 and page.mimetype == "text/html"
+
+
+def test_internal_error_is_plain_500(app, client, monkeypatch):
+    model = app.extensions["mammo"]["model"]
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(model, "predict_records", boom)
+    for resp in (api_post(client, {"file": upload(mammo_png())}), html_post(client, {"file": upload(mammo_png())})):
+        body = resp.get_data(as_text=True)
+        assert resp.status_code == 500
+        assert "Internal error" in body and "secret internal detail" not in body and "Traceback" not in body
+
+
+def test_uploads_stay_in_memory_and_out_of_logs(client, monkeypatch, caplog):
+    import tempfile
+
+    import werkzeug.formparser
+
+    def no_disk(*a, **k):
+        raise AssertionError("an upload was about to be written to a temporary file")
+
+    for mod in (tempfile, werkzeug.formparser):
+        for name in ("TemporaryFile", "SpooledTemporaryFile", "NamedTemporaryFile"):
+            if hasattr(mod, name):
+                monkeypatch.setattr(mod, name, no_disk)
+    big = png(np.random.default_rng(0).integers(0, 256, (900, 900), dtype=np.uint8))  # > 500 KB spool size
+    assert len(big) > 600_000
+    caplog.set_level("DEBUG")
+    resp = api_post(client, {"file": upload(big, "patient-jane-doe.png")})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert "patient-jane-doe" not in caplog.text and "patient-jane-doe" not in resp.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_parse_crop_and_apply_crop():
+    assert parse_crop({}) is None and parse_crop({"crop": "  "}) is None
+    assert parse_crop({"crop": "1,2,30,40"}) == Crop(1, 2, 30, 40)
+    img = np.arange(100 * 80, dtype=np.float32).reshape(100, 80)
+    out = apply_crop(img, Crop(10, 20, 30, 40))
+    assert out.shape == (40, 30) and out[0, 0] == img[20, 10] and out.flags.c_contiguous
+    assert apply_crop(img, Crop(50, 60, 30, 40)).shape == (40, 30)  # touching the edges is fine
+    with pytest.raises(UploadError, match="does not fit"):
+        apply_crop(img, Crop(51, 60, 30, 40))
+
+
+class _FakeModel:
+    """P(malignant) = contrast inside the top-left cell of an 8x8 grid: only that cell should matter."""
+
+    def __init__(self):
+        self.batches = []
+
+    def predict_proba(self, images):
+        self.batches.append(len(images))
+        p = np.array([float(np.std(im[: im.shape[0] // 8, : im.shape[1] // 8])) for im in images])
+        return {"tumour": np.column_stack([1 - p, p])}
+
+
+def test_occlusion_map_finds_the_cell_that_drives_the_score():
+    rng = np.random.default_rng(0)
+    img = rng.random((160, 128)).astype(np.float32)
+    fake = _FakeModel()
+    occ = occlusion_map(fake, img, grid=8, max_side=512)
+    drop = occ["drop"]
+    assert drop.shape == (8, 8) and occ["baseline"] == pytest.approx(np.std(img[:20, :16]), rel=1e-5)
+    assert drop[0, 0] == pytest.approx(occ["baseline"], rel=1e-5)  # flattening the cell removes all contrast
+    assert np.abs(np.delete(drop.ravel(), 0)).max() < 1e-6
+    assert sum(fake.batches) == 65 and len(fake.batches) == 2  # 1 + 64 images, in few calls
+    overlay = np.asarray(heatmap_overlay(img, occ, 512))
+    assert overlay.shape == (160, 128, 3)
+    red_cell, other = overlay[:20, :16].astype(int), overlay[40:60, 40:60].astype(int)
+    assert (red_cell[..., 0] - red_cell[..., 2]).mean() > 50 and abs((other[..., 0] - other[..., 2]).mean()) < 2
+
+
+def test_occlusion_map_shrinks_large_images():
+    fake = _FakeModel()
+    occ = occlusion_map(fake, np.random.default_rng(1).random((1000, 800)).astype(np.float32), grid=4, max_side=200)
+    assert occ["shape"] == (200, 160) and occ["drop"].shape == (4, 4)
+
+
+# --------------------------------------------------------------------------- start-up, serving, CLI
+
+
+def test_model_from_environment_variable(model_path, monkeypatch):
+    monkeypatch.setenv("MAMMO_MODEL", str(model_path))
+    app = create_app({"MAMMO_WARMUP": False})
+    assert app.test_client().get("/healthz").get_json()["model"]["file"] == model_path.name
+
+
+def test_startup_errors_are_clear(tmp_path, model_path, monkeypatch):
+    monkeypatch.delenv("MAMMO_MODEL", raising=False)
+    with pytest.raises(ModelLoadError, match="No model configured"):
+        create_app()
+    with pytest.raises(ModelLoadError, match="not found"):
+        create_app({"MAMMO_MODEL": str(tmp_path / "missing.joblib")})
+    joblib.dump({"not": "a model"}, tmp_path / "dict.joblib")
+    with pytest.raises(ModelLoadError, match="Not a mammo model"):
+        create_app({"MAMMO_MODEL": str(tmp_path / "dict.joblib")})
+    (tmp_path / "junk.joblib").write_bytes(b"this is not a pickle")
+    with pytest.raises(ModelLoadError, match="Could not load"):
+        create_app({"MAMMO_MODEL": str(tmp_path / "junk.joblib")})
+    # A model whose bytes no longer match its manifest is refused before unpickling.
+    tampered = tmp_path / "tampered.joblib"
+    tampered.write_bytes(model_path.read_bytes() + b"\0")
+    (tmp_path / "tampered.joblib.manifest.json").write_text(Path(str(model_path) + ".manifest.json").read_text())
+    with pytest.raises(ModelLoadError, match="integrity"):
+        create_app({"MAMMO_MODEL": str(tampered)})
+
+
+def test_waitress_server_serves_the_app(app):
+    server = make_server(app, "127.0.0.1", 0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.effective_port}/healthz", timeout=10) as resp:
+            assert resp.status == 200 and b'"status":"ok"' in resp.read()
+    finally:
+        server.close()
+        thread.join(5)
+
+
+def test_serve_prints_the_address(model_path, monkeypatch, capsys):
+    import mammo.webapp as webapp
+
+    real = webapp.make_server
+    seen = {}
+
+    def fake_make_server(app, host, port, threads):
+        server = real(app, host, port, threads)
+        seen["port"] = server.effective_port
+
+        def run():
+            raise KeyboardInterrupt
+
+        server.run = run
+        return server
+
+    monkeypatch.setattr(webapp, "make_server", fake_make_server)
+    serve(model_path, host="127.0.0.1", port=0, threads=1)
+    assert f"http://127.0.0.1:{seen['port']}/" in capsys.readouterr().out
+
+
+def test_cli_help_and_missing_model(capsys, tmp_path, monkeypatch):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "--model" in out and "--port" in out and "/api/predict" in out
+    monkeypatch.delenv("MAMMO_MODEL", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        cli_main([])
+    assert exc.value.code == 2 and "no model given" in capsys.readouterr().err
+    assert cli_main(["--model", str(tmp_path / "missing.joblib")]) == 2
+    assert "Model file not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- real CNN pipeline
+
+
+CNN_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+@pytest.mark.slow
+def test_cnn_model_predicts_with_heatmap_in_time(tmp_path_factory):
+    import os
+    import time
+
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    if not (keras_home / "models" / CNN_WEIGHTS).is_file():
+        pytest.skip(f"MobileNetV2 weights not in {keras_home}/models (set KERAS_HOME)")
+    path = fit_demo_model(tmp_path_factory.mktemp("cnn") / "cnn.joblib", n=16, feature_set="cnn")
+    client = create_app({"MAMMO_MODEL": str(path), "TESTING": True}).test_client()
+    img = png(synthetic_mammogram(np.random.default_rng(11), 3, size=224))
+    t0 = time.perf_counter()
+    resp = api_post(client, {"file": upload(img), "heatmap": "1"})
+    elapsed = time.perf_counter() - t0
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert np.asarray(body["heatmap"]["drop"]).shape == (8, 8)
+    assert np.abs(np.asarray(body["heatmap"]["drop"])).max() > 0  # the CNN sees the occlusions
+    assert elapsed < 15, f"CNN prediction + heatmap took {elapsed:.1f} s"
