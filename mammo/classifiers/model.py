@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import platform
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +79,11 @@ class MammogramModel:
         training-data summary, library versions and the CNN weights' sha256.
     batch_size : int
         Images per streamed chunk in :meth:`predict_proba`.
+    n_jobs : int or None
+        Chunks processed at once by threads (None: one per CPU core). With
+        two in flight, one chunk's reading, enhancement and texture overlap
+        the other's CNN forward pass (ONNX Runtime and most of scikit-image
+        release the GIL); memory stays at ``n_jobs`` chunks.
 
     Examples
     --------
@@ -88,7 +95,8 @@ class MammogramModel:
 
     pipelines: dict
     metadata: dict = field(default_factory=dict)
-    batch_size: int = 64
+    batch_size: int = 32
+    n_jobs: int | None = None
 
     # ---------------------------------------------------------------- fitting
     def fit(self, images, *, progress: bool = False, **labels) -> "MammogramModel":
@@ -160,14 +168,18 @@ class MammogramModel:
         """Features per task, each image read and each block computed once, in streamed chunks."""
         images = list(images) if mask is None else [im for im, keep in zip(images, mask) if keep]
         chunks: dict = {task: [] for task in self.pipelines}
-        bar = tqdm(total=len(images), desc="features", unit="img", disable=not progress)
-        for start in range(0, len(images), self.batch_size):
-            batch = images[start : start + self.batch_size]
+        steps = {task: _split(pipe)[0] for task, pipe in self.pipelines.items()}
+
+        def featurise(batch):
             cache: dict = {}
-            for task, pipe in self.pipelines.items():
-                chunks[task].append(_run_stateless(_split(pipe)[0], batch, cache))
-            bar.update(len(batch))
-        bar.close()
+            return len(batch), {task: _run_stateless(s, batch, cache) for task, s in steps.items()}
+
+        batches = (images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size))
+        with tqdm(total=len(images), desc="features", unit="img", disable=not progress) as bar:
+            for n, feats in _ordered_map(featurise, batches, self.n_jobs or os.cpu_count() or 1):
+                for task, f in feats.items():
+                    chunks[task].append(f)
+                bar.update(n)
         return {task: np.concatenate(parts) if parts else np.empty((0, 0), np.float32) for task, parts in chunks.items()}
 
     def predict_proba(self, images, *, progress: bool = False) -> dict:
@@ -223,6 +235,21 @@ class MammogramModel:
         manifest = {"file": path.name, "sha256": file_sha256(path), "metadata": self.metadata}
         Path(str(path) + ".manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         return path
+
+
+def _ordered_map(fn, items, workers: int):
+    """``map(fn, items)`` on ``workers`` threads, in order, with at most ``workers`` items in flight."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _blocks(pipe: Pipeline):

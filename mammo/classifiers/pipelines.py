@@ -97,7 +97,7 @@ def make_pipeline(
     feature_set: str = "combined",
     model: str = "xgboost",
     *,
-    texture_size: int = 512,
+    texture_size: int = 256,
     weights: str = "imagenet",
     cnn_input_size: int = 224,
     flip_tta: bool = False,

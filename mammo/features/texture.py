@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+from skimage.transform import downscale_local_mean
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .region import as_mammogram
 
-__all__ = ["GLCM_PROPS", "glcm_features", "lbp_features", "GLCMFeatures", "LBPFeatures"]
+__all__ = ["GLCM_PROPS", "glcm_features", "lbp8_uniform", "lbp_features", "GLCMFeatures", "LBPFeatures"]
 
 GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "ASM", "correlation", "entropy")
 _ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)
@@ -50,6 +51,40 @@ def glcm_features(
     return np.concatenate(feats).astype(np.float32)
 
 
+def _uniform_lut(points: int = 8) -> np.ndarray:
+    """Map each P-bit pattern to its rotation-invariant uniform code, numbered as scikit-image does."""
+    codes = np.arange(2**points)
+    bits = (codes[:, None] >> np.arange(points)) & 1
+    transitions = (bits != np.roll(bits, 1, axis=1)).sum(axis=1)
+    return np.where(transitions <= 2, bits.sum(axis=1), points + 1).astype(np.uint8)
+
+
+_LUT8 = _uniform_lut(8)
+# Neighbour offsets (row, col) in circular order.
+_RING8 = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
+
+
+def lbp8_uniform(image: np.ndarray) -> np.ndarray:
+    """Uniform LBP codes (0..9) of the 8 pixels around each pixel (3x3 neighbourhood).
+
+    The same codes as ``local_binary_pattern(image, 8, 1, "uniform")``
+    except that diagonal neighbours are the corner pixels rather than
+    bilinear samples at distance 1 (Ojala et al.'s original operator).
+    scikit-image interpolates every sample in a Python-level loop per pixel,
+    which at ~4 ms per 256 px image was the slowest step of the pipeline;
+    eight shifted comparisons and a lookup table take a tenth of that.
+    Border pixels compare against their edge-replicated neighbours.
+    """
+    img = np.asarray(image)
+    padded = np.pad(img, 1, mode="edge")
+    h, w = img.shape
+    pattern = np.zeros((h, w), dtype=np.uint8)
+    for bit, (dr, dc) in enumerate(_RING8):
+        neighbour = padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+        pattern |= (neighbour >= img).astype(np.uint8) << bit
+    return _LUT8[pattern]
+
+
 def lbp_features(
     image: np.ndarray,
     mask: np.ndarray | None = None,
@@ -57,21 +92,34 @@ def lbp_features(
     radii=(1, 2, 4),
     points: int = 8,
 ) -> np.ndarray:
-    """Uniform LBP histograms (``points`` samples at each radius) inside ``mask``.
+    """Uniform LBP histograms at several radii inside ``mask``.
 
-    The mask is eroded by r so that codes never read outside the breast.
+    Radius r is sampled as in multi-block LBP (Liao et al., 2007): the image
+    is averaged over r x r blocks (:func:`skimage.transform.downscale_local_mean`)
+    and the LBP runs at radius 1 on that. Block means are less noisy than
+    single pixels r apart, and the work falls with 1/r^2 instead of growing
+    with r. The mask is eroded by one block so codes never read outside the
+    breast. With ``points=8`` the codes come from :func:`lbp8_uniform` (the
+    classic 3x3 operator, vectorised); otherwise from
+    :func:`skimage.feature.local_binary_pattern`.
 
     Returns
     -------
     ndarray of shape (len(radii) * (points + 2),), one normalised histogram per radius.
     """
-    grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    image = np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    mask = np.ones(image.shape, bool) if mask is None else mask
     out = []
-    p = points
     for r in radii:
-        codes = local_binary_pattern(grey, p, r, method="uniform")
-        inside = ndi.binary_erosion(mask, iterations=r) if mask is not None else slice(None)
-        hist = np.bincount(codes[inside].astype(np.int64), minlength=p + 2)[: p + 2].astype(np.float64)
+        if r > 1:
+            img_r = downscale_local_mean(image, (r, r))
+            mask_r = downscale_local_mean(mask.astype(np.float32), (r, r)) > 0.99
+        else:
+            img_r, mask_r = image, mask
+        grey = (img_r * 255).astype(np.uint8)
+        codes = lbp8_uniform(grey) if points == 8 else local_binary_pattern(grey, points, 1, method="uniform")
+        inside = ndi.binary_erosion(mask_r)
+        hist = np.bincount(codes[inside].astype(np.int64), minlength=points + 2)[: points + 2].astype(np.float64)
         out.append(hist / max(hist.sum(), 1.0))
     return np.concatenate(out).astype(np.float32)
 
@@ -150,10 +198,9 @@ class LBPFeatures(_ImageFeatures):
     Parameters
     ----------
     radii : tuple of int, default=(1, 2, 4)
-        Radii in pixels.
+        Radii in pixels (multi-block LBP, see :func:`lbp_features`).
     points : int, default=8
-        Sampling points per radius (8 keeps it fast; 8 r is the classic
-        choice for larger radii).
+        Sampling points per radius.
 
     Examples
     --------

@@ -1,0 +1,135 @@
+"""Throughput of the image -> probability pipeline against a bare Keras MobileNetV2.
+
+Prints, in one run on the same images: images/s of bare Keras ``predict``
+(batch 32, 224x224), of each pipeline step and feature block, and of the full
+two-task ``predict_proba`` from files; the ratio full time / bare time for the
+same number of CNN inputs (target <= 1.25); and peak RSS after predicting
+``--rss-images`` files (target <= 2.5 GB).
+
+    python benchmarks/bench_pipeline.py --data dphi --n 320
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def image_paths(kind: str, n: int) -> list[str]:
+    folder = {"dphi": "dphi-sprint31/train", "rsna": "rsna-screening/images", "mias": "mini-mias"}[kind]
+    pattern = "*.png" if kind == "mias" else "*.jpg"
+    paths = sorted(str(p) for p in (SHARED / folder).glob(pattern))
+    if not paths:
+        sys.exit(f"no images under {SHARED / folder}: this benchmark needs ../shared/data")
+    rng = np.random.default_rng(0)
+    return [paths[i] for i in rng.choice(len(paths), size=n, replace=n > len(paths))]
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def timed(fn, *args, repeats: int = 1):
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        gc.collect()
+        t = time.perf_counter()
+        out = fn(*args)
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB -> GB on Linux
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["dphi", "rsna", "mias"], default="dphi", help="image source (default: dphi)")
+    parser.add_argument("--n", type=int, default=320, help="images per timing (default: 320)")
+    parser.add_argument("--feature-set", default="combined", help="feature set of the full pipeline (default: combined)")
+    parser.add_argument("--model", default="xgboost", help="classifier of the full pipeline (default: xgboost)")
+    parser.add_argument("--texture-size", type=int, default=None, help="working resolution (default: the pipeline's)")
+    parser.add_argument("--rss-images", type=int, default=1000, help="images for the peak-RSS run (0 skips it)")
+    parser.add_argument("--repeats", type=int, default=2, help="timings per measurement; the best counts")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from mammo.classifiers import MammogramModel, make_pipeline
+    from mammo.features import BreastCropper, CNNEmbedding, Enhancer, GLCMFeatures, ImageReader, LBPFeatures
+
+    paths = image_paths(args.data, args.n)
+    n = len(paths)
+    kw = {} if args.texture_size is None else {"texture_size": args.texture_size}
+    model = MammogramModel({t: make_pipeline(t, args.feature_set, args.model, **kw) for t in ("density", "tumour")})
+    rng = np.random.default_rng(0)
+    fit_paths = image_paths(args.data, 48)
+    model.fit(fit_paths, density=rng.integers(1, 5, 48), tumour=np.arange(48) % 2)
+    cnn_blocks = [b for _, b in model.pipelines["density"].named_steps["features"].transformer_list if isinstance(b, CNNEmbedding)]
+    cnn_inputs = n * (2 if cnn_blocks and cnn_blocks[0].flip_tta else 1) if cnn_blocks else n
+
+    bare = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, pooling="avg", weights="imagenet")
+    x = rng.uniform(-1, 1, size=(cnn_inputs, 224, 224, 3)).astype(np.float32)
+    bare.predict(x[:32], batch_size=32, verbose=0)
+
+    figures: dict = {"data": args.data, "n_images": n, "cnn_inputs": cnn_inputs, "pipeline": f"{args.feature_set}+{args.model}"}
+    full_paths = list(paths)
+    model.predict_proba(full_paths[:32])  # warm-up
+    t_bare, t_full = float("inf"), float("inf")
+    for _ in range(args.repeats):  # interleaved, so both see the same machine load
+        t_bare = min(t_bare, timed(lambda: bare.predict(x, batch_size=32, verbose=0))[0])
+        t_full = min(t_full, timed(model.predict_proba, full_paths)[0])
+    figures["bare_keras_predict_img_s"] = rate(cnn_inputs, t_bare)
+    figures["full_predict_proba_img_s"] = rate(n, t_full)
+    figures["ratio_full_over_bare"] = t_full / t_bare
+
+    # Per-step throughput, single-threaded, each on the previous step's output.
+    steps = model.pipelines["density"].named_steps
+    reader, cropper, enhancer = steps["read"], steps["crop"], steps["enhance"]
+    t, grey = timed(reader.transform, paths)
+    figures["step_read_img_s"] = rate(n, t)
+    t, crops = timed(cropper.transform, grey)
+    figures["step_crop_img_s"] = rate(n, t)
+    t, enhanced = timed(enhancer.transform, crops)
+    figures["step_enhance_img_s"] = rate(n, t)
+    for name, block in [("glcm", GLCMFeatures()), ("lbp", LBPFeatures())]:
+        block.fit(enhanced[:1])
+        figures[f"block_{name}_img_s"] = rate(n, timed(block.transform, enhanced)[0])
+    for backend in ("onnx", "keras"):
+        block = CNNEmbedding(backend=backend).fit(enhanced[:1])
+        block.transform(enhanced[:32])
+        figures[f"block_cnn_{backend}_img_s"] = rate(n, timed(block.transform, enhanced, repeats=args.repeats)[0])
+    del grey, crops, enhanced
+
+    if args.rss_images:
+        many = image_paths(args.data, args.rss_images)
+        t = timed(model.predict_proba, many)[0]
+        figures["rss_images"] = len(many)
+        figures["rss_run_img_s"] = rate(len(many), t)
+    figures["peak_rss_gb"] = peak_rss_gb()
+
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value:.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    print(f"target: ratio_full_over_bare <= 1.25 -> {'MET' if figures['ratio_full_over_bare'] <= 1.25 else 'NOT MET'}")
+    print(f"target: peak_rss_gb <= 2.5 -> {'MET' if figures['peak_rss_gb'] <= 2.5 else 'NOT MET'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
