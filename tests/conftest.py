@@ -1,0 +1,103 @@
+"""Shared fixtures: synthetic mammograms, the real-data folder, and offline CNN weights."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+WEIGHTS_FILE = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def pytest_configure(config):
+    # The CNN tests need the ImageNet weights. Offline (these machines), point
+    # Keras' cache at a copy of ../shared/weights unless KERAS_HOME already
+    # holds them; must happen before keras is imported.
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    if not (home / "models" / WEIGHTS_FILE.name).is_file() and WEIGHTS_FILE.is_file():
+        home = Path(config.rootpath) / ".pytest_cache" / "keras_home"
+        (home / "models").mkdir(parents=True, exist_ok=True)
+        target = home / "models" / WEIGHTS_FILE.name
+        if not target.is_file():
+            shutil.copyfile(WEIGHTS_FILE, target)
+        os.environ["KERAS_HOME"] = str(home)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def weights_available() -> bool:
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return (home / "models" / WEIGHTS_FILE.name).is_file()
+
+
+needs_weights = pytest.mark.skipif(
+    not weights_available() and not WEIGHTS_FILE.is_file(),
+    reason="MobileNetV2 ImageNet weights not found in $KERAS_HOME/models nor ../shared/weights",
+)
+
+
+def synthetic_mammogram(rng, density: int = 2, tumour: int = 0, shape=(192, 160), side="left", inverted=False):
+    """A grey image that looks enough like a mammogram to exercise every step.
+
+    A bright half-ellipse breast against the chest wall on ``side``, textured
+    noise whose brightness and fraction of dense blobs grow with ``density``,
+    a small bright spiculated blob when ``tumour``, and a film label in a
+    background corner that segmentation must drop.
+    """
+    h, w = shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    cx = 0 if side == "left" else w - 1
+    breast = ((rows - h / 2) / (0.42 * h)) ** 2 + ((cols - cx) / (0.7 * w)) ** 2 <= 1
+    img = np.full(shape, 0.03, np.float32) + rng.normal(0, 0.01, shape).astype(np.float32)
+    tissue = 0.35 + 0.08 * density + 0.05 * rng.standard_normal(shape)
+    blobs = rng.random(shape) < 0.01 * density
+    tissue = tissue + 0.25 * np.minimum(1, _blur(blobs.astype(np.float32), 3) * 8)
+    img[breast] = tissue[breast]
+    if tumour:
+        r0, c0 = int(h * rng.uniform(0.35, 0.65)), int(abs(cx - w * rng.uniform(0.2, 0.4)))
+        spot = ((rows - r0) ** 2 + (cols - c0) ** 2) < (0.05 * h) ** 2
+        img[spot & breast] = 0.95
+    img[4:14, w - 24 if side == "left" else 8 : w - 8 if side == "left" else 24] = 1.0  # film label
+    img = np.clip(img, 0, 1)
+    return 1 - img if inverted else img
+
+
+def _blur(a, sigma):
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(a, sigma)
+
+
+@pytest.fixture(scope="session")
+def synthetic_set(tmp_path_factory):
+    """48 synthetic mammograms saved as PNG, with density (1-4) and tumour (0/1) labels."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("synthetic")
+    rng = np.random.default_rng(0)
+    paths, density, tumour = [], [], []
+    for i in range(48):
+        d, t = i % 4 + 1, (i // 4) % 2
+        img = synthetic_mammogram(rng, d, t, side="left" if i % 3 else "right", inverted=i % 7 == 0)
+        path = folder / f"img_{i:03d}.png"
+        Image.fromarray((img * 255).astype(np.uint8)).save(path)
+        paths.append(str(path))
+        density.append(d)
+        tumour.append(t)
+    return paths, np.array(density), np.array(tumour)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def require_data(*parts: str) -> Path:
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (../shared/data beside the checkout)")
+    return path

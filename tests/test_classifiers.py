@@ -1,0 +1,195 @@
+"""Meta-estimators, task pipelines and the two-task model artifact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from conftest import needs_weights, require_data
+from mammo.classifiers import (
+    ArtifactIntegrityError,
+    ClassWeighted,
+    MammogramModel,
+    OrdinalClassifier,
+    load_model,
+    make_classifier,
+    make_pipeline,
+)
+from mammo.features.region import BreastCropper
+
+
+@parametrize_with_checks([ClassWeighted(LogisticRegression()), OrdinalClassifier(LogisticRegression())])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_class_weighted_balances(rng):
+    X = rng.normal(size=(400, 2))
+    y = (X[:, 0] + 0.5 * rng.normal(size=400) > 1.3).astype(int)  # ~10% positives
+    plain = LogisticRegression().fit(X, y).predict(X).mean()
+    balanced = ClassWeighted(LogisticRegression()).fit(X, y).predict(X).mean()
+    assert balanced > 1.5 * plain
+
+
+def test_ordinal_probabilities_are_coherent(rng):
+    z = rng.normal(size=600)
+    X = np.column_stack([z + 0.3 * rng.normal(size=600), rng.normal(size=600)])
+    y = np.digitize(z, [-0.8, 0, 0.8]) + 1
+    est = OrdinalClassifier(LogisticRegression()).fit(X, y)
+    p = est.predict_proba(X)
+    assert p.shape == (600, 4) and np.allclose(p.sum(axis=1), 1) and (p >= 0).all()
+    assert list(est.classes_) == [1, 2, 3, 4]
+    assert (est.predict(X) == y).mean() > 0.6
+    # Ordinal: the expected class rises with the latent score.
+    expected = p @ est.classes_
+    assert np.corrcoef(expected, z)[0, 1] > 0.85
+
+
+def test_make_pipeline_steps_and_errors():
+    assert [n for n, _ in make_pipeline("density", "texture", "svm").steps] == ["read", "crop", "enhance", "features", "scale", "clf"]
+    assert [n for n, _ in make_pipeline("tumour", "cnn", "xgboost").steps] == ["read", "crop", "enhance", "features", "clf"]
+    assert isinstance(make_classifier("density", "svm"), OrdinalClassifier)
+    for bad in [dict(task="age"), dict(task="density", feature_set="sift"), dict(task="density", model="knn")]:
+        with pytest.raises(ValueError, match="must be one of"):
+            make_pipeline(**bad)
+
+
+@pytest.fixture(scope="module")
+def texture_model(synthetic_set):
+    paths, density, tumour = synthetic_set
+    model = MammogramModel({t: make_pipeline(t, "texture", "svm") for t in ("density", "tumour")})
+    return model.fit(paths, density=density, tumour=tumour)
+
+
+def test_model_predicts_both_tasks(texture_model, synthetic_set):
+    paths, density, tumour = synthetic_set
+    proba = texture_model.predict_proba(paths)
+    assert proba["density"].shape == (48, 4) and proba["tumour"].shape == (48, 2)
+    for p in proba.values():
+        np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-6)
+    # Synthetic density is a brightness/texture ramp: the fit must pick it up.
+    assert np.corrcoef(proba["density"] @ np.arange(1, 5), density)[0, 1] > 0.5
+    labels = texture_model.predict(paths)
+    assert set(labels["density"]) <= {1, 2, 3, 4} and set(labels["tumour"]) <= {0, 1}
+    rec = texture_model.predict_records(paths[:1])[0]
+    assert set(rec) == {"density", "tumour"} and 0 <= rec["tumour"]["p_malignant"] <= 1
+    assert rec["density"]["meaning"].startswith(("A", "B", "C", "D"))
+    json.dumps(rec)
+
+
+def test_each_pipeline_alone_matches_model(texture_model, synthetic_set):
+    paths = synthetic_set[0][:5]
+    proba = texture_model.predict_proba(paths)
+    for task, pipe in texture_model.pipelines.items():
+        np.testing.assert_allclose(pipe.predict_proba(paths), proba[task], rtol=1e-6)
+
+
+def test_image_work_runs_once_for_both_tasks(texture_model, synthetic_set, monkeypatch):
+    calls = []
+    original = BreastCropper.transform
+    monkeypatch.setattr(BreastCropper, "transform", lambda self, X: calls.append(len(X)) or original(self, X))
+    texture_model.predict_proba(synthetic_set[0][:10])
+    assert sum(calls) == 10
+
+
+def test_metadata(texture_model):
+    meta = texture_model.metadata
+    assert meta["tasks"]["density"]["classes"] == [1, 2, 3, 4]
+    assert meta["tasks"]["tumour"]["class_meanings"]["1"].startswith("Malignant")
+    assert meta["tasks"]["density"]["n_train"] == 48 and meta["tasks"]["density"]["features"] == ["glcm", "lbp"]
+    assert "scikit-learn" in meta["versions"] and meta["cnn_weights"] is None
+
+
+def test_missing_labels_exclude_image_from_that_task_only(synthetic_set):
+    paths, density, tumour = synthetic_set
+    d = density.astype(float)
+    d[:10] = np.nan
+    model = MammogramModel({t: make_pipeline(t, "texture", "svm") for t in ("density", "tumour")})
+    model.fit(paths, density=d, tumour=tumour)
+    assert model.metadata["tasks"]["density"]["n_train"] == 38
+    assert model.metadata["tasks"]["tumour"]["n_train"] == 48
+    with pytest.raises(ValueError, match="labels"):
+        model.fit(paths, density=density[:5], tumour=tumour)
+    with pytest.raises(ValueError, match="no labels"):
+        model.fit(paths, density=density)
+
+
+def test_save_load_manifest(texture_model, synthetic_set, tmp_path):
+    path = texture_model.save(tmp_path / "m.joblib")
+    manifest = tmp_path / "m.joblib.manifest.json"
+    loaded = load_model(path, manifest=manifest)
+    np.testing.assert_array_equal(loaded.predict_proba(synthetic_set[0][:3])["tumour"], texture_model.predict_proba(synthetic_set[0][:3])["tumour"])
+    sha = json.loads(manifest.read_text())["sha256"]
+    assert load_model(path, manifest=sha).metadata == texture_model.metadata
+    tampered = tmp_path / "t.joblib"
+    tampered.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(ArtifactIntegrityError):
+        load_model(tampered, manifest=manifest)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "none.joblib")
+    joblib.dump({"not": "a model"}, tmp_path / "other.joblib")
+    with pytest.raises(TypeError, match="MammogramModel"):
+        load_model(tmp_path / "other.joblib")
+
+
+def test_bad_image_raises_documented_error(texture_model, tmp_path):
+    from mammo.features.io import ImageReadError
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ImageReadError):
+        texture_model.predict_proba([str(bad)])
+
+
+@needs_weights
+def test_cnn_model_round_trip_in_fresh_process(synthetic_set, tmp_path):
+    paths, density, tumour = synthetic_set
+    model = MammogramModel({t: make_pipeline(t, "combined", "xgboost") for t in ("density", "tumour")})
+    model.fit(paths, density=density, tumour=tumour)
+    assert len(model.metadata["cnn_weights"]["sha256"]) == 64
+    path = model.save(tmp_path / "cnn.joblib")
+    expected = model.predict_proba(paths[:6])
+    code = (
+        "import json, sys, joblib\n"
+        "m = joblib.load(sys.argv[1])\n"
+        "p = m.predict_proba(json.loads(sys.argv[2]))\n"
+        "print(json.dumps({k: v.tolist() for k, v in p.items()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(paths[:6])], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for task in ("density", "tumour"):
+        np.testing.assert_array_equal(np.asarray(got[task]), expected[task])
+
+
+def _dphi(n, seed=0):
+    import pandas as pd
+
+    root = require_data("dphi-sprint31")
+    df = pd.read_csv(root / "Training_set.csv").sample(n, random_state=seed)
+    paths = [str(root / "train" / f) for f in df.filename]
+    density = df.label.str.extract(r"Density(\d)")[0].astype(int).to_numpy()
+    tumour = df.label.str.endswith("Malignant").astype(int).to_numpy()
+    return paths, density, tumour
+
+
+@needs_weights
+def test_fit_predict_on_real_images(tmp_path):
+    paths, density, tumour = _dphi(96)
+    model = MammogramModel({t: make_pipeline(t, "combined", "svm") for t in ("density", "tumour")})
+    model.fit(paths[:72], density=density[:72], tumour=tumour[:72])
+    proba = model.predict_proba(paths[72:])
+    assert proba["density"].shape == (24, 4) and np.isfinite(proba["tumour"]).all()
+    # Copies of one original sit on both sides of this random split, so this is
+    # a smoke test of the plumbing on real files, not an accuracy estimate.
+    assert (model.predict(paths[72:])["density"] == density[72:]).mean() > 0.25
+    rsna = require_data("rsna-screening", "images")
+    real = sorted(str(p) for p in rsna.glob("*.jpg"))[:4]
+    assert model.predict_proba(real)["tumour"].shape == (4, 2)
