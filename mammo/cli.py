@@ -1,0 +1,41 @@
+"""The ``mammo`` command: one entry point for training, serving and prediction.
+
+Each sub-command is a thin dispatcher to the module that owns it, so
+``mammo train --help`` and ``python -m mammo.train_pipeline --help`` agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("mammo.train_pipeline", "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model"),
+    "serve": ("mammo.webapp.__main__", "serve the upload page and JSON API for a saved model (waitress)"),
+    "predict": ("mammo.predict", "predict density and tumour for files, folders or globs into a CSV"),
+    "audit": ("mammo.grouping", "find near-duplicate images (augmented copies) and check a train/test split for leakage"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="mammo",
+        description="Mammogram density (BI-RADS 1-4) and tumour (benign/malignant) classification.",
+        epilog="Run 'mammo COMMAND --help' for a command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
