@@ -91,6 +91,21 @@ def synthetic_set(tmp_path_factory):
     return paths, np.array(density), np.array(tumour)
 
 
+@pytest.fixture(scope="session")
+def texture_model(synthetic_set):
+    """A real two-task model (texture + SVM: no TensorFlow) fitted on the synthetic set."""
+    from mammo.classifiers import MammogramModel, make_pipeline
+
+    paths, density, tumour = synthetic_set
+    model = MammogramModel({t: make_pipeline(t, "texture", "svm") for t in ("density", "tumour")})
+    return model.fit(paths, density=density, tumour=tumour)
+
+
+@pytest.fixture(scope="session")
+def texture_model_path(texture_model, tmp_path_factory):
+    return texture_model.save(tmp_path_factory.mktemp("model") / "texture.joblib")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -61,13 +61,6 @@ def test_make_pipeline_steps_and_errors():
             make_pipeline(**bad)
 
 
-@pytest.fixture(scope="module")
-def texture_model(synthetic_set):
-    paths, density, tumour = synthetic_set
-    model = MammogramModel({t: make_pipeline(t, "texture", "svm") for t in ("density", "tumour")})
-    return model.fit(paths, density=density, tumour=tumour)
-
-
 def test_model_predicts_both_tasks(texture_model, synthetic_set):
     paths, density, tumour = synthetic_set
     proba = texture_model.predict_proba(paths)

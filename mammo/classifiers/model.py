@@ -119,7 +119,7 @@ class MammogramModel:
             for _, step in _split(pipe)[0]:
                 X = step.fit(X).transform(X)
         needed = np.any(np.column_stack(list(masks.values())), axis=1)
-        features = self.transform(images, mask=needed, progress=progress)
+        features = self.transform([im for im, keep in zip(images, needed) if keep], progress=progress)
         for task, pipe in self.pipelines.items():
             y = np.asarray(labels[task], dtype=float)[masks[task]].astype(int)
             tail = Pipeline(_split(pipe)[1])
@@ -164,23 +164,64 @@ class MammogramModel:
             X = step.transform(X)
         return X
 
-    def transform(self, images, *, mask=None, progress: bool = False) -> dict:
-        """Features per task, each image read and each block computed once, in streamed chunks."""
-        images = list(images) if mask is None else [im for im, keep in zip(images, mask) if keep]
-        chunks: dict = {task: [] for task in self.pipelines}
+    def iter_features(self, images, *, errors: str = "raise", progress: bool = False):
+        """Stream features in chunks of ``batch_size``: yields ``(indices, {task: features}, failures)``.
+
+        Each image is read, cropped and enhanced once and each feature block
+        computed once, however many tasks use them; ``n_jobs`` chunks are in
+        flight at a time, so memory stays flat however many images there are.
+        With ``errors="record"`` an unreadable image (any
+        :class:`~mammo.features.io.ImageReadError` or ``OSError``) is left out
+        of ``indices`` and reported in ``failures`` as ``{index: message}``
+        instead of stopping the run.
+        """
+        if errors not in ("raise", "record"):
+            raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+        from ..features.io import ImageReadError
+
+        images = list(images)
         steps = {task: _split(pipe)[0] for task, pipe in self.pipelines.items()}
+        reader = next(iter(steps.values()))[0][1]
 
-        def featurise(batch):
+        def featurise(start):
+            batch = images[start : start + self.batch_size]
+            failures, good, indices = {}, [], []
+            if errors == "record":
+                for i, image in enumerate(batch, start):
+                    try:
+                        good.append(reader.transform([image])[0])
+                        indices.append(i)
+                    except (ImageReadError, OSError) as exc:
+                        failures[i] = f"{type(exc).__name__}: {exc}"
+                # The read step is done; tasks share the rest of the chain.
+                tails = {task: [("read", _Identity())] + s[1:] for task, s in steps.items()}
+            else:
+                good, indices, tails = batch, list(range(start, start + len(batch))), steps
             cache: dict = {}
-            return len(batch), {task: _run_stateless(s, batch, cache) for task, s in steps.items()}
+            feats = {task: _run_stateless(s, good, cache) if good else None for task, s in tails.items()}
+            return indices, feats, failures, len(batch)
 
-        batches = (images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size))
-        with tqdm(total=len(images), desc="features", unit="img", disable=not progress) as bar:
-            for n, feats in _ordered_map(featurise, batches, self.n_jobs or os.cpu_count() or 1):
-                for task, f in feats.items():
-                    chunks[task].append(f)
+        with tqdm(total=len(images), desc="images", unit="img", disable=not progress) as bar:
+            starts = range(0, len(images), self.batch_size)
+            for indices, feats, failures, n in _ordered_map(featurise, starts, self.n_jobs or os.cpu_count() or 1):
                 bar.update(n)
+                yield indices, feats, failures
+
+    def transform(self, images, *, progress: bool = False) -> dict:
+        """``{task: (n, n_features) array}`` for the images (see :meth:`iter_features`)."""
+        chunks: dict = {task: [] for task in self.pipelines}
+        for _, feats, _ in self.iter_features(images, progress=progress):
+            for task, f in feats.items():
+                if f is not None:
+                    chunks[task].append(f)
         return {task: np.concatenate(parts) if parts else np.empty((0, 0), np.float32) for task, parts in chunks.items()}
+
+    def iter_predict_proba(self, images, *, errors: str = "raise", progress: bool = False):
+        """Stream predictions: yields ``(indices, {task: probabilities}, failures)`` per chunk."""
+        tails = {task: Pipeline(_split(pipe)[1]) for task, pipe in self.pipelines.items()}
+        for indices, feats, failures in self.iter_features(images, errors=errors, progress=progress):
+            proba = {task: tails[task].predict_proba(f) if indices else None for task, f in feats.items()}
+            yield indices, proba, failures
 
     def predict_proba(self, images, *, progress: bool = False) -> dict:
         """``{task: (n, n_classes) probabilities}``; density columns are classes 1-4, tumour 0/1."""
@@ -209,22 +250,24 @@ class MammogramModel:
     def predict_records(self, images, *, progress: bool = False) -> list[dict]:
         """One JSON-ready dict per image: per task, the label, its meaning and class probabilities."""
         proba = self.predict_proba(images, progress=progress)
-        out = []
-        for i in range(len(next(iter(proba.values())))):
-            rec = {}
-            for task, p in proba.items():
-                meanings = self.metadata.get("tasks", {}).get(task, {}).get("class_meanings", {})
-                label = self._labels(task, p[i : i + 1])[0].item()
-                rec[task] = {
-                    "label": label,
-                    "meaning": meanings.get(str(label), str(label)),
-                    "probabilities": {str(c): float(v) for c, v in zip(self.classes(task), p[i])},
-                }
-                if task == "tumour":
-                    rec[task]["p_malignant"] = float(p[i, 1])
-                    rec[task]["threshold"] = self.threshold
-            out.append(rec)
-        return out
+        n = len(next(iter(proba.values())))
+        return [self.record({task: p[i] for task, p in proba.items()}) for i in range(n)]
+
+    def record(self, proba_row: dict) -> dict:
+        """The JSON-ready result of one image from its ``{task: class probabilities}``."""
+        rec = {}
+        for task, p in proba_row.items():
+            meanings = self.metadata.get("tasks", {}).get(task, {}).get("class_meanings", {})
+            label = self._labels(task, np.asarray(p)[None])[0].item()
+            rec[task] = {
+                "label": label,
+                "meaning": meanings.get(str(label), str(label)),
+                "probabilities": {str(c): float(v) for c, v in zip(self.classes(task), p)},
+            }
+            if task == "tumour":
+                rec[task]["p_malignant"] = float(p[1])
+                rec[task]["threshold"] = self.threshold
+        return rec
 
     # ------------------------------------------------------------ persistence
     def save(self, path) -> Path:
@@ -235,6 +278,16 @@ class MammogramModel:
         manifest = {"file": path.name, "sha256": file_sha256(path), "metadata": self.metadata}
         Path(str(path) + ".manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         return path
+
+
+class _Identity:
+    """Stands in for a step already applied (its key keeps task caches aligned)."""
+
+    def get_params(self, deep=False):
+        return {}
+
+    def transform(self, X):
+        return X
 
 
 def _ordered_map(fn, items, workers: int):

@@ -1,0 +1,129 @@
+"""``mammo predict``: density and tumour predictions for many files, streamed into a CSV.
+
+Files, folders (searched recursively) and glob patterns are accepted; DICOM
+included. A file that cannot be read gets its error in the ``error`` column
+and the run goes on; the exit status is 1 when any file failed, 0 otherwise,
+and 2 for a usage error (no model, no input files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import os
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
+DEFAULT_MODEL = "models/default.joblib"
+
+
+def find_images(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """Expand files, folders and globs into image paths (sorted, de-duplicated), plus unmatched inputs.
+
+    Folders contribute files with an image suffix; named files are taken as
+    they are, whatever their suffix, so that a bad file gets its own error row.
+    """
+    found: dict[str, None] = {}
+    missing = []
+    for item in inputs:
+        matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
+        if not matches or not any(os.path.exists(m) for m in matches):
+            missing.append(item)
+            continue
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                for child in sorted(path.rglob("*")):
+                    if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                        found[str(child)] = None
+            elif path.is_file():
+                found[str(path)] = None
+    return list(found), missing
+
+
+def _columns(model) -> list[str]:
+    cols = ["file"]
+    if "density" in model.pipelines:
+        cols += ["density_label"] + [f"p_density_{c}" for c in model.classes("density")]
+    if "tumour" in model.pipelines:
+        cols += ["tumour_label", "p_malignant", "tumour_threshold"]
+    return cols + ["pipeline_id", "error"]
+
+
+def predict_to_csv(model, paths: list[str], out, *, progress: bool = True) -> int:
+    """Write one CSV row per path to the open text file ``out``; returns the number of failures."""
+    pipeline_id = model.metadata.get("pipeline_id", "")
+    writer = csv.DictWriter(out, fieldnames=_columns(model))
+    writer.writeheader()
+    failed = 0
+    for indices, proba, failures in model.iter_predict_proba(paths, errors="record", progress=progress):
+        rows = {}
+        for k, i in enumerate(indices):
+            row = {"file": paths[i], "pipeline_id": pipeline_id, "error": ""}
+            if "density" in proba:
+                p = proba["density"][k]
+                row["density_label"] = model.classes("density")[int(p.argmax())]
+                row.update({f"p_density_{c}": f"{v:.6f}" for c, v in zip(model.classes("density"), p)})
+            if "tumour" in proba:
+                p = float(proba["tumour"][k][1])
+                row["tumour_label"] = "Malignant" if p >= model.threshold else "Benign"
+                row["p_malignant"] = f"{p:.6f}"
+                row["tumour_threshold"] = f"{model.threshold:.6f}"
+            rows[i] = row
+        for i, message in failures.items():
+            rows[i] = {"file": paths[i], "pipeline_id": pipeline_id, "error": message}
+            failed += 1
+        for i in sorted(rows):
+            writer.writerow(rows[i])
+        out.flush()
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mammo predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: mammo predict scans/ extra/*.dcm --model models/default.joblib --out predictions.csv",
+    )
+    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("MAMMO_MODEL", DEFAULT_MODEL),
+        help=f"saved model from 'mammo train' (default: $MAMMO_MODEL or {DEFAULT_MODEL})",
+    )
+    parser.add_argument("--manifest", help="verify the model file's sha256 against this manifest before loading")
+    parser.add_argument("--out", default="-", help="CSV file to write (default: standard output)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per streamed chunk (default: 32)")
+    parser.add_argument("--jobs", type=int, default=None, help="chunks processed at once (default: one per core)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    from .classifiers import load_model
+
+    try:
+        model = load_model(args.model, manifest=args.manifest)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        print(f"mammo predict: cannot load model {args.model}: {exc}", file=sys.stderr)
+        return 2
+    paths, missing = find_images(args.inputs)
+    for item in missing:
+        print(f"mammo predict: no such file, folder or match: {item}", file=sys.stderr)
+    if not paths:
+        print("mammo predict: no input files", file=sys.stderr)
+        return 2
+    model.batch_size, model.n_jobs = args.batch_size, args.jobs
+    if args.out == "-":
+        failed = predict_to_csv(model, paths, sys.stdout, progress=not args.quiet)
+    else:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as out:
+            failed = predict_to_csv(model, paths, out, progress=not args.quiet)
+    print(f"mammo predict: {len(paths) - failed} predicted, {failed} failed", file=sys.stderr)
+    return 1 if failed or missing else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""The batch command line: mammo predict."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from mammo.cli import main as mammo_main
+from mammo.predict import find_images, main
+
+
+def _dicom(path, image):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = image.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (image * 4095).astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture
+def folder(tmp_path, synthetic_set):
+    paths = synthetic_set[0]
+    root = tmp_path / "scans"
+    (root / "sub").mkdir(parents=True)
+    for p in paths[:3]:
+        shutil.copy(p, root)
+    shutil.copy(paths[3], root / "sub")
+    from PIL import Image
+
+    _dicom(root / "sub" / "scan.dcm", np.asarray(Image.open(paths[4]), np.float32) / 255)
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.txt").write_text("not an image, and not picked up from a folder")
+    (root / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 20)
+    return root
+
+
+def _rows(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_folder_with_good_and_bad_files(folder, texture_model_path, capsys):
+    code = main([str(folder), "--model", str(texture_model_path), "--quiet", "--batch-size", "2"])
+    out, err = capsys.readouterr()
+    rows = _rows(out)
+    assert code == 1 and "5 predicted, 2 failed" in err
+    assert len(rows) == 7 and not any("notes.txt" in r["file"] for r in rows)
+    bad = {r["file"].rsplit("/", 1)[-1]: r["error"] for r in rows if r["error"]}
+    assert set(bad) == {"empty.png", "truncated.jpg"}
+    assert "EmptyImageError" in bad["empty.png"]
+    good = [r for r in rows if not r["error"]]
+    assert any(r["file"].endswith("scan.dcm") for r in good)
+    for r in good:
+        p = [float(r[f"p_density_{c}"]) for c in (1, 2, 3, 4)]
+        assert abs(sum(p) - 1) < 1e-4 and int(r["density_label"]) == 1 + int(np.argmax(p))
+        assert r["tumour_label"] in ("Benign", "Malignant") and 0 <= float(r["p_malignant"]) <= 1
+
+
+def test_csv_file_and_exit_zero_when_all_good(folder, texture_model_path, tmp_path, texture_model, synthetic_set):
+    out = tmp_path / "out" / "pred.csv"
+    code = main([str(folder / "*.png"), str(folder / "sub"), "--model", str(texture_model_path), "--out", str(out), "--quiet"])
+    assert code == 1  # empty.png matches the glob
+    code = main([str(folder / "sub"), "--model", str(texture_model_path), "--out", str(out), "--quiet"])
+    assert code == 0
+    rows = _rows(out.read_text())
+    assert [r["file"].rsplit("/", 1)[-1] for r in rows] == ["img_003.png", "scan.dcm"]
+    expected = texture_model.predict_proba([synthetic_set[0][3]])["tumour"][0, 1]
+    assert float(rows[0]["p_malignant"]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_usage_errors(tmp_path, texture_model_path, capsys):
+    assert main([str(tmp_path / "nothing"), "--model", str(texture_model_path)]) == 2
+    assert main([str(tmp_path), "--model", str(tmp_path / "missing.joblib")]) == 2
+    assert "cannot load model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+
+
+def test_help_and_dispatch(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0 and "glob" in capsys.readouterr().out
+    assert mammo_main(["--help"]) == 0
+    assert "predict" in capsys.readouterr().out
+    out = subprocess.run([sys.executable, "-m", "mammo.cli", "predict", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--model" in out.stdout
+
+
+def test_find_images_dedups(folder):
+    paths, missing = find_images([str(folder), str(folder / "img_000.png"), "nope/*.png"])
+    assert len(paths) == len(set(paths)) == 7 and missing == ["nope/*.png"]
