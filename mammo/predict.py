@@ -9,6 +9,7 @@ and 2 for a usage error (no model, no input files).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import glob
 import os
@@ -81,6 +82,19 @@ def predict_to_csv(model, paths: list[str], out, *, progress: bool = True) -> in
     return failed
 
 
+@contextlib.contextmanager
+def dask_backend(scheduler: str, timeout: float = 30):
+    """Run joblib work (the feature extraction) on the Dask cluster at ``scheduler``."""
+    import joblib
+
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ImportError("the Dask backend needs 'pip install dask[distributed]'") from exc
+    with Client(scheduler, timeout=timeout) as client, joblib.parallel_config(backend="dask"):
+        yield client
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mammo predict",
@@ -98,8 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="-", help="CSV file to write (default: standard output)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per streamed chunk (default: 32)")
     parser.add_argument("--jobs", type=int, default=None, help="chunks processed at once (default: one per core)")
+    parser.add_argument(
+        "--backend",
+        choices=["local", "dask"],
+        default="local",
+        help="where feature extraction runs: this machine (threads) or a Dask cluster (default: local)",
+    )
+    parser.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (with --backend dask)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.backend == "dask" and not args.scheduler:
+        parser.error("--backend dask needs --scheduler ADDRESS")
 
     from .classifiers import load_model
 
@@ -115,12 +138,19 @@ def main(argv: list[str] | None = None) -> int:
         print("mammo predict: no input files", file=sys.stderr)
         return 2
     model.batch_size, model.n_jobs = args.batch_size, args.jobs
-    if args.out == "-":
-        failed = predict_to_csv(model, paths, sys.stdout, progress=not args.quiet)
-    else:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as out:
-            failed = predict_to_csv(model, paths, out, progress=not args.quiet)
+    with contextlib.ExitStack() as stack:
+        if args.backend == "dask":
+            try:
+                stack.enter_context(dask_backend(args.scheduler))
+            except (ImportError, OSError) as exc:
+                print(f"mammo predict: cannot use the Dask scheduler {args.scheduler}: {exc}", file=sys.stderr)
+                return 2
+        if args.out == "-":
+            failed = predict_to_csv(model, paths, sys.stdout, progress=not args.quiet)
+        else:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "w", newline="") as out:
+                failed = predict_to_csv(model, paths, out, progress=not args.quiet)
     print(f"mammo predict: {len(paths) - failed} predicted, {failed} failed", file=sys.stderr)
     return 1 if failed or missing else 0
 

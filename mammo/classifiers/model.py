@@ -6,12 +6,11 @@ import hashlib
 import json
 import os
 import platform
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
+from joblib import Parallel, delayed
 import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -80,10 +79,8 @@ class MammogramModel:
     batch_size : int
         Images per streamed chunk in :meth:`predict_proba`.
     n_jobs : int or None
-        Chunks processed at once by threads (None: one per CPU core). With
-        two in flight, one chunk's reading, enhancement and texture overlap
-        the other's CNN forward pass (ONNX Runtime and most of scikit-image
-        release the GIL); memory stays at ``n_jobs`` chunks.
+        Chunks processed at once (None: one per CPU core); see
+        :meth:`iter_features`.
 
     Examples
     --------
@@ -168,8 +165,12 @@ class MammogramModel:
         """Stream features in chunks of ``batch_size``: yields ``(indices, {task: features}, failures)``.
 
         Each image is read, cropped and enhanced once and each feature block
-        computed once, however many tasks use them; ``n_jobs`` chunks are in
-        flight at a time, so memory stays flat however many images there are.
+        computed once, however many tasks use them. Chunks run through
+        :class:`joblib.Parallel` (threads by default: one chunk's reading and
+        texture overlap another's CNN pass, since ONNX Runtime and most of
+        scikit-image release the GIL); inside ``joblib.parallel_config("dask")``
+        they run on a Dask cluster, each worker loading the CNN once. At most
+        ``2 * n_jobs`` chunks are in flight, so memory stays flat.
         With ``errors="record"`` an unreadable image (any
         :class:`~mammo.features.io.ImageReadError` or ``OSError``) is left out
         of ``indices`` and reported in ``failures`` as ``{index: message}``
@@ -177,33 +178,16 @@ class MammogramModel:
         """
         if errors not in ("raise", "record"):
             raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
-        from ..features.io import ImageReadError
-
         images = list(images)
         steps = {task: _split(pipe)[0] for task, pipe in self.pipelines.items()}
-        reader = next(iter(steps.values()))[0][1]
-
-        def featurise(start):
-            batch = images[start : start + self.batch_size]
-            failures, good, indices = {}, [], []
-            if errors == "record":
-                for i, image in enumerate(batch, start):
-                    try:
-                        good.append(reader.transform([image])[0])
-                        indices.append(i)
-                    except (ImageReadError, OSError) as exc:
-                        failures[i] = f"{type(exc).__name__}: {exc}"
-                # The read step is done; tasks share the rest of the chain.
-                tails = {task: [("read", _Identity())] + s[1:] for task, s in steps.items()}
-            else:
-                good, indices, tails = batch, list(range(start, start + len(batch))), steps
-            cache: dict = {}
-            feats = {task: _run_stateless(s, good, cache) if good else None for task, s in tails.items()}
-            return indices, feats, failures, len(batch)
-
+        n_jobs = self.n_jobs or os.cpu_count() or 1
+        chunks = (
+            delayed(_featurise)(steps, images[i : i + self.batch_size], i, errors)
+            for i in range(0, len(images), self.batch_size)
+        )
+        results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator", pre_dispatch="2*n_jobs")(chunks)
         with tqdm(total=len(images), desc="images", unit="img", disable=not progress) as bar:
-            starts = range(0, len(images), self.batch_size)
-            for indices, feats, failures, n in _ordered_map(featurise, starts, self.n_jobs or os.cpu_count() or 1):
+            for indices, feats, failures, n in results:
                 bar.update(n)
                 yield indices, feats, failures
 
@@ -280,6 +264,27 @@ class MammogramModel:
         return path
 
 
+def _featurise(steps: dict, batch: list, start: int, errors: str):
+    """Features of one chunk for every task (runs in a thread, process or Dask worker)."""
+    from ..features.io import ImageReadError
+
+    failures, good, indices = {}, batch, list(range(start, start + len(batch)))
+    if errors == "record":
+        reader = next(iter(steps.values()))[0][1]
+        good, indices = [], []
+        for i, image in enumerate(batch, start):
+            try:
+                good.append(reader.transform([image])[0])
+                indices.append(i)
+            except (ImageReadError, OSError) as exc:
+                failures[i] = f"{type(exc).__name__}: {exc}"
+        # The read step is done; tasks share the rest of the chain.
+        steps = {task: [("read", _Identity())] + s[1:] for task, s in steps.items()}
+    cache: dict = {}
+    feats = {task: _run_stateless(s, good, cache) if good else None for task, s in steps.items()}
+    return indices, feats, failures, len(batch)
+
+
 class _Identity:
     """Stands in for a step already applied (its key keeps task caches aligned)."""
 
@@ -288,21 +293,6 @@ class _Identity:
 
     def transform(self, X):
         return X
-
-
-def _ordered_map(fn, items, workers: int):
-    """``map(fn, items)`` on ``workers`` threads, in order, with at most ``workers`` items in flight."""
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def _blocks(pipe: Pipeline):
