@@ -1,0 +1,569 @@
+"""Honest comparison of texture, CNN and combined features with XGBoost and SVM, and the final model.
+
+Run ``python -m mammo.train_pipeline DATA`` on a data set (DPhi Sprint 31 folder, mini-MIAS
+folder, rsna-screening folder or a CSV manifest). For every task (density, tumour) it
+
+1. computes each feature block (GLCM, LBP, CNN) once per image, cached on disk
+   (:class:`mammo.featcache.FeatureCache`), so a second run or a new classifier reuses them;
+2. makes ONE set of stratified, grouped folds (StratifiedGroupKFold: no patient / no
+   original mammogram in two folds) and evaluates every candidate on exactly those folds:
+   {texture, cnn, combined} x {xgboost, svm}, tuned only inside each training fold by a
+   small grouped inner CV and calibrated on grouped splits of the training fold, plus a
+   deep baseline (a small Keras head on the frozen CNN embedding) under the same folds;
+3. re-evaluates the selected candidate on a deliberately leaky random split (groups
+   ignored) to show how much a split that leaks copies overstates performance;
+4. writes ``report.md``, ``metrics.json`` and plots, and refits the best candidate per
+   task (chosen by grouped CV alone) on all labelled images as a
+   :class:`~mammo.classifiers.MammogramModel` (``model.joblib`` + manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from . import evaluation as ev
+from .classifiers.model import MammogramModel, _split, file_sha256
+from .classifiers.pipelines import FEATURE_SETS, MODELS, TASKS, make_pipeline
+from .datasets import Dataset, DatasetError, load_dataset
+from .featcache import FeatureCache, FeatureComputationError
+
+__all__ = [
+    "main",
+    "build_parser",
+    "TrainingDataError",
+    "make_folds",
+    "check_task_data",
+    "limit_dataset",
+    "cross_validate",
+    "PARAM_GRIDS",
+    "BLOCKS",
+]
+
+#: Feature blocks of each feature set, in make_features' column order.
+BLOCKS = {"texture": ("glcm", "lbp"), "cnn": ("cnn",), "combined": ("glcm", "lbp", "cnn")}
+
+#: Inner-CV grids (kept small: 2 shared cores). Keys are parameters of the base model,
+#: found wherever it sits inside the tail (calibration / ordinal wrappers).
+PARAM_GRIDS = {
+    "svm": [{"C": 0.3}, {"C": 1.0}, {"C": 3.0}],
+    "xgboost": [{"max_depth": 2, "n_estimators": 150}, {"max_depth": 4, "n_estimators": 300}],
+}
+
+DEEP_NAME = "cnn+keras-head"
+
+
+class TrainingDataError(ValueError):
+    """The labelled data cannot support the requested evaluation (too few classes, groups or images)."""
+
+
+# ----------------------------------------------------------------------------- folds
+
+def make_folds(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, *, grouped: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Outer CV folds: StratifiedGroupKFold (or, ``grouped=False``, a leaky StratifiedKFold).
+
+    The grouped folds are checked: a group found on both sides raises ``AssertionError``.
+    """
+    X = np.zeros(len(y))
+    if grouped:
+        folds = list(StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(X, y, groups))
+        for train, test in folds:
+            shared = set(groups[train]) & set(groups[test])
+            assert not shared, f"groups in both train and test: {sorted(shared)[:5]}"
+    else:
+        folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y))
+    return folds
+
+
+def check_task_data(task: str, y: np.ndarray, groups: np.ndarray, n_splits: int) -> None:
+    """Raise :class:`TrainingDataError` when ``n_splits`` grouped folds cannot be made honestly."""
+    classes, counts = np.unique(y, return_counts=True)
+    n_groups = len(set(groups))
+    if len(classes) < 2:
+        raise TrainingDataError(f"{task}: only one class ({classes.tolist()}) among {len(y)} labelled images; need at least 2")
+    if n_groups < n_splits:
+        raise TrainingDataError(
+            f"{task}: {n_groups} groups (patients / originals) for {n_splits} folds; "
+            f"use --folds {max(2, n_groups)} or fewer, or more data")
+    for c, k in zip(classes, counts):
+        g = len(set(groups[y == c]))
+        if k < n_splits or g < 2:
+            raise TrainingDataError(
+                f"{task}: class {c} has {k} images in {g} group(s); every class needs at least {n_splits} images "
+                "(one per fold) in at least 2 groups so that it is both trained on and tested")
+
+
+def limit_dataset(ds: Dataset, n: int, seed: int) -> Dataset:
+    """A subset of about ``n`` images made of whole groups, stratified by the joint labels."""
+    if n >= len(ds):
+        return ds
+    joint = np.nan_to_num(ds.density, nan=0) * 3 + np.nan_to_num(ds.tumour, nan=2)
+    k = max(2, int(round(len(ds) / n)))
+    if len(set(ds.groups)) < k:
+        raise TrainingDataError(f"--limit {n}: only {len(set(ds.groups))} groups; cannot take whole groups")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rare joint classes: fine for a subset
+        _, keep = next(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(ds)), joint, ds.groups))
+    return ds.subset(np.sort(keep))
+
+
+# ----------------------------------------------------------------------------- candidates
+
+def _tail(task: str, feature_set: str, model: str, seed: int) -> Pipeline:
+    """The fitted-per-task part (scale + calibrated classifier) of make_pipeline's pipeline."""
+    return Pipeline(_split(make_pipeline(task, feature_set, model, random_state=seed))[1])
+
+
+def _param_path(est, name: str) -> str:
+    keys = [k for k in est.get_params(deep=True) if k == name or k.endswith("__" + name)]
+    if len(keys) != 1:
+        raise KeyError(f"parameter {name!r} found {len(keys)} times in {type(est).__name__}: {keys}")
+    return keys[0]
+
+
+def _calibration_splits(y: np.ndarray, groups: np.ndarray, seed: int, n: int = 3):
+    """Grouped, stratified splits for CalibratedClassifierCV, or None when a class would be missing."""
+    n = min(n, len(set(groups)))
+    if n < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        splits = list(StratifiedGroupKFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+    k = len(np.unique(y))
+    if any(len(np.unique(y[tr])) < k for tr, _ in splits):
+        return None
+    return splits
+
+
+def _configure(tail, params: dict, y, groups, seed) -> tuple[Pipeline, bool]:
+    """Set tuned params and grouped calibration splits; returns (tail, grouped_calibration)."""
+    tail.set_params(**{_param_path(tail, k): v for k, v in params.items()})
+    splits = _calibration_splits(y, groups, seed)
+    if splits is not None:
+        tail.set_params(**{_param_path(tail, "cv"): splits})
+    return tail, splits is not None
+
+
+def _score(task: str, y, proba, classes) -> float:
+    if task == "density":
+        return ev.density_metrics(y, proba, classes)["qwk"]
+    return ev.tumour_metrics(y, proba[:, -1])["auc"]
+
+
+def _aligned_proba(tail, X, classes) -> np.ndarray:
+    """predict_proba with one column per class in ``classes`` (a class missing in training gets 0)."""
+    p = tail.predict_proba(X)
+    fitted = list(tail.steps[-1][1].classes_)
+    out = np.zeros((len(X), len(classes)))
+    for j, c in enumerate(fitted):
+        out[:, list(classes).index(c)] = p[:, j]
+    return out
+
+
+def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid) -> tuple[dict, dict]:
+    """Pick the grid point with the best pooled inner-CV score (grouped inner folds)."""
+    if not grid or len(grid) == 1:
+        return (grid[0] if grid else {}), {}
+    classes = np.unique(y)
+    k = min(inner_folds, len(set(groups)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inner = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed + 1).split(X, y, groups))
+    scores = {}
+    for params in grid:
+        proba = np.zeros((len(y), len(classes)))
+        for tr, te in inner:
+            tail, _ = _configure(_tail(task, feature_set, model, seed), params, y[tr], groups[tr], seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tail.fit(X[tr], y[tr])
+            proba[te] = _aligned_proba(tail, X[te], classes)
+        scores[json.dumps(params, sort_keys=True)] = _score(task, y, proba, classes)
+    best = max(scores, key=lambda s: -np.inf if np.isnan(scores[s]) else scores[s])
+    return json.loads(best), scores
+
+
+def _fit_predict(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune) -> dict:
+    """One candidate on one outer fold: tune inside the training fold, fit, predict the test fold."""
+    grid = PARAM_GRIDS[model] if tune else []
+    params, scores = _tune(task, feature_set, model, X[train], y[train], groups[train], inner_folds, seed, grid)
+    tail, grouped_cal = _configure(_tail(task, feature_set, model, seed), params, y[train], groups[train], seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tail.fit(X[train], y[train])
+    return {"proba": _aligned_proba(tail, X[test], classes), "params": params, "inner_scores": scores,
+            "grouped_calibration": grouped_cal}
+
+
+def _fold_metrics(task, y, proba, classes, folds, y_pred=None) -> list[dict]:
+    out = []
+    for i, (_, test) in enumerate(folds):
+        if task == "density":
+            out.append(ev.density_metrics(y[test], proba[test], classes))
+        else:
+            m = ev.tumour_metrics(y[test], proba[test, 1], None if y_pred is None else y_pred[test])
+            m.pop("calibration", None)
+            out.append(m)
+    return out
+
+
+def _summarise(task, y, groups, proba, classes, folds, n_boot, seed) -> dict:
+    """Pooled out-of-fold metrics, per-fold metrics and their mean ± std."""
+    if task == "density":
+        pooled = ev.density_metrics(y, proba, classes)
+        y_pred = None
+    else:
+        # The model's own decision rule: P(malignant) >= the training fold's prevalence.
+        y_pred = np.zeros(len(y), int)
+        for train, test in folds:
+            y_pred[test] = (proba[test, 1] >= np.mean(y[train] == 1)).astype(int)
+        pooled = ev.tumour_metrics(y, proba[:, 1], y_pred)
+        pooled["auc_ci95"] = list(ev.bootstrap_ci(y, proba[:, 1], groups=groups, n_boot=n_boot, seed=seed))
+        pooled["auc_ci_method"] = f"percentile bootstrap over groups ({n_boot} resamples), pooled out-of-fold"
+    per_fold = _fold_metrics(task, y, proba, classes, folds, y_pred)
+    return {"pooled": pooled, "folds": per_fold, "folds_summary": ev.fold_summary(per_fold)}
+
+
+def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds, candidates: Sequence[tuple[str, str]], *,
+                   inner_folds: int = 3, seed: int = 0, tune: bool = True, n_jobs: int = 1, n_boot: int = 1000,
+                   progress: bool = True) -> dict:
+    """Evaluate ``(feature_set, model)`` candidates on the same ``folds``.
+
+    Parameters
+    ----------
+    X : dict
+        Feature matrix per feature set (rows aligned with ``y``).
+    Returns
+    -------
+    dict ``{name: {"pooled", "folds", "folds_summary", "params", "oof_proba"}}``
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    classes = np.unique(y)
+    jobs = [(fs, m, i) for fs, m in candidates for i in range(len(folds))]
+    run = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_fit_predict)(task, fs, m, X[fs], y, groups, folds[i][0], folds[i][1], classes, inner_folds, seed, tune)
+        for fs, m, i in jobs
+    )
+    results: dict = {}
+    for (fs, m, i), res in zip(jobs, tqdm(run, total=len(jobs), desc=f"{task} CV", unit="fit", disable=not progress)):
+        results.setdefault((fs, m), {})[i] = res
+    out = {}
+    for fs, m in candidates:
+        proba = np.zeros((len(y), len(classes)))
+        for i, (_, test) in enumerate(folds):
+            proba[test] = results[(fs, m)][i]["proba"]
+        entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
+        entry["params"] = [results[(fs, m)][i]["params"] for i in range(len(folds))]
+        entry["grouped_calibration"] = all(results[(fs, m)][i]["grouped_calibration"] for i in range(len(folds)))
+        entry["oof_proba"] = proba
+        out[f"{fs}+{m}"] = entry
+    return out
+
+
+# ----------------------------------------------------------------------------- deep baseline
+
+def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds, *, seed: int = 0, epochs: int = 40,
+                 n_boot: int = 1000, progress: bool = True) -> dict:
+    """A small Keras classifier head (Dense-Dropout-softmax) on the frozen CNN embedding, class-weighted.
+
+    Fixed architecture and schedule (nothing tuned, so nothing can leak from the test fold);
+    inputs standardised with the training fold's mean and std.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    from tqdm.auto import tqdm
+
+    classes = np.unique(y)
+    idx = np.searchsorted(classes, y)
+    proba = np.zeros((len(y), len(classes)))
+    for train, test in tqdm(folds, desc=f"{task} deep head", unit="fold", disable=not progress):
+        keras.utils.set_random_seed(seed)
+        mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
+        counts = np.bincount(idx[train], minlength=len(classes)).astype(float)
+        weight = {k: len(train) / (len(classes) * c) for k, c in enumerate(counts) if c > 0}
+        model = keras.Sequential([
+            keras.Input((X.shape[1],)),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(128, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-4)),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(len(classes), activation="softmax"),
+        ])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        model.fit((X[train] - mu) / sd, idx[train], epochs=epochs, batch_size=64, class_weight=weight, verbose=0)
+        proba[test] = model.predict((X[test] - mu) / sd, batch_size=256, verbose=0)
+        keras.backend.clear_session()
+    entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
+    entry["params"] = [{"epochs": epochs, "hidden": 128, "dropout": [0.2, 0.5]}] * len(folds)
+    entry["oof_proba"] = proba
+    return entry
+
+
+# ----------------------------------------------------------------------------- final model
+
+def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: int, seed: int, inner_folds: int, tune: bool,
+                    metadata: dict) -> tuple[MammogramModel, dict]:
+    """Refit each task's selected candidate on all its labelled images into one MammogramModel.
+
+    Hyper-parameters are chosen by the same grouped inner CV, now over all labelled data;
+    the classifier tails are fitted on the cached features (identical to what the
+    pipeline's own stateless steps compute, see tests), the stateless steps are fitted
+    (validated / CNN loaded) on two images.
+    """
+    pipelines, labels, masks, chosen = {}, {}, {}, {}
+    for task, (fs, m) in best.items():
+        _, y, g = ds.task(task)
+        params, _ = _tune(task, fs, m, features[task][fs], y, g, inner_folds, seed, PARAM_GRIDS[m] if tune else [])
+        pipe = make_pipeline(task, fs, m, texture_size=texture_size, random_state=seed)
+        tail, _ = _configure(Pipeline(_split(pipe)[1]), params, y, g, seed)  # shares step objects with pipe
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tail.fit(features[task][fs], y)
+        X = ds.paths[:2]
+        for _, step in _split(pipe)[0]:
+            X = step.fit(X).transform(X)
+        pipelines[task] = pipe
+        values = ds.density if task == "density" else ds.tumour
+        labels[task] = values
+        masks[task] = ~np.isnan(values)
+        chosen[task] = params
+    model = MammogramModel(pipelines, metadata=dict(metadata))
+    model.metadata = {**model.metadata, **model._describe(labels, masks)}
+    return model, chosen
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mammo.train_pipeline",
+        description="Compare texture / CNN / combined features with XGBoost and SVM under grouped, stratified "
+                    "cross-validation (no patient or original mammogram in two folds), report the results and "
+                    "save the best pipeline per task refitted on all labelled images.",
+        epilog="Examples:\n"
+               "  python -m mammo.train_pipeline ../shared/data/dphi-sprint31\n"
+               "  python -m mammo.train_pipeline ../shared/data/mini-mias --tasks density --feature-sets texture cnn\n"
+               "  python -m mammo.train_pipeline labels.csv --kind manifest --models svm --limit 500 --no-deep\n"
+               "Features are cached under $MAMMO_CACHE_DIR/features (default ~/.cache/mammo/features).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("data", help="data set folder (DPhi, mini-MIAS, rsna-screening) or a CSV manifest "
+                                "(path, group/patient_id, density, tumour/cancer)")
+    p.add_argument("--kind", default="auto", choices=("auto", "dphi", "mias", "rsna", "manifest"),
+                   help="data set layout (default: detected)")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="tasks to evaluate (default: both)")
+    p.add_argument("--feature-sets", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS,
+                   help="texture = GLCM+LBP, cnn = MobileNetV2 embedding, combined = both (default: all)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="classifiers (default: all)")
+    p.add_argument("--folds", type=int, default=5, help="outer grouped CV folds (default 5)")
+    p.add_argument("--inner-folds", type=int, default=3, help="grouped inner folds for tuning (default 3)")
+    p.add_argument("--no-tune", action="store_true", help="skip the inner hyper-parameter search (use defaults)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<dataset>-<timestamp>)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: CPU count)")
+    p.add_argument("--no-deep", action="store_true", help="skip the Keras head baseline")
+    p.add_argument("--no-leaky", action="store_true", help="skip the deliberately leaky random split")
+    p.add_argument("--no-model", action="store_true", help="do not refit and save the final model")
+    p.add_argument("--texture-size", type=int, default=256, help="working resolution (longer side) of the breast crop")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="use about N images (whole groups, stratified)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for folds, subsets and models (default 0)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC CI (default 1000)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder (default $MAMMO_CACHE_DIR/features)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns 0, or exits with status 2 and a message on bad input."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.folds < 2:
+        parser.error("--folds must be at least 2")
+    if args.limit is not None and args.limit < 2:
+        parser.error("--limit must be at least 2")
+    try:
+        return _run(args)
+    except (DatasetError, TrainingDataError, FeatureComputationError, FileNotFoundError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+
+
+def _load(args) -> Dataset:
+    path = Path(args.data).expanduser()
+    is_dphi = args.kind == "dphi" or (args.kind == "auto" and (path.name == "Training_set.csv" or (path / "Training_set.csv").is_file()))
+    kwargs = {"n_jobs": args.jobs, "progress": not args.quiet} if is_dphi else {}
+    return load_dataset(path, args.kind, **kwargs)
+
+
+def _run(args) -> int:
+    t0 = time.time()
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    timing: dict[str, float] = {}
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    ds = _load(args)
+    if args.limit:
+        ds = limit_dataset(ds, args.limit, args.seed)
+    timing["load_s"] = time.time() - t0
+    say(f"{ds.name}: {len(ds)} images, {len(set(ds.groups))} groups")
+
+    tasks, notes = [], []
+    for task in args.tasks:
+        _, y, g = ds.task(task)
+        if len(y) == 0:
+            notes.append(f"{task}: no labelled images, skipped")
+            continue
+        check_task_data(task, y, g, args.folds)
+        tasks.append(task)
+    if not tasks:
+        raise TrainingDataError(f"{ds.name}: no labelled images for {args.tasks}")
+
+    out = args.out or Path("runs") / f"{ds.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    # ---- features: each block once per image, from the cache
+    t = time.time()
+    deep = not args.no_deep
+    need = sorted({b for fs in args.feature_sets for b in BLOCKS[fs]} | ({"cnn"} if deep else set()),
+                  key=("glcm", "lbp", "cnn").index)
+    used = np.any(np.column_stack([~np.isnan(ds.density if tk == "density" else ds.tumour) for tk in tasks]), axis=1)
+    images = [p for p, u in zip(ds.paths, used) if u]
+    steps = _split(make_pipeline("density", "combined", "svm", texture_size=args.texture_size, random_state=args.seed))[0]
+    union = dict(steps[-1][1].transformer_list)
+    cache = FeatureCache(args.cache_dir, n_jobs=args.jobs, progress=not args.quiet)
+    blocks = cache.blocks(images, steps[:-1], [(b, union[b]) for b in need], desc=f"{ds.name} features")
+    row = {p: i for i, p in enumerate(images)}
+    timing["features_s"] = time.time() - t
+    say(f"features: {dict(cache.stats)} in {timing['features_s']:.0f} s")
+
+    candidates = [(fs, m) for fs, m in itertools.product(args.feature_sets, args.models)]
+    metrics: dict[str, Any] = {
+        "started": started,
+        "dataset": ds.summary(),
+        "config": {"data": str(args.data), "kind": args.kind, "folds": args.folds, "inner_folds": args.inner_folds,
+                   "seed": args.seed, "tune": not args.no_tune, "param_grids": PARAM_GRIDS if not args.no_tune else None,
+                   "texture_size": args.texture_size, "limit": args.limit, "n_boot": args.bootstrap, "jobs": args.jobs,
+                   "feature_sets": args.feature_sets, "models": args.models},
+        "feature_cache": {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}},
+        "tasks": {},
+        "notes": notes,
+    }
+    plots: dict[str, str] = {"group_sizes": ev.plot_group_sizes(ds.groups, out / "group_sizes.png").name}
+    best, features = {}, {}
+    for task in tasks:
+        t = time.time()
+        paths, y, g = ds.task(task)
+        rows = np.array([row[p] for p in paths])
+        X = {fs: np.hstack([blocks[b][rows] for b in BLOCKS[fs]]) for fs in args.feature_sets}
+        features[task] = X
+        folds = make_folds(y, g, args.folds, args.seed)
+        classes = np.unique(y)
+        res = cross_validate(task, X, y, g, folds, candidates, inner_folds=args.inner_folds, seed=args.seed,
+                             tune=not args.no_tune, n_jobs=args.jobs, n_boot=args.bootstrap, progress=not args.quiet)
+        if deep:
+            res[DEEP_NAME] = deep_head_cv(task, blocks["cnn"][rows], y, g, folds, seed=args.seed, n_boot=args.bootstrap,
+                                          progress=not args.quiet)
+        key = ev.PRIMARY_METRIC[task]
+        selectable = {n: r for n, r in res.items() if n != DEEP_NAME}
+        name = max(selectable, key=lambda n: np.nan_to_num(selectable[n]["pooled"][key], nan=-np.inf))
+        best[task] = tuple(name.split("+"))
+        entry = {
+            "n_images": int(len(y)), "n_groups": int(len(set(g))),
+            "class_counts": {str(int(c)): int((y == c).sum()) for c in classes},
+            "fold_sizes": [int(len(te)) for _, te in folds],
+            "groups_shared_between_folds": 0,
+            "best": name,
+            "candidates": {n: {k: v for k, v in r.items() if k != "oof_proba"} for n, r in res.items()},
+            "params": {n: r["params"] for n, r in res.items() if n != DEEP_NAME and r["params"] and r["params"][0]},
+        }
+        if not all(r.get("grouped_calibration", True) for r in res.values()):
+            notes.append(f"{task}: some calibration splits could not be grouped (a class in too few groups); "
+                         "those used sklearn's stratified 3-fold calibration inside the training fold")
+        # ---- the deliberately leaky contrast
+        if not args.no_leaky and len(set(g)) < len(g):
+            leaky_folds = make_folds(y, g, args.folds, args.seed, grouped=False)
+            fs, m = best[task]
+            image_ids = np.arange(len(y)).astype(str)  # inner tuning and calibration ignore groups too
+            lk = cross_validate(task, X, y, image_ids, leaky_folds, [(fs, m)], inner_folds=args.inner_folds, seed=args.seed,
+                                tune=not args.no_tune, n_jobs=args.jobs, n_boot=args.bootstrap, progress=not args.quiet)[name]
+            shared = np.mean(np.concatenate([np.isin(g[te], g[tr]) for tr, te in leaky_folds]))
+            entry["leaky"] = {"candidate": name, "pooled": lk["pooled"], "folds_summary": lk["folds_summary"],
+                              "folds": lk["folds"], "test_images_with_group_in_train": float(shared),
+                              "split": f"StratifiedKFold({args.folds}, shuffle=True, random_state={args.seed}), groups ignored"}
+        metrics["tasks"][task] = entry
+        timing[f"cv_{task}_s"] = time.time() - t
+        # ---- plots
+        if task == "tumour":
+            curves = {n: (y, r["oof_proba"][:, 1]) for n, r in res.items()}
+            plots["roc_tumour"] = ev.plot_roc(curves, out / "roc_tumour.png").name
+            plots["calibration_tumour"] = ev.plot_calibration(curves, out / "calibration_tumour.png").name
+        else:
+            cms = {n: r["pooled"]["confusion_matrix"] for n, r in res.items()}
+            plots["confusion_density"] = ev.plot_confusion(cms, classes.tolist(), out / "confusion_density.png",
+                                                           "Density confusion matrices (pooled out-of-fold, rows = truth)").name
+        np.savez_compressed(out / f"oof_{task}.npz", y=y, groups=g.astype(str),
+                            **{n.replace("+", "__"): r["oof_proba"] for n, r in res.items()})
+        say(f"{task}: best {name} {key}={res[name]['pooled'][key]:.3f} ({time.time() - t:.0f} s)")
+
+    # ---- final model
+    if not args.no_model:
+        t = time.time()
+        pid = f"{ds.name}:" + ";".join(f"{task}={fs}+{m}" for task, (fs, m) in best.items())
+        selection = ("Best candidate per task by pooled out-of-fold grouped-CV " +
+                     ", ".join(f"{ev.PRIMARY_METRIC[tk]} ({tk})" for tk in best) +
+                     "; the Keras head baseline is reported but not selectable (not a scikit-learn pipeline). "
+                     "Refitted on all labelled images with hyper-parameters from a grouped inner CV on them.")
+        meta = {
+            "training_data": ds.summary(),
+            "pipeline_id": pid,
+            "selection": selection,
+            "cv_metrics": {task: {"candidate": metrics["tasks"][task]["best"],
+                                  "metrics": metrics["tasks"][task]["candidates"][metrics["tasks"][task]["best"]]["pooled"],
+                                  "folds_summary": metrics["tasks"][task]["candidates"][metrics["tasks"][task]["best"]]["folds_summary"],
+                                  "table": {n: c["pooled"] for n, c in metrics["tasks"][task]["candidates"].items()},
+                                  "protocol": f"{args.folds}-fold StratifiedGroupKFold, seed {args.seed}"}
+                           for task in best},
+            "texture_size": args.texture_size,
+        }
+        model, chosen = fit_final_model(ds, best, features, texture_size=args.texture_size, seed=args.seed,
+                                        inner_folds=args.inner_folds, tune=not args.no_tune, metadata=meta)
+        model.metadata["final_params"] = chosen
+        path = model.save(out / "model.joblib")
+        metrics["final_model"] = {"path": path.name, "sha256": file_sha256(path), "pipeline_id": pid, "params": chosen,
+                                  "selection": selection}
+        timing["final_model_s"] = time.time() - t
+    timing["total_s"] = time.time() - t0
+    metrics["timing"] = timing
+    (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1))
+    ev.write_report(metrics, out / "report.md", plots)
+    say(f"wrote {out / 'report.md'}")
+    print(out)
+    return 0
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating, float)):
+        return None if np.isnan(o) else float(o)
+    return o
+
+
+if __name__ == "__main__":
+    sys.exit(main())
