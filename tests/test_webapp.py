@@ -29,6 +29,14 @@ MAX_PIXELS = 1_000_000
 # --------------------------------------------------------------------------- fixtures and helpers
 
 
+def run_until_closed(server) -> None:
+    """``server.run()`` for a thread; closing the server from another thread can race waitress' select loop."""
+    try:
+        server.run()
+    except (OSError, ValueError):  # "bad file descriptor" after close(): the server is shutting down
+        pass
+
+
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory) -> Path:
     """A small real texture+SVM model fitted once per session on synthetic images."""
@@ -437,7 +445,7 @@ def test_startup_errors_are_clear(tmp_path, model_path, monkeypatch):
 
 def test_waitress_server_serves_the_app(app):
     server = make_server(app, "127.0.0.1", 0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=run_until_closed, args=(server,), daemon=True)
     thread.start()
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.effective_port}/healthz", timeout=10) as resp:

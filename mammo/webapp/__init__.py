@@ -149,6 +149,10 @@ def _warm_up(model: MammogramModel) -> None:
 def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: int = 4):
     """A waitress server for ``app`` (``port=0`` picks a free port: see ``.effective_port``).
 
+    On glibc, start the process with ``MALLOC_ARENA_MAX=2``: otherwise each worker
+    thread running numpy/TensorFlow work keeps its own malloc arena, and the process
+    grows once by ~100-130 MB the first time all threads are busy (then stays flat).
+
     Request bodies up to ``MAX_CONTENT_LENGTH`` and responses are buffered in memory
     (waitress would otherwise spool large ones to temporary files), so uploads never
     touch the disk; the connection limit bounds that memory.

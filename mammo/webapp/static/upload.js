@@ -105,6 +105,9 @@
       canvas.width = body.preview_width;
       canvas.height = body.preview_height;
       scale = body.width / body.preview_width;
+      // Show small previews (a 224-pixel JPEG) large enough to draw on; CSS max-width keeps it responsive.
+      const k = 480 / Math.max(body.preview_width, body.preview_height);
+      canvas.style.width = Math.round(body.preview_width * k) + "px";
       panel.hidden = false;
       canvas.dataset.originalWidth = body.width;
       canvas.dataset.originalHeight = body.height;

@@ -1,0 +1,142 @@
+"""Latency and load of the web app's JSON API, from a client on loopback against waitress.
+
+    python benchmarks/bench_webapp.py [--model models/dphi.joblib] [--image path.jpg]
+
+Without --model, a small texture+SVM model is fitted on synthetic images first.
+Measures, for one 224x224 image (warm): p50/p95 of POST /api/predict, of the same with
+heatmap=1, and 8 concurrent clients x 25 requests (errors, throughput, server RSS growth).
+The server runs in this process (a waitress thread), so RSS is this process's.
+All traffic goes to 127.0.0.1; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+import requests
+from PIL import Image
+
+from mammo.webapp import create_app, make_server
+from mammo.webapp.demo import fit_demo_model, synthetic_mammogram
+
+DEFAULT_IMAGE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dphi-sprint31" / "train" / "Image_1.jpg"
+
+
+def run_until_closed(server) -> None:
+    """``server.run()`` for a thread; closing the server from another thread can race waitress' select loop."""
+    try:
+        server.run()
+    except (OSError, ValueError):  # "bad file descriptor" after close(): the server is shutting down
+        pass
+
+
+def percentile(xs, q):
+    return float(np.percentile(np.asarray(xs) * 1000, q))
+
+
+def timed_posts(url: str, data: bytes, n: int, fields: dict | None = None) -> list[float]:
+    times = []
+    with requests.Session() as s:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = s.post(url, files={"file": ("image.png", data)}, data=fields or {}, timeout=120)
+            times.append(time.perf_counter() - t0)
+            r.raise_for_status()
+    return times
+
+
+def client_run(url: str, data: bytes, n: int) -> tuple[int, list[float]]:
+    errors, times = 0, []
+    with requests.Session() as s:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            try:
+                r = s.post(url, files={"file": ("image.png", data)}, timeout=300)
+                ok = r.status_code == 200 and "tumour" in r.json()
+            except requests.RequestException:
+                ok = False
+            times.append(time.perf_counter() - t0)
+            errors += not ok
+    return errors, times
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="saved model; default: fit a small synthetic texture+SVM model")
+    ap.add_argument("--image", default=str(DEFAULT_IMAGE), help="image to send (resized to 224x224); default: a DPhi image, or a synthetic one")
+    ap.add_argument("--threads", type=int, default=4, help="waitress threads")
+    ap.add_argument("--n", type=int, default=40, help="sequential requests for p50/p95")
+    ap.add_argument("--n-heatmap", type=int, default=5, help="sequential heatmap requests")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--per-client", type=int, default=25)
+    ap.add_argument("--rounds", type=int, default=2, help="concurrent rounds (a leak keeps growing after the first)")
+    args = ap.parse_args(argv)
+
+    tmp = tempfile.TemporaryDirectory()
+    if args.model:
+        model = args.model
+    else:
+        t0 = time.perf_counter()
+        model = str(fit_demo_model(Path(tmp.name) / "demo.joblib"))
+        print(f"fitted synthetic texture+svm model in {time.perf_counter() - t0:.1f} s")
+    if Path(args.image).is_file():
+        img = Image.open(args.image).convert("L").resize((224, 224))
+        source = args.image
+    else:
+        img = Image.fromarray(synthetic_mammogram(np.random.default_rng(0), 3, 224)).resize((224, 224))
+        source = "synthetic"
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    data = buf.getvalue()
+
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # 8 clients > threads queue by design
+    app = create_app({"MAMMO_MODEL": model})
+    server = make_server(app, "127.0.0.1", 0, threads=args.threads)
+    thread = threading.Thread(target=run_until_closed, args=(server,), daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.effective_port}/api/predict"
+    proc = psutil.Process()
+    try:
+        print(f"model {Path(model).name}; image {source} as 224x224 PNG ({len(data)} bytes); waitress {args.threads} threads")
+        timed_posts(url, data, 3)  # warm-up
+        t = timed_posts(url, data, args.n)
+        print(f"/api/predict             n={args.n:3d}  p50 {percentile(t, 50):7.1f} ms  p95 {percentile(t, 95):7.1f} ms  (target p50 <= 300 ms)")
+        t = timed_posts(url, data, args.n_heatmap, {"heatmap": "1"})
+        print(f"/api/predict?heatmap=1   n={args.n_heatmap:3d}  p50 {percentile(t, 50):7.1f} ms  p95 {percentile(t, 95):7.1f} ms  (target <= 5000 ms)")
+
+        rss = [proc.memory_info().rss]
+        errors = 0
+        for rnd in range(1, args.rounds + 1):
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                results = list(pool.map(lambda _: client_run(url, data, args.per_client), range(args.clients)))
+            wall = time.perf_counter() - t0
+            rss.append(proc.memory_info().rss)
+            errors += sum(e for e, _ in results)
+            times = [x for _, ts in results for x in ts]
+            total = args.clients * args.per_client
+            print(f"round {rnd}: {args.clients} clients x {args.per_client} requests: {sum(e for e, _ in results)} errors of {total}; "
+                  f"{total / wall:.1f} req/s; latency p50 {percentile(times, 50):.0f} ms p95 {percentile(times, 95):.0f} ms; "
+                  f"server RSS {rss[-2] / 2**20:.0f} -> {rss[-1] / 2**20:.0f} MB ({(rss[-1] - rss[-2]) / 2**20:+.0f} MB)")
+        print(f"RSS growth over all concurrent rounds: {(rss[-1] - rss[0]) / 2**20:+.0f} MB (target <= 100 MB); "
+              f"after the first round: {(rss[-1] - rss[1]) / 2**20:+.0f} MB")
+        return 1 if errors else 0
+    finally:
+        server.close()
+        thread.join(5)
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
