@@ -3,8 +3,9 @@
 Prints, in one run on the same images: images/s of bare Keras ``predict``
 (batch 32, 224x224), of each pipeline step and feature block, and of the full
 two-task ``predict_proba`` from files; the ratio full time / bare time for the
-same number of CNN inputs (target <= 1.25); and peak RSS after predicting
-``--rss-images`` files (target <= 2.5 GB).
+same number of CNN inputs (target <= 1.25); and the peak RSS of a fresh
+process that loads the saved model and streams ``--rss-images`` files (and
+half as many, to show it stays flat; target <= 2.5 GB).
 
     python benchmarks/bench_pipeline.py --data dphi --n 320
 """
@@ -15,8 +16,9 @@ import argparse
 import gc
 import json
 import os
-import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,7 +52,24 @@ def timed(fn, *args, repeats: int = 1):
 
 
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB -> GB on Linux
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so a
+    # child would report its parent's peak.
+    with open("/proc/self/status") as fh:
+        return int(next(line for line in fh if line.startswith("VmHWM")).split()[1]) / 2**20
+
+
+RSS_SCRIPT = """
+import json, sys, time
+from mammo.classifiers import load_model
+model = load_model(sys.argv[1])
+paths = json.loads(open(sys.argv[2]).read())
+t = time.perf_counter()
+for _ in model.iter_predict_proba(paths):
+    pass
+dt = time.perf_counter() - t
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"peak_rss_gb": int(hwm) / 2**20, "img_s": len(paths) / dt}))
+"""
 
 
 def main(argv=None) -> int:
@@ -115,17 +134,28 @@ def main(argv=None) -> int:
     del grey, crops, enhanced
 
     if args.rss_images:
-        many = image_paths(args.data, args.rss_images)
-        t = timed(model.predict_proba, many)[0]
-        figures["rss_images"] = len(many)
-        figures["rss_run_img_s"] = rate(len(many), t)
-    figures["peak_rss_gb"] = peak_rss_gb()
+        # A fresh process per size, as a user's script would run: load the saved
+        # model, stream predict_proba over the files, report its own peak RSS.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = model.save(Path(tmp) / "bench.joblib")
+            for count in sorted({max(1, args.rss_images // 2), args.rss_images}):
+                listing = Path(tmp) / f"paths_{count}.json"
+                listing.write_text(json.dumps(image_paths(args.data, count)))
+                out = subprocess.run(
+                    [sys.executable, "-c", RSS_SCRIPT, str(path), str(listing)], capture_output=True, text=True, check=True
+                )
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                figures[f"peak_rss_gb_{count}_images"] = result["peak_rss_gb"]
+                figures[f"predict_img_s_{count}_images"] = result["img_s"]
+    figures["peak_rss_gb_this_process"] = peak_rss_gb()
 
     width = max(map(len, figures))
     for key, value in figures.items():
         print(f"{key:<{width}}  {value:.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     print(f"target: ratio_full_over_bare <= 1.25 -> {'MET' if figures['ratio_full_over_bare'] <= 1.25 else 'NOT MET'}")
-    print(f"target: peak_rss_gb <= 2.5 -> {'MET' if figures['peak_rss_gb'] <= 2.5 else 'NOT MET'}")
+    rss = [v for k, v in figures.items() if k.startswith("peak_rss_gb_") and k.endswith("_images")]
+    if rss:
+        print(f"target: peak RSS of a predicting process <= 2.5 GB -> {'MET' if max(rss) <= 2.5 else 'NOT MET'}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0

@@ -112,23 +112,28 @@ def load_runner(weights: str = "imagenet", input_size: int = 224, backend: str =
     with _LOCK:
         runner = _RUNNERS.get(key)
     if runner is None:
-        model = load_backbone(weights, input_size)
         if backend == "keras":
+            model = load_backbone(weights, input_size)
+
             def runner(batch, _model=model):
                 return np.asarray(_model(batch, training=False))
         else:
-            runner = _onnx_runner(model, weights, int(input_size))
+            runner = _onnx_runner(weights, int(input_size))
         with _LOCK:
             runner = _RUNNERS.setdefault(key, runner)
     return runner
 
 
-def _onnx_runner(model, weights: str, input_size: int):
+def _onnx_runner(weights: str, input_size: int):
     import onnxruntime as ort
 
-    sha = weights_sha256(weights) or "unknown"
+    if weights_sha256(weights) is None:
+        load_backbone(weights, input_size)  # "imagenet" not cached yet: Keras downloads it
+    sha = weights_sha256(weights)
     path = cache_dir() / "onnx" / f"mobilenet_v2_{sha[:16]}_{input_size}.onnx"
     if not path.is_file():
+        # Converted once per weights file; later processes never import TensorFlow.
+        model = load_backbone(weights, input_size)
         import tensorflow as tf
         from tf2onnx import convert
 
