@@ -254,6 +254,16 @@ def test_html_predict_shows_everything(client):
     assert resp.headers["Cache-Control"] == "no-store"
 
 
+def test_result_page_tolerates_missing_metadata(app, client, monkeypatch):
+    model = app.extensions["mammo"]["model"]
+    monkeypatch.setattr(model, "metadata", {})
+    resp = html_post(client, {"file": upload(mammo_png(seed=2))})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200, html
+    assert 'id="density-label"' in html and 'id="threshold">0.500<' in html
+    assert client.get("/healthz").get_json()["model"]["pipeline_id"] is None
+
+
 def test_html_predict_requires_csrf_token(client):
     resp = client.post("/predict", data={"file": upload(mammo_png())}, content_type="multipart/form-data")
     html = resp.get_data(as_text=True)
