@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
-from joblib import Parallel, delayed
 import numpy as np
-from sklearn.base import clone
+from joblib import Parallel, delayed
 from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
 from ..features.cnn import CNNEmbedding
-from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TASKS, TUMOUR_CLASSES
+from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES
 
 __all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions"]
 

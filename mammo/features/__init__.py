@@ -2,7 +2,7 @@
 
 from .cnn import CNNEmbedding, WeightsUnavailableError
 from .enhance import Enhancer, enhance
-from .io import ImageReadError, ImageReader, read_image
+from .io import ImageReader, ImageReadError, read_image
 from .region import BreastCropper, Mammogram, crop_breast
 from .texture import GLCMFeatures, LBPFeatures
 

@@ -18,9 +18,9 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import ImageFeatures
 from .region import as_mammogram, resize_image
 
 __all__ = [
@@ -178,7 +178,7 @@ def _build(weights: str, input_size: int):
         raise
 
 
-class CNNEmbedding(TransformerMixin, BaseEstimator):
+class CNNEmbedding(ImageFeatures):
     """Transformer: images -> 1280-d frozen MobileNetV2 embedding.
 
     Each breast crop is padded to a square (so its shape is not distorted),
@@ -263,13 +263,3 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
         if self.flip_tta:
             emb = 0.5 * (emb[: len(grey)] + emb[len(grey) :])
         return emb
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        check_is_fitted(self, "feature_names_")
-        return self.feature_names_.copy()
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.non_deterministic = False
-        return tags

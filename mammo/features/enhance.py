@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.exposure import equalize_adapthist
 from skimage.filters import unsharp_mask
-from sklearn.base import BaseEstimator, TransformerMixin
 
+from ._base import ImageTransformer
 from .region import Mammogram, as_mammogram
 
 __all__ = ["enhance", "Enhancer"]
@@ -52,7 +52,7 @@ def enhance(
     return out
 
 
-class Enhancer(TransformerMixin, BaseEstimator):
+class Enhancer(ImageTransformer):
     """Transformer: CLAHE + unsharp mask on each :class:`Mammogram` (or grey array).
 
     Parameters
@@ -101,6 +101,5 @@ class Enhancer(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
         tags.requires_fit = False
         return tags

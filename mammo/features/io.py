@@ -452,9 +452,15 @@ def _read_tifffile(fp: IO[bytes], name: str, limits: _Limits) -> np.ndarray:
 
 def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> np.ndarray:
     import pydicom
-    from pydicom.pixels import apply_color_lut, apply_rescale, apply_voi, apply_windowing
-    from pydicom.pixels import get_decoder, pixel_array
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID
+    from pydicom.pixels import (
+        apply_color_lut,
+        apply_rescale,
+        apply_voi,
+        apply_windowing,
+        get_decoder,
+        pixel_array,
+    )
+    from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     try:
         ds = pydicom.dcmread(fp, force=force)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
-from PIL import Image
-from sklearn.base import BaseEstimator, TransformerMixin
+
+from ._base import ImageTransformer
 
 __all__ = [
     "Mammogram",
@@ -215,7 +216,7 @@ def crop_breast(
     )
 
 
-class BreastCropper(TransformerMixin, BaseEstimator):
+class BreastCropper(ImageTransformer):
     """Transformer: grey images -> :class:`Mammogram` crops of the breast.
 
     Parameters
@@ -259,6 +260,5 @@ class BreastCropper(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
         tags.requires_fit = False
         return tags

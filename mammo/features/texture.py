@@ -11,9 +11,9 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 from skimage.transform import downscale_local_mean
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import ImageFeatures
 from .region import as_mammogram
 
 __all__ = ["GLCM_PROPS", "glcm_features", "lbp8_uniform", "lbp_features", "GLCMFeatures", "LBPFeatures"]
@@ -124,7 +124,7 @@ def lbp_features(
     return np.concatenate(out).astype(np.float32)
 
 
-class _ImageFeatures(TransformerMixin, BaseEstimator):
+class _ImageFeatures(ImageFeatures):
     """Base: a per-image feature function applied to a list of images."""
 
     def fit(self, X, y=None):
@@ -141,14 +141,6 @@ class _ImageFeatures(TransformerMixin, BaseEstimator):
             out[i] = self._features(m.pixels, m.mask)
         return out
 
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        check_is_fitted(self, "feature_names_")
-        return self.feature_names_.copy()
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        return tags
 
 
 class GLCMFeatures(_ImageFeatures):
