@@ -418,6 +418,15 @@ def test_occlusion_map_finds_the_cell_that_drives_the_score():
     assert (red_cell[..., 0] - red_cell[..., 2]).mean() > 50 and abs((other[..., 0] - other[..., 2]).mean()) < 2
 
 
+def test_occlusion_map_skips_flat_background_cells():
+    img = np.zeros((160, 128), np.float32)
+    img[:, :64] = np.random.default_rng(2).random((160, 64))  # left half textured, right half black
+    fake = _FakeModel()
+    occ = occlusion_map(fake, img, grid=8)
+    assert occ["n_run"] == 32 and sum(fake.batches) == 33
+    assert np.all(occ["drop"][:, 4:] == 0) and occ["drop"][0, 0] > 0.1
+
+
 def test_occlusion_map_shrinks_large_images():
     fake = _FakeModel()
     occ = occlusion_map(fake, np.random.default_rng(1).random((1000, 800)).astype(np.float32), grid=4, max_side=200)

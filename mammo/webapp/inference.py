@@ -183,7 +183,9 @@ def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(pil.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def occlusion_map(model, image: np.ndarray, *, grid: int = 8, max_side: int = 768, batch: int = 33) -> dict:
+def occlusion_map(
+    model, image: np.ndarray, *, grid: int = 8, max_side: int = 768, batch: int = 33, flat_tol: float = 0.01
+) -> dict:
     """Occlusion sensitivity of P(malignant) over the full pipeline.
 
     The image is split into ``grid x grid`` cells; in each copy one cell is
@@ -203,11 +205,16 @@ def occlusion_map(model, image: np.ndarray, *, grid: int = 8, max_side: int = 76
         copy per cell) and time.
     batch : int
         Copies per ``predict_proba`` call.
+    flat_tol : float
+        Cells whose grey-level standard deviation is at most this (background,
+        typically a third to two thirds of a mammogram) are not re-run: flattening
+        them changes nothing, so their drop is 0.
 
     Returns
     -------
     dict
-        ``baseline`` (P(malignant) of the unoccluded, shrunk image), ``drop``
+        ``baseline`` (P(malignant) of the unoccluded, shrunk image), ``n_run``
+        (cells re-run), ``drop``
         (grid x grid array: baseline minus P(malignant) with that cell
         occluded; positive = the cell pushed the score up), ``rows``/``cols``
         (cell edges in the shrunk image) and ``shape`` (the shrunk image's shape).
@@ -217,7 +224,12 @@ def occlusion_map(model, image: np.ndarray, *, grid: int = 8, max_side: int = 76
     grid = max(1, min(int(grid), h, w))
     rows = np.linspace(0, h, grid + 1).round().astype(int)
     cols = np.linspace(0, w, grid + 1).round().astype(int)
-    cells = [(i, j) for i in range(grid) for j in range(grid)]
+    cells = [
+        (i, j)
+        for i in range(grid)
+        for j in range(grid)
+        if small[rows[i] : rows[i + 1], cols[j] : cols[j + 1]].std() > flat_tol
+    ]
 
     def copies(chunk):
         for i, j in chunk:
@@ -231,8 +243,10 @@ def occlusion_map(model, image: np.ndarray, *, grid: int = 8, max_side: int = 76
         probs.append(model.predict_proba(list(copies(cells[start : start + batch])))["tumour"][:, 1])
     p = np.concatenate(probs)
     baseline = float(p[0])
-    drop = (baseline - p[1:]).reshape(grid, grid)
-    return {"baseline": baseline, "drop": drop, "rows": rows, "cols": cols, "shape": (h, w)}
+    drop = np.zeros((grid, grid))
+    for (i, j), q in zip(cells, p[1:]):
+        drop[i, j] = baseline - q
+    return {"baseline": baseline, "drop": drop, "rows": rows, "cols": cols, "shape": (h, w), "n_run": len(cells)}
 
 
 def heatmap_overlay(image: np.ndarray, occ: dict, max_side: int) -> Image.Image:

@@ -81,8 +81,10 @@ def _occlusion_json(occ: dict) -> dict:
         "baseline_p_malignant": occ["baseline"],
         "drop": np.round(occ["drop"], 6).tolist(),
         "analysed_shape": list(occ["shape"]),
+        "cells_run": occ["n_run"],
         "note": "drop[i][j] = P(malignant) minus P(malignant) with cell (row i, column j) of the analysed "
-        "image replaced by its mean grey; positive means that cell raised the score.",
+        "image replaced by its mean grey; positive means that cell raised the score. Flat (background) cells "
+        "are not re-run and have drop 0.",
     }
 
 
