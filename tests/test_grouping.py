@@ -1,0 +1,149 @@
+"""Near-duplicate grouping: synthetic augmented copies, reports, leakage audit, real DPhi."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import ndimage as ndi
+from sklearn.metrics import adjusted_rand_score
+
+from mammo.grouping import (
+    audit,
+    audit_split,
+    contact_sheet,
+    find_duplicate_groups,
+    group_report,
+    image_signature,
+    simulate_copies,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def _fake_mammogram(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """A bright half-ellipse 'breast' on black with multi-scale random texture and blobs."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    a, b = rng.uniform(0.55, 0.8), rng.uniform(0.35, 0.45)
+    cy = rng.uniform(0.45, 0.55)
+    mask = ((xx / a) ** 2 + ((yy - cy) / b) ** 2) < 1
+    tex = sum(ndi.gaussian_filter(rng.normal(size=(size, size)), s) * s for s in (1.5, 4, 10))
+    tex = (tex - tex.min()) / (tex.max() - tex.min())
+    for _ in range(4):
+        y0, x0, r = rng.uniform(0.3, 0.7), rng.uniform(0.1, 0.5), rng.uniform(0.02, 0.06)
+        tex += 0.4 * np.exp(-(((yy - y0) ** 2 + (xx - x0) ** 2) / r**2))
+    img = np.where(mask, 0.25 + 0.6 * tex / tex.max(), 0.05)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    rng = np.random.default_rng(7)
+    originals = [_fake_mammogram(rng) for _ in range(6)]
+    return simulate_copies(originals, 10, seed=3)
+
+
+def test_signature_shape_and_blank():
+    rng = np.random.default_rng(0)
+    sig = image_signature(_fake_mammogram(rng))
+    assert sig.ndim == 2 and sig.shape[1] == 131 and len(sig) > 20
+    assert set(np.unique(sig[:, 2])) == {0.0, 1.0}  # image and mirror
+    assert image_signature(np.zeros((64, 64))).shape == (0, 131)
+
+
+def test_synthetic_copies_are_grouped_exactly(synthetic, tmp_path):
+    images, truth = synthetic
+    groups, det = find_duplicate_groups(images, progress=False, cache_dir=tmp_path, return_details=True)
+    assert adjusted_rand_score(truth, groups) == 1.0, group_report(groups, truth)
+    assert len(set(groups)) == 6
+    # second call reads the signature cache and gives the same answer
+    assert (find_duplicate_groups(images, progress=False, cache_dir=tmp_path) == groups).all()
+    assert any((tmp_path / "sift-clahe-v1").rglob("*.npz"))
+
+
+def test_group_report_counts_impure_groups():
+    rep = group_report(["a", "a", "a", "b", "b", "c"], ["x", "x", "y", "z", "z", "z"])
+    assert rep["n_groups"] == 3 and rep["n_singletons"] == 1
+    assert rep["size_counts"] == {"1": 1, "2": 1, "3": 1}
+    assert rep["n_impure"] == 1 and rep["minority_images"] == 1
+    assert rep["impure_groups"][0]["labels"] == {"x": 2, "y": 1}
+    json.dumps(rep)
+
+
+def test_audit_split_finds_leaks():
+    leaks = audit_split([0, 0, 1, 1, 2], ["train", "test", "train", "train", "test"], names=list("abcde"))
+    assert list(leaks["group"]) == ["0"] and leaks["images"][0] == "a b"
+    assert audit_split([0, 0, 1], ["train", "train", "test"]).empty
+
+
+def test_audit_cli_detects_leaky_split(synthetic, tmp_path):
+    images, truth = synthetic
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    names = []
+    for i, im in enumerate(images[:30]):  # three originals x 10 copies
+        names.append(f"img_{i:03d}.png")
+        Image.fromarray((im * 255).astype(np.uint8)).save(folder / names[-1])
+    # leaky: alternate copies between train and test
+    pd.DataFrame({"filename": names, "split": ["train", "test"] * 15}).to_csv(tmp_path / "split.csv", index=False)
+    pd.DataFrame({"filename": names, "label": truth[:30]}).to_csv(tmp_path / "labels.csv", index=False)
+    out = tmp_path / "out"
+    env_cache = {"MAMMO_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, str(ROOT / "scripts" / "audit_groups.py"), str(folder), "--split", str(tmp_path / "split.csv"),
+           "--labels", str(tmp_path / "labels.csv"), "--out", str(out), "--no-progress"]
+    import os
+
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env_cache}, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "3 groups" in res.stdout and "leak" in res.stdout.lower()
+    g = pd.read_csv(out / "groups.csv")
+    assert adjusted_rand_score(truth[:30], g["group"]) == 1.0
+    for f in ("group_sizes.png", "contact_sheet_1.png", "report.json", "leaks.csv"):
+        assert (out / f).is_file()
+    assert json.loads((out / "report.json").read_text())["n_leaking_groups"] == 3
+    # a grouped split is clean: exit code 0
+    pd.DataFrame({"filename": names, "split": np.where(truth[:30] == 0, "test", "train")}).to_csv(
+        tmp_path / "split.csv", index=False)
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env_cache}, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_audit_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        audit(tmp_path / "nope", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        audit(tmp_path / "empty", tmp_path / "out")
+
+
+def test_contact_sheet(synthetic, tmp_path):
+    images, truth = synthetic
+    contact_sheet(images, truth, tmp_path / "s.png", max_groups=3, per_group=4, thumb=32)
+    im = Image.open(tmp_path / "s.png")
+    assert im.size == (110 + 4 * 34, 3 * 34)
+
+
+DPHI = DATA / "dphi-sprint31"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DPHI / "Training_set.csv").is_file(), reason="../shared/data/dphi-sprint31 not present")
+def test_real_dphi_subset_is_label_pure(tmp_path):
+    """300 DPhi images of 4 labels: groups must not mix labels, and copies must be found."""
+    df = pd.read_csv(DPHI / "Training_set.csv")
+    sub = df[df.label.isin(["Density4Malignant", "Density4Benign", "Density2Benign", "Density3Malignant"])]
+    sub = sub.groupby("label").head(75)
+    paths = [str(DPHI / "train" / f) for f in sub.filename]
+    groups = find_duplicate_groups(paths, progress=False, n_jobs=2, cache_dir=tmp_path)
+    rep = group_report(groups, sub.label.values)
+    assert rep["n_impure"] == 0, rep["impure_groups"]
+    # 300 copies of at most ~20 originals: nearly every image has company
+    assert rep["n_groups"] <= 40, rep
+    assert rep["n_singletons"] <= 6, rep
