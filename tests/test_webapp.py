@@ -467,8 +467,19 @@ def test_waitress_server_serves_the_app(app):
     thread = threading.Thread(target=run_until_closed, args=(server,), daemon=True)
     thread.start()
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.effective_port}/healthz", timeout=10) as resp:
+        base = f"http://127.0.0.1:{server.effective_port}"
+        with urllib.request.urlopen(base + "/healthz", timeout=10) as resp:
             assert resp.status == 200 and b'"status":"ok"' in resp.read()
+        requests = pytest.importorskip("requests")
+        ok = requests.post(base + "/api/predict", files={"file": ("a.png", mammo_png())}, timeout=60)
+        assert ok.status_code == 200 and "tumour" in ok.json()
+        # Just over MAX_CONTENT_LENGTH: the app's JSON 413; far over it: waitress refuses the body itself.
+        for size in (MAX_BYTES + 1000, MAX_BYTES + (3 << 20)):
+            resp = requests.post(base + "/api/predict", files={"file": ("a.png", b"\0" * size)}, timeout=60)
+            assert resp.status_code == 413, size
+        assert "larger than the limit" in requests.post(
+            base + "/api/predict", files={"file": ("a.png", b"\0" * (MAX_BYTES + 1000))}, timeout=60
+        ).json()["error"]
     finally:
         server.close()
         thread.join(5)
