@@ -49,8 +49,9 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".bmp", ".dcm")
-SIGNATURE_VERSION = "sift-clahe-v1"  # bump when image_signature changes: keys the cache
+SIGNATURE_VERSION = "sift-clahe-v2"  # bump when image_signature changes: keys the cache
 _N_DESC = 128
+_FILL_LEVEL = 4  # uint8 grey level below which a pixel is rotation/shift fill
 
 
 def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
@@ -98,6 +99,12 @@ def image_signature(
     erode : int
         Keypoints are kept only this many pixels inside the tissue mask.
 
+    Notes
+    -----
+    Keypoints are kept inside the Otsu tissue mask (eroded) when the image shows a dark
+    background, else inside the non-black area. An inverted image (white background) is
+    not flipped back: all its copies are inverted alike, which is all matching needs.
+
     Returns
     -------
     ndarray of float32, shape (n_keypoints, 131)
@@ -117,11 +124,11 @@ def image_signature(
         return np.zeros((0, 3 + _N_DESC), np.float32)
     t, _ = cv2.threshold(im, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     mask = im > t
-    border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
-    if border.mean() > 0.5:
-        # bright background (inverted film or a MONOCHROME1 export): tissue is the dark part
-        im = 255 - im
-        mask = ~mask
+    lower = im[(im > _FILL_LEVEL) & ~mask]
+    if lower.size and lower.mean() > 0.5 * im[mask].mean():
+        # no dark background in view (a zoomed copy filled with tissue): Otsu would split
+        # the tissue itself, so only the black fill is left out
+        mask = im > _FILL_LEVEL
     mask = cv2.erode(mask.astype(np.uint8), np.ones((erode, erode), np.uint8))
     im = cv2.createCLAHE(clipLimit=clahe_clip, tileGridSize=(8, 8)).apply(im)
     sift = cv2.SIFT_create(nfeatures=n_features)

@@ -65,7 +65,7 @@ def test_synthetic_copies_are_grouped_exactly(synthetic, tmp_path):
     assert len(set(groups)) == 6
     # second call reads the signature cache and gives the same answer
     assert (find_duplicate_groups(images, progress=False, cache_dir=tmp_path) == groups).all()
-    assert any((tmp_path / "sift-clahe-v1").rglob("*.npz"))
+    assert any((tmp_path / "sift-clahe-v2").rglob("*.npz"))
 
 
 def test_group_report_counts_impure_groups():
