@@ -32,6 +32,7 @@ __all__ = [
     "tumour_metrics",
     "sensitivity_at_specificity",
     "bootstrap_ci",
+    "fast_auc",
     "fold_summary",
     "plot_roc",
     "plot_confusion",
@@ -123,7 +124,20 @@ def tumour_metrics(y_true: Sequence[int], p_malignant: Sequence[float], y_pred: 
     return out
 
 
-def bootstrap_ci(y_true: Sequence[int], score: Sequence[float], metric=roc_auc_score, *, groups: Sequence | None = None,
+def fast_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC by the Mann-Whitney rank sum (ties count 1/2): same value as roc_auc_score, far less overhead."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y_true).astype(bool)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def bootstrap_ci(y_true: Sequence[int], score: Sequence[float], metric=fast_auc, *, groups: Sequence | None = None,
                  n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of ``metric(y, score)``.
 
@@ -302,8 +316,11 @@ def write_report(metrics: Mapping[str, Any], path, plots: Mapping[str, str] | No
         f"Run started {metrics['started']}, took {metrics['timing']['total_s']:.0f} s.",
         "",
         f"Protocol: {cfg['folds']}-fold StratifiedGroupKFold (seed {cfg['seed']}); the same folds for every candidate "
-        "of a task; no group in two folds (checked). Hyper-parameters were tuned only inside each training fold "
-        f"({cfg['inner_folds']}-fold grouped inner CV) and probabilities calibrated on grouped splits of the training fold. "
+        "of a task; no group in two folds (checked). "
+        + (f"Hyper-parameters were tuned only inside each training fold ({cfg['inner_folds']}-fold grouped inner CV"
+           + (f" on about {cfg['tune_max']} images of whole groups" if cfg.get("tune_max") else "") + "); "
+           if cfg.get("tune", True) else "Default hyper-parameters (no tuning); ")
+        + "probabilities calibrated on grouped splits of the training fold. "
         "Pooled = metrics of all out-of-fold predictions together; folds = mean ± std over the outer folds. "
         "Tumour AUC 95% CI: bootstrap resampling whole groups of the pooled out-of-fold predictions "
         f"({cfg['n_boot']} resamples).",

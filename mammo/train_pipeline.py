@@ -140,7 +140,10 @@ def _calibration_splits(y: np.ndarray, groups: np.ndarray, seed: int, n: int = 3
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        splits = list(StratifiedGroupKFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+        try:
+            splits = list(StratifiedGroupKFold(n, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+        except ValueError:  # every class smaller than n
+            return None
     k = len(np.unique(y))
     if any(len(np.unique(y[tr])) < k for tr, _ in splits):
         return None
@@ -151,9 +154,11 @@ def _configure(tail, params: dict, y, groups, seed) -> tuple[Pipeline, bool]:
     """Set tuned params and grouped calibration splits; returns (tail, grouped_calibration)."""
     tail.set_params(**{_param_path(tail, k): v for k, v in params.items()})
     splits = _calibration_splits(y, groups, seed)
-    if splits is not None:
-        tail.set_params(**{_param_path(tail, "cv"): splits})
-    return tail, splits is not None
+    if splits is None:
+        # sklearn's stratified k-fold, which needs k members of the rarest class
+        splits = int(max(2, min(3, np.bincount(np.unique(y, return_inverse=True)[1]).min())))
+    tail.set_params(**{_param_path(tail, "cv"): splits})
+    return tail, not isinstance(splits, int)
 
 
 def _score(task: str, y, proba, classes) -> float:
@@ -172,15 +177,39 @@ def _aligned_proba(tail, X, classes) -> np.ndarray:
     return out
 
 
-def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid) -> tuple[dict, dict]:
-    """Pick the grid point with the best pooled inner-CV score (grouped inner folds)."""
+def _group_subset(y, groups, n: int, seed: int) -> np.ndarray:
+    """Indices of about ``n`` samples made of whole groups, stratified by ``y``."""
+    k = max(2, int(round(len(y) / n)))
+    if len(y) <= n or len(set(groups)) < 2 * k:
+        return np.arange(len(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, keep = next(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+    return np.sort(keep)
+
+
+def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid, tune_max=None) -> tuple[dict, dict]:
+    """Pick the grid point with the best pooled inner-CV score (grouped inner folds).
+
+    With ``tune_max`` the search runs on a stratified subset of about that many images
+    (whole groups) of the given training data: it bounds the cost on large sets, and
+    stays inside the training fold.
+    """
     if not grid or len(grid) == 1:
         return (grid[0] if grid else {}), {}
+    if tune_max:
+        keep = _group_subset(y, groups, tune_max, seed)
+        X, y, groups = X[keep], y[keep], groups[keep]
     classes = np.unique(y)
     k = min(inner_folds, len(set(groups)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        inner = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed + 1).split(X, y, groups))
+        try:
+            inner = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed + 1).split(X, y, groups))
+        except ValueError:  # too few images to tune: keep the defaults
+            return {}, {}
+    if k < 2 or any(len(np.unique(y[tr])) < len(classes) for tr, _ in inner):
+        return {}, {}
     scores = {}
     for params in grid:
         proba = np.zeros((len(y), len(classes)))
@@ -195,10 +224,19 @@ def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid) -> tu
     return json.loads(best), scores
 
 
-def _fit_predict(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune) -> dict:
+def _fit_predict(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune, tune_max=None) -> dict:
     """One candidate on one outer fold: tune inside the training fold, fit, predict the test fold."""
+    from threadpoolctl import threadpool_limits
+
+    # Many tiny BLAS calls (sigmoid calibration's L-BFGS): threads only add contention;
+    # parallelism comes from running folds in separate processes.
+    with threadpool_limits(1):
+        return _fit_predict_1(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune, tune_max)
+
+
+def _fit_predict_1(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune, tune_max) -> dict:
     grid = PARAM_GRIDS[model] if tune else []
-    params, scores = _tune(task, feature_set, model, X[train], y[train], groups[train], inner_folds, seed, grid)
+    params, scores = _tune(task, feature_set, model, X[train], y[train], groups[train], inner_folds, seed, grid, tune_max)
     tail, grouped_cal = _configure(_tail(task, feature_set, model, seed), params, y[train], groups[train], seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -237,8 +275,8 @@ def _summarise(task, y, groups, proba, classes, folds, n_boot, seed) -> dict:
 
 
 def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds, candidates: Sequence[tuple[str, str]], *,
-                   inner_folds: int = 3, seed: int = 0, tune: bool = True, n_jobs: int = 1, n_boot: int = 1000,
-                   progress: bool = True) -> dict:
+                   inner_folds: int = 3, seed: int = 0, tune: bool = True, tune_max: int | None = 1000, n_jobs: int = 1,
+                   n_boot: int = 1000, progress: bool = True) -> dict:
     """Evaluate ``(feature_set, model)`` candidates on the same ``folds``.
 
     Parameters
@@ -255,7 +293,8 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
     classes = np.unique(y)
     jobs = [(fs, m, i) for fs, m in candidates for i in range(len(folds))]
     run = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_fit_predict)(task, fs, m, X[fs], y, groups, folds[i][0], folds[i][1], classes, inner_folds, seed, tune)
+        delayed(_fit_predict)(task, fs, m, X[fs], y, groups, folds[i][0], folds[i][1], classes, inner_folds, seed, tune,
+                                 tune_max)
         for fs, m, i in jobs
     )
     results: dict = {}
@@ -315,7 +354,7 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
 # ----------------------------------------------------------------------------- final model
 
 def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: int, seed: int, inner_folds: int, tune: bool,
-                    metadata: dict) -> tuple[MammogramModel, dict]:
+                    metadata: dict, tune_max: int | None = 1000) -> tuple[MammogramModel, dict]:
     """Refit each task's selected candidate on all its labelled images into one MammogramModel.
 
     Hyper-parameters are chosen by the same grouped inner CV, now over all labelled data;
@@ -326,7 +365,8 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: in
     pipelines, labels, masks, chosen = {}, {}, {}, {}
     for task, (fs, m) in best.items():
         _, y, g = ds.task(task)
-        params, _ = _tune(task, fs, m, features[task][fs], y, g, inner_folds, seed, PARAM_GRIDS[m] if tune else [])
+        params, _ = _tune(task, fs, m, features[task][fs], y, g, inner_folds, seed, PARAM_GRIDS[m] if tune else [],
+                          tune_max)
         pipe = make_pipeline(task, fs, m, texture_size=texture_size, random_state=seed)
         tail, _ = _configure(Pipeline(_split(pipe)[1]), params, y, g, seed)  # shares step objects with pipe
         with warnings.catch_warnings():
@@ -371,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="outer grouped CV folds (default 5)")
     p.add_argument("--inner-folds", type=int, default=3, help="grouped inner folds for tuning (default 3)")
     p.add_argument("--no-tune", action="store_true", help="skip the inner hyper-parameter search (use defaults)")
+    p.add_argument("--tune-max", type=int, default=1000, metavar="N",
+                   help="run the inner search on about N images (whole groups) of each training fold (default 1000; 0 = all)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<dataset>-<timestamp>)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: CPU count)")
     p.add_argument("--no-deep", action="store_true", help="skip the Keras head baseline")
@@ -407,6 +449,15 @@ def _load(args) -> Dataset:
 
 
 def _run(args) -> int:
+    from threadpoolctl import threadpool_limits
+
+    # Classifier work here is many small BLAS calls; with threads they contend for 2 shared
+    # cores (30x slower sigmoid calibration measured). The CNN runtime has its own pool.
+    with threadpool_limits(1):
+        return _run_1(args)
+
+
+def _run_1(args) -> int:
     t0 = time.time()
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     timing: dict[str, float] = {}
@@ -451,7 +502,7 @@ def _run(args) -> int:
         "started": started,
         "dataset": ds.summary(),
         "config": {"data": str(args.data), "kind": args.kind, "folds": args.folds, "inner_folds": args.inner_folds,
-                   "seed": args.seed, "tune": not args.no_tune, "param_grids": PARAM_GRIDS if not args.no_tune else None,
+                   "seed": args.seed, "tune": not args.no_tune, "tune_max": args.tune_max, "param_grids": PARAM_GRIDS if not args.no_tune else None,
                    "texture_size": args.texture_size, "limit": args.limit, "n_boot": args.bootstrap, "jobs": args.jobs,
                    "feature_sets": args.feature_sets, "models": args.models},
         "feature_cache": {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}},
@@ -469,7 +520,8 @@ def _run(args) -> int:
         folds = make_folds(y, g, args.folds, args.seed)
         classes = np.unique(y)
         res = cross_validate(task, X, y, g, folds, candidates, inner_folds=args.inner_folds, seed=args.seed,
-                             tune=not args.no_tune, n_jobs=args.jobs, n_boot=args.bootstrap, progress=not args.quiet)
+                             tune=not args.no_tune, tune_max=args.tune_max, n_jobs=args.jobs, n_boot=args.bootstrap,
+                             progress=not args.quiet)
         if deep:
             res[DEEP_NAME] = deep_head_cv(task, blocks["cnn"][rows], y, g, folds, seed=args.seed, n_boot=args.bootstrap,
                                           progress=not args.quiet)
@@ -495,7 +547,7 @@ def _run(args) -> int:
             fs, m = best[task]
             image_ids = np.arange(len(y)).astype(str)  # inner tuning and calibration ignore groups too
             lk = cross_validate(task, X, y, image_ids, leaky_folds, [(fs, m)], inner_folds=args.inner_folds, seed=args.seed,
-                                tune=not args.no_tune, n_jobs=args.jobs, n_boot=args.bootstrap, progress=not args.quiet)[name]
+                                tune=not args.no_tune, tune_max=args.tune_max, n_jobs=args.jobs, n_boot=args.bootstrap, progress=not args.quiet)[name]
             shared = np.mean(np.concatenate([np.isin(g[te], g[tr]) for tr, te in leaky_folds]))
             entry["leaky"] = {"candidate": name, "pooled": lk["pooled"], "folds_summary": lk["folds_summary"],
                               "folds": lk["folds"], "test_images_with_group_in_train": float(shared),
@@ -536,7 +588,8 @@ def _run(args) -> int:
             "texture_size": args.texture_size,
         }
         model, chosen = fit_final_model(ds, best, features, texture_size=args.texture_size, seed=args.seed,
-                                        inner_folds=args.inner_folds, tune=not args.no_tune, metadata=meta)
+                                        inner_folds=args.inner_folds, tune=not args.no_tune, metadata=meta,
+                                        tune_max=args.tune_max)
         model.metadata["final_params"] = chosen
         path = model.save(out / "model.joblib")
         metrics["final_model"] = {"path": path.name, "sha256": file_sha256(path), "pipeline_id": pid, "params": chosen,

@@ -1,0 +1,107 @@
+"""evaluation: metric definitions, the group bootstrap, plots and the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mammo import evaluation as ev
+
+
+def test_density_metrics_perfect_and_ordinal_penalty():
+    y = np.array([1, 2, 3, 4, 1, 2, 3, 4])
+    eye = np.eye(4)
+    perfect = ev.density_metrics(y, eye[y - 1], [1, 2, 3, 4])
+    assert perfect["accuracy"] == perfect["qwk"] == perfect["macro_f1"] == perfect["balanced_accuracy"] == 1.0
+    assert perfect["confusion_matrix"] == (2 * np.eye(4, dtype=int)).tolist()
+    near = ev.density_metrics(y, eye[np.minimum(y - 1, 2)], [1, 2, 3, 4])  # 4 -> 3: off by one
+    far = ev.density_metrics(y, eye[np.where(y == 4, 0, y - 1)], [1, 2, 3, 4])  # 4 -> 1: off by three
+    assert near["accuracy"] == far["accuracy"] == 0.75
+    assert near["qwk"] > far["qwk"]  # quadratic weights charge distant errors more
+
+
+def test_density_metrics_missing_class_in_fold():
+    y = np.array([1, 1, 2, 2])
+    m = ev.density_metrics(y, np.eye(4)[[0, 1, 1, 3]], [1, 2, 3, 4])
+    assert np.array(m["confusion_matrix"]).shape == (4, 4)
+    assert m["accuracy"] == 0.5
+
+
+def test_sensitivity_at_specificity():
+    y = np.array([0] * 10 + [1] * 10)
+    s = np.r_[np.linspace(0, 0.5, 10), np.linspace(0.3, 1.0, 10)]
+    sens = ev.sensitivity_at_specificity(y, s, 0.9)
+    # threshold just above the 9th negative (0.444): positives above it
+    assert sens == pytest.approx(np.mean(s[10:] > s[8]))
+    assert ev.sensitivity_at_specificity(y, np.r_[np.zeros(10), np.ones(10)], 0.9) == 1.0
+
+
+def test_tumour_metrics_values():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    p = np.clip(0.5 * y + rng.uniform(0, 0.6, 400), 0, 1)
+    m = ev.tumour_metrics(y, p)
+    assert m["auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert len(m["calibration"]["observed"]) == 10
+    assert m["n_pos"] == y.sum()
+    one_class = ev.tumour_metrics(np.zeros(5), np.linspace(0, 1, 5))
+    assert np.isnan(one_class["auc"])
+
+
+def test_group_bootstrap_is_wider_than_image_bootstrap_for_copies():
+    rng = np.random.default_rng(0)
+    n = 30
+    y0 = rng.integers(0, 2, n)
+    s0 = 0.6 * y0 + rng.normal(0, 0.4, n)
+    copies = 10  # ten identical copies per group: the effective sample size is n, not 10n
+    y, s = np.repeat(y0, copies), np.repeat(s0, copies)
+    g = np.repeat(np.arange(n), copies)
+    lo_g, hi_g = ev.bootstrap_ci(y, s, groups=g, n_boot=400, seed=1)
+    lo_i, hi_i = ev.bootstrap_ci(y, s, n_boot=400, seed=1)
+    auc = roc_auc_score(y, s)
+    assert lo_g <= auc <= hi_g and lo_i <= auc <= hi_i
+    assert hi_g - lo_g > 2 * (hi_i - lo_i)
+
+
+def test_fold_summary():
+    s = ev.fold_summary([{"auc": 0.6, "n": 3, "confusion_matrix": [[1]]}, {"auc": 0.8, "n": 4}, {"auc": float("nan"), "n": 2}])
+    assert s["auc"]["mean"] == pytest.approx(0.7)
+    assert s["auc"]["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert set(s) == {"auc"}
+
+
+def test_plots_and_report(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 100)
+    p = np.clip(0.4 * y + rng.uniform(0, 0.6, 100), 0, 1)
+    paths = [
+        ev.plot_roc({"a": (y, p), "b": (y, 1 - p)}, tmp_path / "roc.png"),
+        ev.plot_calibration({"a": (y, p)}, tmp_path / "cal.png"),
+        ev.plot_confusion({"a": [[3, 1], [0, 4]], "b": [[2, 2], [1, 3]]}, [0, 1], tmp_path / "cm.png"),
+        ev.plot_group_sizes(np.repeat(np.arange(10), 3), tmp_path / "g.png"),
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cand = {"pooled": ev.tumour_metrics(y, p), "folds_summary": {"auc": {"mean": 0.8, "std": 0.05}}}
+    cand["pooled"]["auc_ci95"] = [0.7, 0.9]
+    metrics = {
+        "dataset": {"name": "toy", "n_images": 100, "n_groups": 50},
+        "config": {"data": "toy.csv", "folds": 5, "seed": 0, "inner_folds": 3, "n_boot": 100},
+        "started": "now",
+        "timing": {"total_s": 1.0},
+        "tasks": {"tumour": {"n_images": 100, "n_groups": 50, "class_counts": {"0": 50, "1": 50}, "fold_sizes": [20] * 5,
+                             "best": "texture+svm", "candidates": {"texture+svm": cand}}},
+    }
+    text = ev.write_report(metrics, tmp_path / "report.md", {"roc_tumour": "roc.png"}).read_text()
+    assert "| texture+svm **(selected)** |" in text
+    assert "[0.700, 0.900]" in text and "0.800 ± 0.050" in text
+    assert "![roc_tumour](roc.png)" in text
+
+
+def test_fast_auc_matches_sklearn():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.normal(size=300) + y, 1)  # with ties
+    assert ev.fast_auc(y, s) == pytest.approx(roc_auc_score(y, s))

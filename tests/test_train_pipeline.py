@@ -1,0 +1,315 @@
+"""train_pipeline + featcache: every layout end to end through the CLI on tiny synthetic sets.
+
+The texture feature set keeps these runs free of TensorFlow; ``--jobs 1`` avoids
+spawning worker processes for a few dozen images.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import synthetic_mammogram
+from mammo.classifiers import load_model, make_pipeline
+from mammo.featcache import FeatureCache
+from mammo.train_pipeline import (
+    TrainingDataError,
+    check_task_data,
+    cross_validate,
+    limit_dataset,
+    main,
+    make_folds,
+)
+
+TUNED = ["--feature-sets", "texture", "--models", "svm", "--no-deep", "--jobs", "1", "--quiet", "--bootstrap", "200"]
+FAST = [*TUNED, "--no-tune"]
+
+
+def _save(img, path):
+    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
+
+
+@pytest.fixture
+def cache_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAMMO_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def make_manifest(root, n_patients=16, per_patient=2, seed=0):
+    """path,patient_id,density,tumour: two views per patient; labels follow the patient."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = ["path,patient_id,density,tumour"]
+    for p in range(n_patients):
+        d, t = p % 4 + 1, (p // 4) % 2
+        for v in range(per_patient):
+            name = f"p{p:02d}_{v}.png"
+            _save(synthetic_mammogram(rng, d, t, side="left" if v % 2 else "right"), root / name)
+            rows.append(f"{name},pat{p},{d},{t}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
+def run(args):
+    return main([str(a) for a in args])
+
+
+# ----------------------------------------------------------------------------- layouts
+
+def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env, capsys):
+    csv = make_manifest(tmp_path / "man")
+    out = tmp_path / "run"
+    assert run([csv, "--kind", "manifest", "--folds", "4", "--out", out, *TUNED]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["tasks"]) == {"density", "tumour"}
+    dens = m["tasks"]["density"]["candidates"]["texture+svm"]
+    assert {"qwk", "accuracy", "balanced_accuracy", "macro_f1", "confusion_matrix"} <= set(dens["pooled"])
+    assert len(dens["folds"]) == 4 and "qwk" in dens["folds_summary"]
+    assert all(p["C"] in (0.3, 1.0, 3.0) for p in dens["params"])  # tuned inside each training fold
+    tum = m["tasks"]["tumour"]["candidates"]["texture+svm"]["pooled"]
+    assert {"auc", "auc_ci95", "sens_at_90spec", "brier", "balanced_accuracy"} <= set(tum)
+    lo, hi = tum["auc_ci95"]
+    assert lo <= tum["auc"] <= hi
+    # the synthetic density signal (brightness, blobs) is learnable across patients
+    assert dens["pooled"]["qwk"] > 0.5
+    # patient pairs: the leaky split is reported next to the grouped one
+    assert m["tasks"]["density"]["leaky"]["test_images_with_group_in_train"] > 0.5
+    report = (out / "report.md").read_text()
+    assert "| texture+svm **(selected)**" in report and "Grouped vs. leaky" in report
+    for png in ("roc_tumour.png", "calibration_tumour.png", "confusion_density.png", "group_sizes.png"):
+        assert (out / png).stat().st_size > 1000
+    # the saved artifact: manifest-verified load, metadata, and predictions from files
+    model = load_model(out / "model.joblib", manifest=out / "model.joblib.manifest.json")
+    meta = model.metadata
+    assert meta["pipeline_id"] == "labels:density=texture+svm;tumour=texture+svm"
+    assert meta["training_data"]["n_images"] == 32
+    assert meta["cv_metrics"]["density"]["candidate"] == "texture+svm"
+    assert "texture+svm" in meta["cv_metrics"]["tumour"]["table"]
+    paths = sorted(str(p) for p in (tmp_path / "man").glob("*.png"))[:3]
+    proba = model.predict_proba(paths)
+    assert proba["density"].shape == (3, 4) and proba["tumour"].shape == (3, 2)
+    # the tails were fitted on cached features: they must equal what the pipeline computes itself
+    cached = FeatureCache(cache_env / "features", progress=False).transform(paths, model.pipelines["density"])
+    np.testing.assert_allclose(model.transform(paths)["density"], cached, rtol=1e-5, atol=1e-6)
+
+
+def test_mias_layout(tmp_path, cache_env):
+    root = tmp_path / "mias"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    lines = []
+    for n in range(1, 41):
+        bg = "FGD"[((n + 1) // 2) % 3]
+        d = "FGD".index(bg) + 1
+        patient = (n + 1) // 2
+        if patient % 4 == 0:
+            lines.append(f"mdb{n:03d} {bg} NORM")
+            t = 0
+        else:
+            sev = "M" if patient % 2 else "B"
+            t = sev == "M"
+            lines.append(f"mdb{n:03d} {bg} CIRC {sev} 100 100 20")
+        _save(synthetic_mammogram(rng, d, int(t), side="left" if n % 2 == 0 else "right"), root / f"mdb{n:03d}.png")
+    (root / "Info.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    assert run([root, "--folds", "3", "--out", out, "--no-model", *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["dataset"]["name"] == "mias"
+    assert m["tasks"]["density"]["class_counts"].keys() == {"1", "2", "3"}  # F/G/D: 3 ordinal classes
+    assert m["tasks"]["tumour"]["n_images"] == 30  # normal images have no tumour label
+    assert not (out / "model.joblib").exists()
+
+
+def test_rsna_layout_never_reads_holdout(tmp_path, cache_env):
+    root = tmp_path / "rsna"
+    (root / "images").mkdir(parents=True)
+    (root / "holdout").mkdir()
+    (root / "holdout" / "case_0001.jpg").write_bytes(b"not an image: reading it would fail the run")
+    rng = np.random.default_rng(2)
+    rows = ["site_id,patient_id,image_id,laterality,view,cancer,density,filename"]
+    for p in range(12):
+        d, t = "ABCD"[p % 4], (p // 4) % 2
+        for v in range(2):
+            name = f"{p}_{v}_png.rf.x.jpg"
+            img = synthetic_mammogram(rng, "ABCD".index(d) + 1, t, inverted=p % 5 == 0)
+            Image.fromarray((img * 255).astype(np.uint8)).save(root / "images" / name, quality=95)
+            rows.append(f"1,{p},{v},L,CC,{t},{d if p < 10 else ''},{name}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert run([root, "--folds", "3", "--out", out, "--no-model", "--no-leaky", *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["dataset"]["name"] == "rsna"
+    assert m["tasks"]["density"]["n_images"] == 20 and m["tasks"]["tumour"]["n_images"] == 24
+    assert m["feature_cache"]["computed:glcm"] == 24  # images/ only
+
+
+def _augment(img, rng):
+    """A DPhi-like copy: rotation by a multiple of 90 degrees, flips, a small shift, optional contrast change."""
+    out = np.rot90(img, rng.integers(4))
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    dy, dx = rng.integers(-6, 7, 2)
+    out = np.roll(out, (dy, dx), axis=(0, 1))
+    if rng.random() < 0.5:
+        out = np.clip((out - 0.5) * 1.3 + 0.5, 0, 1)
+    return np.ascontiguousarray(out)
+
+
+def test_dphi_layout_groups_augmented_copies(tmp_path, cache_env):
+    root = tmp_path / "dphi"
+    (root / "train").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    rows, truth = ["filename,label"], []
+    k = 0
+    for orig in range(12):
+        d, t = orig % 4 + 1, (orig // 4) % 2
+        base = synthetic_mammogram(rng, d, t, shape=(224, 224))
+        for c in range(4):
+            name = f"Image_{k}.jpg"
+            Image.fromarray((_augment(base, rng) * 255).astype(np.uint8)).convert("RGB").save(root / "train" / name, quality=95)
+            rows.append(f"{name},Density{d}{'Malignant' if t else 'Benign'}")
+            truth.append(orig)
+            k += 1
+    (root / "Training_set.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert run([root, "--kind", "dphi", "--folds", "3", "--out", out, "--no-model", *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    oof = np.load(out / "oof_density.npz", allow_pickle=False)
+    groups = oof["groups"]
+    truth = np.array(truth)
+    # every original's copies share one group (merging originals would be allowed, splitting one is a leak)
+    for orig in range(12):
+        assert len(set(groups[truth == orig])) == 1, f"original {orig} split over groups {set(groups[truth == orig])}"
+    folds = make_folds(oof["y"], groups, 3, 0)
+    for train, test in folds:
+        assert not set(truth[train]) & set(truth[test])
+    assert m["tasks"]["density"]["groups_shared_between_folds"] == 0
+
+
+# ----------------------------------------------------------------------------- folds and leakage
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_group_in_two_folds(seed):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 40, 400).astype(str)
+    y = rng.integers(0, 3, 400)
+    folds = make_folds(y, groups, 5, seed)
+    seen = np.zeros(len(y), int)
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+        assert len(np.intersect1d(train, test)) == 0
+        seen[test] += 1
+    assert (seen == 1).all()  # a partition: every image tested exactly once
+    again = make_folds(y, groups, 5, seed)  # same seed, same folds for every candidate
+    assert all((a[1] == b[1]).all() for a, b in zip(folds, again))
+
+
+def test_leaky_split_inflates_and_grouped_split_does_not():
+    """Copies of one original share a fingerprint and a label that carries no real signal."""
+    rng = np.random.default_rng(0)
+    n_groups, copies = 40, 6
+    fingerprint = rng.normal(size=(n_groups, 20))
+    label = rng.permutation(np.arange(n_groups) % 2)
+    g = np.repeat(np.arange(n_groups), copies).astype(str)
+    X = np.repeat(fingerprint, copies, axis=0) + 0.05 * rng.normal(size=(n_groups * copies, 20))
+    y = np.repeat(label, copies)
+    kw = dict(candidates=[("texture", "svm")], inner_folds=3, seed=0, tune=False, n_boot=100, progress=False)
+    grouped = cross_validate("tumour", {"texture": X}, y, g, make_folds(y, g, 5, 0), **kw)["texture+svm"]
+    ids = np.arange(len(y)).astype(str)
+    leaky = cross_validate("tumour", {"texture": X}, y, ids, make_folds(y, g, 5, 0, grouped=False), **kw)["texture+svm"]
+    assert leaky["pooled"]["auc"] > 0.95
+    assert grouped["pooled"]["auc"] < 0.75
+    assert grouped["pooled"]["auc_ci95"][0] < 0.5 < grouped["pooled"]["auc_ci95"][1] + 0.2
+
+
+def test_check_task_data_and_limit():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    with pytest.raises(TrainingDataError, match="groups"):
+        check_task_data("tumour", y, np.array(list("aabbcc")), 5)
+    with pytest.raises(TrainingDataError, match="only one class"):
+        check_task_data("tumour", np.zeros(6, int), np.arange(6).astype(str), 2)
+    with pytest.raises(TrainingDataError, match="class 1"):
+        check_task_data("tumour", np.array([0, 0, 0, 0, 1, 1]), np.array(list("abcdee")), 2)
+    check_task_data("tumour", y, np.arange(6).astype(str), 3)
+
+    from mammo.datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    ds = Dataset("x", [f"{i}.png" for i in range(200)], rng.integers(1, 5, 200), rng.integers(0, 2, 200),
+                 np.repeat(np.arange(50), 4).astype(str))
+    sub = limit_dataset(ds, 50, 0)
+    assert 30 <= len(sub) <= 70
+    kept = set(sub.groups)
+    assert all((ds.groups[np.isin(ds.groups, list(kept))] == g).sum() == 4 for g in kept)  # whole groups
+
+
+# ----------------------------------------------------------------------------- cache
+
+def test_second_run_reuses_cached_features(tmp_path, cache_env, monkeypatch):
+    csv = make_manifest(tmp_path / "man", n_patients=8)
+    from mammo.features import texture
+
+    calls = {"n": 0}
+    orig = texture.GLCMFeatures.transform
+
+    def counting(self, X):
+        calls["n"] += len(X)
+        return orig(self, X)
+
+    monkeypatch.setattr(texture.GLCMFeatures, "transform", counting)
+    args = ["--tasks", "density", "--folds", "2", "--no-model", "--no-leaky", *FAST]
+    assert run([csv, "--out", tmp_path / "r1", *args]) == 0
+    first = calls["n"]
+    assert first >= 16
+    assert run([csv, "--out", tmp_path / "r2", *args, "--models", "xgboost"]) == 0  # a new classifier
+    assert calls["n"] == first
+    m = json.loads((tmp_path / "r2" / "metrics.json").read_text())
+    assert m["feature_cache"]["hit:glcm"] == 16 and "computed:glcm" not in m["feature_cache"]
+    # a changed parameter (working resolution) is a different key: recomputed
+    assert run([csv, "--out", tmp_path / "r3", *args, "--texture-size", "128"]) == 0
+    assert calls["n"] == 2 * first
+
+
+def test_cache_is_keyed_by_content_not_name(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = tmp_path / "a.png", tmp_path / "renamed.png"
+    _save(synthetic_mammogram(rng, 2, 0), a)
+    shutil.copyfile(a, b)
+    cache = FeatureCache(tmp_path / "c", progress=False)
+    pipe = make_pipeline("tumour", "texture", "svm", texture_size=128)
+    x1 = cache.transform([a], pipe)
+    x2 = cache.transform([b], pipe)
+    np.testing.assert_array_equal(x1, x2)
+    assert cache.stats["computed:glcm"] == 1 and cache.stats["hit:glcm"] == 1
+    _save(synthetic_mammogram(rng, 4, 1), b)  # new content under the same name
+    cache.transform([b], pipe)
+    assert cache.stats["computed:glcm"] == 2
+
+
+# ----------------------------------------------------------------------------- errors
+
+def test_error_exits(tmp_path, cache_env, capsys):
+    def fails(args, match):
+        with pytest.raises(SystemExit) as exc:
+            run(args)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert match in err and "Traceback" not in err
+
+    fails([tmp_path / "nowhere", *FAST], "no such file or folder")
+    (tmp_path / "empty").mkdir()
+    fails([tmp_path / "empty", *FAST], "unknown layout")
+    csv = make_manifest(tmp_path / "man", n_patients=4)
+    fails([csv, "--folds", "5", *FAST], "groups")
+    fails([csv, "--folds", "1", *FAST], "--folds")
+    one = tmp_path / "one.csv"
+    one.write_text("path,patient_id,tumour\n" + "\n".join(f"{tmp_path}/man/p0{i}_0.png,p{i},0" for i in range(4)) + "\n")
+    fails([one, "--kind", "manifest", "--folds", "2", *FAST], "only one class")
+    bad = tmp_path / "bad"
+    make_manifest(bad, n_patients=8)
+    (bad / "p00_0.png").write_bytes(b"\x89PNG truncated")
+    fails([bad / "labels.csv", "--folds", "2", "--tasks", "density", *FAST], "p00_0.png")
