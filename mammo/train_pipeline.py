@@ -39,6 +39,7 @@ from .classifiers.model import MammogramModel, _split, file_sha256
 from .classifiers.pipelines import FEATURE_SETS, MODELS, TASKS, make_pipeline
 from .datasets import Dataset, DatasetError, load_dataset
 from .featcache import FeatureCache, FeatureComputationError
+from .features.extra import EXTRA_BLOCKS, make_extra_block
 
 __all__ = [
     "main",
@@ -354,7 +355,8 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
 # ----------------------------------------------------------------------------- final model
 
 def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: int, seed: int, inner_folds: int, tune: bool,
-                    metadata: dict, tune_max: int | None = 1000) -> tuple[MammogramModel, dict]:
+                    metadata: dict, tune_max: int | None = 1000, cnn_input_size: int = 224, flip_tta: bool = False,
+                    extra_blocks: Sequence[str] = ()) -> tuple[MammogramModel, dict]:
     """Refit each task's selected candidate on all its labelled images into one MammogramModel.
 
     Hyper-parameters are chosen by the same grouped inner CV, now over all labelled data;
@@ -367,7 +369,10 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: in
         _, y, g = ds.task(task)
         params, _ = _tune(task, fs, m, features[task][fs], y, g, inner_folds, seed, PARAM_GRIDS[m] if tune else [],
                           tune_max)
-        pipe = make_pipeline(task, fs, m, texture_size=texture_size, random_state=seed)
+        pipe = make_pipeline(task, fs, m, texture_size=texture_size, cnn_input_size=cnn_input_size, flip_tta=flip_tta,
+                             random_state=seed)
+        union = pipe.named_steps["features"]
+        union.transformer_list = [*union.transformer_list, *((e, make_extra_block(e)) for e in extra_blocks)]
         tail, _ = _configure(Pipeline(_split(pipe)[1]), params, y, g, seed)  # shares step objects with pipe
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -419,6 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-leaky", action="store_true", help="skip the deliberately leaky random split")
     p.add_argument("--no-model", action="store_true", help="do not refit and save the final model")
     p.add_argument("--texture-size", type=int, default=256, help="working resolution (longer side) of the breast crop")
+    p.add_argument("--cnn-input-size", type=int, default=224, help="side of the square CNN input (default 224)")
+    p.add_argument("--flip-tta", action="store_true", help="average the CNN embedding of the image and its mirror image")
+    p.add_argument("--extra-blocks", nargs="*", default=[], choices=sorted(EXTRA_BLOCKS),
+                   help="experimental feature blocks (mammo.features.extra) appended to every feature set")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use about N images (whole groups, stratified)")
     p.add_argument("--seed", type=int, default=0, help="random seed for folds, subsets and models (default 0)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC CI (default 1000)")
@@ -489,8 +498,11 @@ def _run_1(args) -> int:
                   key=("glcm", "lbp", "cnn").index)
     used = np.any(np.column_stack([~np.isnan(ds.density if tk == "density" else ds.tumour) for tk in tasks]), axis=1)
     images = [p for p, u in zip(ds.paths, used) if u]
-    steps = _split(make_pipeline("density", "combined", "svm", texture_size=args.texture_size, random_state=args.seed))[0]
+    steps = _split(make_pipeline("density", "combined", "svm", texture_size=args.texture_size, cnn_input_size=args.cnn_input_size,
+                                 flip_tta=args.flip_tta, random_state=args.seed))[0]
     union = dict(steps[-1][1].transformer_list)
+    union.update({e: make_extra_block(e) for e in args.extra_blocks})
+    need += list(args.extra_blocks)
     cache = FeatureCache(args.cache_dir, n_jobs=args.jobs, progress=not args.quiet)
     blocks = cache.blocks(images, steps[:-1], [(b, union[b]) for b in need], desc=f"{ds.name} features")
     row = {p: i for i, p in enumerate(images)}
@@ -503,7 +515,8 @@ def _run_1(args) -> int:
         "dataset": ds.summary(),
         "config": {"data": str(args.data), "kind": args.kind, "folds": args.folds, "inner_folds": args.inner_folds,
                    "seed": args.seed, "tune": not args.no_tune, "tune_max": args.tune_max, "param_grids": PARAM_GRIDS if not args.no_tune else None,
-                   "texture_size": args.texture_size, "limit": args.limit, "n_boot": args.bootstrap, "jobs": args.jobs,
+                   "texture_size": args.texture_size, "cnn_input_size": args.cnn_input_size,
+                   "flip_tta": args.flip_tta, "extra_blocks": args.extra_blocks, "limit": args.limit, "n_boot": args.bootstrap, "jobs": args.jobs,
                    "feature_sets": args.feature_sets, "models": args.models},
         "feature_cache": {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}},
         "tasks": {},
@@ -515,7 +528,7 @@ def _run_1(args) -> int:
         t = time.time()
         paths, y, g = ds.task(task)
         rows = np.array([row[p] for p in paths])
-        X = {fs: np.hstack([blocks[b][rows] for b in BLOCKS[fs]]) for fs in args.feature_sets}
+        X = {fs: np.hstack([blocks[b][rows] for b in (*BLOCKS[fs], *args.extra_blocks)]) for fs in args.feature_sets}
         features[task] = X
         folds = make_folds(y, g, args.folds, args.seed)
         classes = np.unique(y)
@@ -570,7 +583,8 @@ def _run_1(args) -> int:
     # ---- final model
     if not args.no_model:
         t = time.time()
-        pid = f"{ds.name}:" + ";".join(f"{task}={fs}+{m}" for task, (fs, m) in best.items())
+        extra = "".join(f"&{e}" for e in args.extra_blocks)
+        pid = f"{ds.name}:" + ";".join(f"{task}={fs}{extra}+{m}" for task, (fs, m) in best.items())
         selection = ("Best candidate per task by pooled out-of-fold grouped-CV " +
                      ", ".join(f"{ev.PRIMARY_METRIC[tk]} ({tk})" for tk in best) +
                      "; the Keras head baseline is reported but not selectable (not a scikit-learn pipeline). "
@@ -586,10 +600,13 @@ def _run_1(args) -> int:
                                   "protocol": f"{args.folds}-fold StratifiedGroupKFold, seed {args.seed}"}
                            for task in best},
             "texture_size": args.texture_size,
+            "cnn_input_size": args.cnn_input_size,
+            "flip_tta": args.flip_tta,
         }
         model, chosen = fit_final_model(ds, best, features, texture_size=args.texture_size, seed=args.seed,
                                         inner_folds=args.inner_folds, tune=not args.no_tune, metadata=meta,
-                                        tune_max=args.tune_max)
+                                        tune_max=args.tune_max, cnn_input_size=args.cnn_input_size,
+                                        flip_tta=args.flip_tta, extra_blocks=args.extra_blocks)
         model.metadata["final_params"] = chosen
         path = model.save(out / "model.joblib")
         metrics["final_model"] = {"path": path.name, "sha256": file_sha256(path), "pipeline_id": pid, "params": chosen,

@@ -313,3 +313,30 @@ def test_error_exits(tmp_path, cache_env, capsys):
     make_manifest(bad, n_patients=8)
     (bad / "p00_0.png").write_bytes(b"\x89PNG truncated")
     fails([bad / "labels.csv", "--folds", "2", "--tasks", "density", *FAST], "p00_0.png")
+
+
+def test_extra_block_is_evaluated_and_saved(tmp_path, cache_env):
+    from sklearn.base import clone
+
+    from mammo.features.extra import IntensityFeatures
+
+    est = IntensityFeatures(bins=8)
+    assert clone(est).get_params() == est.get_params()
+    rng = np.random.default_rng(0)
+    dense, fatty = synthetic_mammogram(rng, 4, 0), synthetic_mammogram(rng, 1, 0)
+    f = est.fit_transform([dense, fatty])
+    names = list(est.get_feature_names_out())
+    assert f.shape == (2, len(names))
+    assert f[0, names.index("int_mean")] > f[1, names.index("int_mean")]
+    with pytest.raises(ValueError):
+        IntensityFeatures(bins=1).fit()
+
+    csv = make_manifest(tmp_path / "man", n_patients=8)
+    out = tmp_path / "run"
+    assert run([csv, "--tasks", "density", "--folds", "2", "--no-leaky", "--extra-blocks", "intensity", "--out", out, *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["feature_cache"]["computed:intensity"] == 16
+    model = load_model(out / "model.joblib")
+    assert model.metadata["pipeline_id"] == "labels:density=texture&intensity+svm"
+    assert "intensity" in model.metadata["tasks"]["density"]["features"]
+    assert model.predict_proba([str(tmp_path / "man" / "p00_0.png")])["density"].shape == (1, 4)
