@@ -11,7 +11,8 @@ export MAMMO_CACHE_DIR ?= $(CURDIR)/.cache/mammo
 WEIGHTS_FILE := mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 SHARED_WEIGHTS := $(firstword $(wildcard weights/$(WEIGHTS_FILE) ../shared/weights/$(WEIGHTS_FILE)))
 DATA  ?= $(firstword $(wildcard data/dphi-sprint31 ../shared/data/dphi-sprint31))
-MODEL ?= models/default.joblib
+RUN   ?= runs/default
+MODEL ?= $(RUN)/model.joblib
 HOST  ?= 127.0.0.1
 PORT  ?= 8000
 
@@ -31,7 +32,7 @@ $(KERAS_HOME)/models/$(WEIGHTS_FILE):
 
 $(MODEL):
 	@if [ -z "$(DATA)" ]; then echo "no training data: put the DPhi set in data/dphi-sprint31 or ../shared/data, or pass DATA=path" >&2; exit 2; fi
-	$(BIN)/mammo train $(DATA) --model-out $(MODEL)
+	$(BIN)/mammo train $(DATA) --out $(RUN)
 
 train: setup $(MODEL)
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
-DEFAULT_MODEL = "models/default.joblib"
+DEFAULT_MODEL = "runs/default/model.joblib"  # where make run puts it
 
 
 def find_images(inputs: list[str]) -> tuple[list[str], list[str]]:
