@@ -15,7 +15,7 @@ COMMANDS = {
     "train": ("mammo.train_pipeline", "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model"),
     "serve": ("mammo.webapp.__main__", "serve the upload page and JSON API for a saved model (waitress)"),
     "predict": ("mammo.predict", "predict density and tumour for files, folders or globs into a CSV"),
-    "audit": ("mammo.grouping", "find near-duplicate images (augmented copies) and check a train/test split for leakage"),
+    "audit": ("mammo.audit", "find near-duplicate images (augmented copies) and check a train/test split for leakage"),
 }
 
 

@@ -96,7 +96,7 @@ def test_audit_cli_detects_leaky_split(synthetic, tmp_path):
     pd.DataFrame({"filename": names, "label": truth[:30]}).to_csv(tmp_path / "labels.csv", index=False)
     out = tmp_path / "out"
     env_cache = {"MAMMO_CACHE_DIR": str(tmp_path / "cache")}
-    cmd = [sys.executable, str(ROOT / "scripts" / "audit_groups.py"), str(folder), "--split", str(tmp_path / "split.csv"),
+    cmd = [sys.executable, "-m", "mammo.cli", "audit", str(folder), "--split", str(tmp_path / "split.csv"),
            "--labels", str(tmp_path / "labels.csv"), "--out", str(out), "--no-progress"]
     import os
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Find augmented copies of the same mammogram in a folder and audit a split for leakage.
 
 Thin command-line wrapper around :func:`mammo.grouping.audit`.
@@ -20,8 +19,8 @@ outputs in --out:
 exit status: 0 clean, 1 when a group straddles the split (leakage), 2 on bad input.
 
 examples:
-  python scripts/audit_groups.py data/train --out audit/
-  python scripts/audit_groups.py images.csv --labels labels.csv --split split.csv --out audit/
+  mammo audit data/train --out audit/
+  mammo audit images.csv --labels labels.csv --split split.csv --out audit/
 
 Signatures are cached under $MAMMO_CACHE_DIR (default ~/.cache/mammo), keyed by file
 content, so a second run on the same images is fast.
@@ -30,7 +29,7 @@ content, so a second run on the same images is fast.
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="audit_groups.py",
+        prog="mammo audit",
         description="Group images that are augmented copies (rotation, flip, zoom, shift, contrast) of one "
         "original mammogram, and report train/test leakage.",
         epilog=EPILOG,
