@@ -97,6 +97,7 @@ def test_metadata(texture_model):
     assert meta["tasks"]["density"]["classes"] == [1, 2, 3, 4]
     assert meta["tasks"]["tumour"]["class_meanings"]["1"].startswith("Malignant")
     assert meta["tasks"]["density"]["n_train"] == 48 and meta["tasks"]["density"]["features"] == ["glcm", "lbp"]
+    assert meta["tasks"]["tumour"]["feature_set"] == "texture" and meta["tasks"]["tumour"]["model"] == "SVC"
     assert "scikit-learn" in meta["versions"] and meta["cnn_weights"] is None
 
 

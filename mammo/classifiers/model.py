@@ -142,7 +142,9 @@ class MammogramModel:
                 "class_counts": {str(c): int((y == c).sum()) for c in classes},
                 "steps": [name for name, _ in pipe.steps],
                 "features": [name for name, _ in _split(pipe)[0][-1][1].transformer_list] if "features" in pipe.named_steps else [],
+                "model": _model_name(pipe.steps[-1][1]),
             }
+            meta["tasks"][task]["feature_set"] = _feature_set_name(meta["tasks"][task]["features"])
             if task == "tumour":
                 # Calibrated probabilities follow the training prevalence; flag a
                 # case as malignant when P(malignant) exceeds that prevalence.
@@ -292,6 +294,20 @@ class _Identity:
 
     def transform(self, X):
         return X
+
+
+def _feature_set_name(blocks: list[str]) -> str:
+    texture, cnn = {"glcm", "lbp"} <= set(blocks), "cnn" in blocks
+    extra = sorted(set(blocks) - {"glcm", "lbp", "cnn"})
+    name = "combined" if texture and cnn else "texture" if texture else "cnn" if cnn else ""
+    return "+".join(filter(None, [name, *extra]))
+
+
+def _model_name(clf) -> str:
+    """The base model's class name under the calibration / ordinal / weighting wrappers."""
+    while hasattr(clf, "estimator"):
+        clf = clf.estimator
+    return type(clf).__name__
 
 
 def _blocks(pipe: Pipeline):
