@@ -12,6 +12,9 @@ WEIGHTS_FILE := mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h
 SHARED_WEIGHTS := $(firstword $(wildcard weights/$(WEIGHTS_FILE) ../shared/weights/$(WEIGHTS_FILE)))
 DATA  ?= $(firstword $(wildcard data/dphi-sprint31 ../shared/data/dphi-sprint31))
 RUN   ?= runs/default
+# The first start skips inner tuning and the Keras-head baseline to save time;
+# TRAIN_ARGS= (empty) runs the full comparison.
+TRAIN_ARGS ?= --no-tune --no-deep
 MODEL ?= $(RUN)/model.joblib
 HOST  ?= 127.0.0.1
 PORT  ?= 8000
@@ -32,7 +35,7 @@ $(KERAS_HOME)/models/$(WEIGHTS_FILE):
 
 $(MODEL):
 	@if [ -z "$(DATA)" ]; then echo "no training data: put the DPhi set in data/dphi-sprint31 or ../shared/data, or pass DATA=path" >&2; exit 2; fi
-	$(BIN)/mammo train $(DATA) --out $(RUN)
+	$(BIN)/mammo train $(DATA) --out $(RUN) $(TRAIN_ARGS)
 
 train: setup $(MODEL)
 
