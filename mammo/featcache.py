@@ -34,7 +34,7 @@ from sklearn.base import clone
 from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
-from .classifiers.model import _key, _split
+from .classifiers.model import _key, split_pipeline
 
 __all__ = ["FeatureCache", "FeatureComputationError", "default_cache_dir", "content_sha256", "chain_key"]
 
@@ -194,7 +194,7 @@ class FeatureCache:
         ``pipeline`` is a task pipeline from :func:`mammo.classifiers.make_pipeline`
         (or just its stateless steps ending in a FeatureUnion).
         """
-        steps = _split(pipeline)[0] if isinstance(pipeline, Pipeline) else list(pipeline)
+        steps = split_pipeline(pipeline)[0] if isinstance(pipeline, Pipeline) else list(pipeline)
         union = steps[-1][1]
         if not isinstance(union, FeatureUnion):
             raise TypeError(f"the last stateless step must be a FeatureUnion, got {type(union).__name__}")

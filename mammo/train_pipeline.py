@@ -35,7 +35,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from . import evaluation as ev
-from .classifiers.model import MammogramModel, _split, file_sha256
+from .classifiers.model import MammogramModel, file_sha256, split_pipeline
 from .classifiers.pipelines import FEATURE_SETS, MODELS, TASKS, make_pipeline
 from .datasets import Dataset, DatasetError, load_dataset
 from .featcache import FeatureCache, FeatureComputationError
@@ -124,7 +124,7 @@ def limit_dataset(ds: Dataset, n: int, seed: int) -> Dataset:
 
 def _tail(task: str, feature_set: str, model: str, seed: int) -> Pipeline:
     """The fitted-per-task part (scale + calibrated classifier) of make_pipeline's pipeline."""
-    return Pipeline(_split(make_pipeline(task, feature_set, model, random_state=seed))[1])
+    return Pipeline(split_pipeline(make_pipeline(task, feature_set, model, random_state=seed))[1])
 
 
 def _param_path(est, name: str) -> str:
@@ -364,7 +364,7 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: in
     pipeline's own stateless steps compute, see tests), the stateless steps are fitted
     (validated / CNN loaded) on two images.
     """
-    pipelines, labels, masks, chosen = {}, {}, {}, {}
+    pipelines, labels, cached, chosen = {}, {}, {}, {}
     for task, (fs, m) in best.items():
         _, y, g = ds.task(task)
         params, _ = _tune(task, fs, m, features[task][fs], y, g, inner_folds, seed, PARAM_GRIDS[m] if tune else [],
@@ -373,20 +373,15 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: in
                              random_state=seed)
         union = pipe.named_steps["features"]
         union.transformer_list = [*union.transformer_list, *((e, make_extra_block(e)) for e in extra_blocks)]
-        tail, _ = _configure(Pipeline(_split(pipe)[1]), params, y, g, seed)  # shares step objects with pipe
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tail.fit(features[task][fs], y)
-        X = ds.paths[:2]
-        for _, step in _split(pipe)[0]:
-            X = step.fit(X).transform(X)
+        _configure(Pipeline(split_pipeline(pipe)[1]), params, y, g, seed)  # sets params on pipe's own steps
         pipelines[task] = pipe
-        values = ds.density if task == "density" else ds.tumour
-        labels[task] = values
-        masks[task] = ~np.isnan(values)
+        labels[task] = ds.density if task == "density" else ds.tumour
+        cached[task] = features[task][fs]
         chosen[task] = params
     model = MammogramModel(pipelines, metadata=dict(metadata))
-    model.metadata = {**model.metadata, **model._describe(labels, masks)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(ds.paths, features=cached, **labels)
     return model, chosen
 
 
@@ -498,7 +493,7 @@ def _run_1(args) -> int:
                   key=("glcm", "lbp", "cnn").index)
     used = np.any(np.column_stack([~np.isnan(ds.density if tk == "density" else ds.tumour) for tk in tasks]), axis=1)
     images = [p for p, u in zip(ds.paths, used) if u]
-    steps = _split(make_pipeline("density", "combined", "svm", texture_size=args.texture_size, cnn_input_size=args.cnn_input_size,
+    steps = split_pipeline(make_pipeline("density", "combined", "svm", texture_size=args.texture_size, cnn_input_size=args.cnn_input_size,
                                  flip_tta=args.flip_tta, random_state=args.seed))[0]
     union = dict(steps[-1][1].transformer_list)
     union.update({e: make_extra_block(e) for e in args.extra_blocks})

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..features.cnn import CNNEmbedding
 from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES
 
-__all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions"]
+__all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions", "split_pipeline"]
 
 FORMAT_VERSION = 1
 
@@ -48,8 +48,12 @@ def library_versions() -> dict:
     return out
 
 
-def _split(pipe: Pipeline) -> tuple[list, list]:
-    """(stateless image/feature steps, fitted per-task tail) of a task pipeline."""
+def split_pipeline(pipe: Pipeline) -> tuple[list, list]:
+    """(stateless image/feature steps, fitted per-task tail) of a task pipeline, as step lists.
+
+    The tail's step objects are the pipeline's own: ``Pipeline(tail).fit(features, y)``
+    fits them in place.
+    """
     names = [name for name, _ in pipe.steps]
     cut = names.index("features") + 1 if "features" in names else len(PREPROCESS_STEPS)
     return pipe.steps[:cut], pipe.steps[cut:]
@@ -95,8 +99,13 @@ class MammogramModel:
     n_jobs: int | None = None
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, images, *, progress: bool = False, **labels) -> "MammogramModel":
-        """Fit every task pipeline. ``labels`` maps task -> labels (NaN / None = unlabelled)."""
+    def fit(self, images, *, features: dict | None = None, progress: bool = False, **labels) -> "MammogramModel":
+        """Fit every task pipeline. ``labels`` maps task -> labels (NaN / None = unlabelled).
+
+        ``features`` optionally maps task -> precomputed features of that
+        task's labelled images, in order (e.g. from an on-disk cache): they
+        must be what the pipeline's image and feature steps compute.
+        """
         unknown = set(labels) - set(self.pipelines)
         if unknown:
             raise ValueError(f"labels given for tasks without a pipeline: {sorted(unknown)}")
@@ -112,14 +121,17 @@ class MammogramModel:
         # Fit (= validate; the CNN also loads) the stateless steps on a couple of images.
         for pipe in self.pipelines.values():
             X = images[:2]
-            for _, step in _split(pipe)[0]:
+            for _, step in split_pipeline(pipe)[0]:
                 X = step.fit(X).transform(X)
-        needed = np.any(np.column_stack(list(masks.values())), axis=1)
-        features = self.transform([im for im, keep in zip(images, needed) if keep], progress=progress)
+        if features is None:
+            needed = np.any(np.column_stack(list(masks.values())), axis=1)
+            computed = self.transform([im for im, keep in zip(images, needed) if keep], progress=progress)
+            features = {task: computed[task][masks[task][needed]] for task in self.pipelines}
         for task, pipe in self.pipelines.items():
+            if len(features[task]) != masks[task].sum():
+                raise ValueError(f"{task}: {len(features[task])} feature rows for {masks[task].sum()} labelled images")
             y = np.asarray(labels[task], dtype=float)[masks[task]].astype(int)
-            tail = Pipeline(_split(pipe)[1])
-            tail.fit(features[task][masks[task][needed]], y)
+            Pipeline(split_pipeline(pipe)[1]).fit(features[task], y)
         self.metadata = {**self.metadata, **self._describe(labels, masks)}
         return self
 
@@ -141,7 +153,7 @@ class MammogramModel:
                 "n_train": int(masks[task].sum()),
                 "class_counts": {str(c): int((y == c).sum()) for c in classes},
                 "steps": [name for name, _ in pipe.steps],
-                "features": [name for name, _ in _split(pipe)[0][-1][1].transformer_list] if "features" in pipe.named_steps else [],
+                "features": [name for name, _ in split_pipeline(pipe)[0][-1][1].transformer_list] if "features" in pipe.named_steps else [],
                 "model": _model_name(pipe.steps[-1][1]),
             }
             meta["tasks"][task]["feature_set"] = _feature_set_name(meta["tasks"][task]["features"])
@@ -180,7 +192,7 @@ class MammogramModel:
         if errors not in ("raise", "record"):
             raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
         images = list(images)
-        steps = {task: _split(pipe)[0] for task, pipe in self.pipelines.items()}
+        steps = {task: split_pipeline(pipe)[0] for task, pipe in self.pipelines.items()}
         starts = range(0, len(images), self.batch_size)
         n_jobs = min(self.n_jobs or os.cpu_count() or 1, len(starts)) or 1
         # Many chunks: worker processes, which overlap one chunk's CNN pass with
@@ -206,7 +218,7 @@ class MammogramModel:
 
     def iter_predict_proba(self, images, *, errors: str = "raise", progress: bool = False):
         """Stream predictions: yields ``(indices, {task: probabilities}, failures)`` per chunk."""
-        tails = {task: Pipeline(_split(pipe)[1]) for task, pipe in self.pipelines.items()}
+        tails = {task: Pipeline(split_pipeline(pipe)[1]) for task, pipe in self.pipelines.items()}
         for indices, feats, failures in self.iter_features(images, errors=errors, progress=progress):
             proba = {task: tails[task].predict_proba(f) if indices else None for task, f in feats.items()}
             yield indices, proba, failures
@@ -214,7 +226,7 @@ class MammogramModel:
     def predict_proba(self, images, *, progress: bool = False) -> dict:
         """``{task: (n, n_classes) probabilities}``; density columns are classes 1-4, tumour 0/1."""
         features = self.transform(images, progress=progress)
-        return {task: Pipeline(_split(pipe)[1]).predict_proba(features[task]) for task, pipe in self.pipelines.items()}
+        return {task: Pipeline(split_pipeline(pipe)[1]).predict_proba(features[task]) for task, pipe in self.pipelines.items()}
 
     def predict(self, images, *, progress: bool = False) -> dict:
         """``{task: labels}``: density is the most probable class; tumour uses the stored threshold."""
