@@ -145,6 +145,11 @@ def _onnx_runner(weights: str, input_size: int):
         os.replace(tmp, path)  # atomic: concurrent processes never read half a file
     options = ort.SessionOptions()
     options.inter_op_num_threads = 1
+    # ONNX Runtime ignores OMP_NUM_THREADS, but joblib sets it in its worker
+    # processes (cores / workers): honour it so that two feature workers do
+    # not each start a pool of spinning threads on a 2-core machine
+    # (measured: 95 vs 72-79 images/s for the full pipeline).
+    options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
 
