@@ -34,7 +34,7 @@ from sklearn.base import clone
 from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
-from .classifiers.model import _key, split_pipeline
+from .classifiers.model import split_pipeline, step_key
 
 __all__ = ["FeatureCache", "FeatureComputationError", "default_cache_dir", "content_sha256", "chain_key"]
 
@@ -69,7 +69,7 @@ def content_sha256(item: Any) -> str:
 
 def chain_key(steps: Sequence, block) -> str:
     """Readable key of a block and every step before it (class + parameters)."""
-    return "\n".join([f"mammo-featcache-v{CACHE_VERSION}"] + [_key(s) for s in steps] + [_key(block)])
+    return "\n".join([f"mammo-featcache-v{CACHE_VERSION}"] + [step_key(s) for s in steps] + [step_key(block)])
 
 
 class FeatureCache:

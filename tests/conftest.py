@@ -111,6 +111,14 @@ def rng():
     return np.random.default_rng(0)
 
 
+def run_until_closed(server) -> None:
+    """``server.run()`` for a thread; closing the server from another thread can race waitress' select loop."""
+    try:
+        server.run()
+    except (OSError, ValueError):  # "bad file descriptor" after close(): the server is shutting down
+        pass
+
+
 def require_data(*parts: str) -> Path:
     path = DATA.joinpath(*parts)
     if not path.exists():

@@ -17,6 +17,8 @@ import pytest
 pytest.importorskip("flask_wtf", reason="Flask-WTF is needed for the web app's CSRF protection")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
 
+from conftest import run_until_closed
+
 from mammo.webapp import create_app, make_server  # noqa: E402
 from mammo.webapp.demo import fit_demo_model  # noqa: E402
 
@@ -25,14 +27,6 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGE = DATA / "dphi-sprint31" / "train" / "Image_1.jpg"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def run_until_closed(server) -> None:
-    """``server.run()`` for a thread; closing the server from another thread can race waitress' select loop."""
-    try:
-        server.run()
-    except (OSError, ValueError):  # "bad file descriptor" after close(): the server is shutting down
-        pass
 
 
 @pytest.fixture(scope="module")

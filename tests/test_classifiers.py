@@ -92,6 +92,18 @@ def test_image_work_runs_once_for_both_tasks(texture_model, synthetic_set, monke
     assert sum(calls) == 10
 
 
+def test_analyse_reads_once_and_matches(texture_model, synthetic_set, monkeypatch):
+    paths = synthetic_set[0][:3]
+    expected_records, expected_images = texture_model.predict_records(paths), texture_model.preprocess(paths)
+    calls = []
+    original = BreastCropper.transform
+    monkeypatch.setattr(BreastCropper, "transform", lambda self, X: calls.append(len(X)) or original(self, X))
+    records, images = texture_model.analyse(paths)
+    assert sum(calls) == 3 and records == expected_records
+    for got, want in zip(images, expected_images):
+        np.testing.assert_array_equal(got.pixels, want.pixels)
+
+
 def test_metadata(texture_model):
     meta = texture_model.metadata
     assert meta["tasks"]["density"]["classes"] == [1, 2, 3, 4]

@@ -16,25 +16,25 @@ from PIL import Image
 
 pytest.importorskip("flask_wtf", reason="Flask-WTF is needed for the web app's CSRF protection")
 
+from conftest import run_until_closed  # noqa: E402
 from mammo.classifiers import load_model  # noqa: E402
 from mammo.webapp import ModelLoadError, create_app, make_server, serve  # noqa: E402
 from mammo.webapp.__main__ import main as cli_main  # noqa: E402
 from mammo.webapp.demo import fit_demo_model, synthetic_mammogram  # noqa: E402
-from mammo.webapp.inference import Crop, UploadError, apply_crop, heatmap_overlay, occlusion_map, parse_crop  # noqa: E402
+from mammo.webapp.inference import (  # noqa: E402
+    Crop,
+    UploadError,
+    apply_crop,
+    heatmap_overlay,
+    occlusion_map,
+    parse_crop,
+)
 
 MAX_BYTES = 1_500_000
 MAX_PIXELS = 1_000_000
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
-
-
-def run_until_closed(server) -> None:
-    """``server.run()`` for a thread; closing the server from another thread can race waitress' select loop."""
-    try:
-        server.run()
-    except (OSError, ValueError):  # "bad file descriptor" after close(): the server is shutting down
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +93,11 @@ def api_post(client, data: dict):
 def dicom_bytes(arr: np.ndarray, with_pixels: bool = True) -> bytes:
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import DigitalMammographyXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import (
+        DigitalMammographyXRayImageStorageForPresentation,
+        ExplicitVRLittleEndian,
+        generate_uid,
+    )
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
@@ -350,6 +354,7 @@ def test_internal_error_is_plain_500(app, client, monkeypatch):
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(model, "predict_records", boom)
+    monkeypatch.setattr(model, "analyse", boom)  # the HTML page predicts and enhances in one call
     for resp in (api_post(client, {"file": upload(mammo_png())}), html_post(client, {"file": upload(mammo_png())})):
         body = resp.get_data(as_text=True)
         assert resp.status_code == 500

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..features.cnn import CNNEmbedding
 from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES
 
-__all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions", "split_pipeline"]
+__all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions", "split_pipeline", "step_key"]
 
 FORMAT_VERSION = 1
 
@@ -59,7 +59,8 @@ def split_pipeline(pipe: Pipeline) -> tuple[list, list]:
     return pipe.steps[:cut], pipe.steps[cut:]
 
 
-def _key(step) -> str:
+def step_key(step) -> str:
+    """Identity of a stateless step: its class and parameters (what its output depends on)."""
     return f"{type(step).__module__}.{type(step).__qualname__}{sorted(step.get_params(deep=False).items())!r}"
 
 
@@ -173,6 +174,23 @@ class MammogramModel:
                 break
             X = step.transform(X)
         return X
+
+    def analyse(self, images) -> tuple[list[dict], list]:
+        """:meth:`predict_records` and :meth:`preprocess` together, reading and enhancing each image once.
+
+        For a handful of images (the web app shows the enhanced view next to
+        the predictions); large batches should stream through :meth:`iter_predict_proba`.
+        """
+        images = list(images)
+        cache: dict = {}
+        proba = {}
+        for task, pipe in self.pipelines.items():
+            stateless, tail = split_pipeline(pipe)
+            proba[task] = Pipeline(tail).predict_proba(_run_stateless(stateless, images, cache))
+        # _run_stateless keeps each step's output under the chain of step keys so far.
+        first = next(iter(self.pipelines.values()))
+        prepared = cache[tuple(step_key(step) for name, step in first.steps if name in PREPROCESS_STEPS)]
+        return [self.record({t: p[i] for t, p in proba.items()}) for i in range(len(images))], prepared
 
     def iter_features(self, images, *, errors: str = "raise", progress: bool = False):
         """Stream features in chunks of ``batch_size``: yields ``(indices, {task: features}, failures)``.
@@ -340,12 +358,12 @@ def _run_stateless(steps, batch, cache: dict) -> np.ndarray:
         if isinstance(step, FeatureUnion):
             parts = []
             for _, block in step.transformer_list:
-                key = chain + (_key(block),)
+                key = chain + (step_key(block),)
                 if key not in cache:
                     cache[key] = block.transform(X)
                 parts.append(cache[key])
             return np.hstack(parts)
-        chain = chain + (_key(step),)
+        chain = chain + (step_key(step),)
         if chain not in cache:
             cache[chain] = step.transform(X)
         X = cache[chain]

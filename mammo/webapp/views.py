@@ -55,9 +55,11 @@ def _predict(image: np.ndarray, *, heatmap: bool, enhanced: bool) -> dict:
     with state["slots"]:
         t0 = time.perf_counter()
         try:
-            out["record"] = model.predict_records([image])[0]
             if enhanced:
-                out["enhanced"] = model.preprocess([image])[0]
+                records, prepared = model.analyse([image])
+                out["record"], out["enhanced"] = records[0], prepared[0]
+            else:
+                out["record"] = model.predict_records([image])[0]
             if heatmap:
                 t1 = time.perf_counter()
                 out["occlusion"] = occlusion_map(
