@@ -15,6 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from conftest import needs_weights, require_data
 from mammo.classifiers import (
     ArtifactIntegrityError,
+    CappedPCA,
     ClassWeighted,
     MammogramModel,
     OrdinalClassifier,
@@ -25,7 +26,7 @@ from mammo.classifiers import (
 from mammo.features.region import BreastCropper
 
 
-@parametrize_with_checks([ClassWeighted(LogisticRegression()), OrdinalClassifier(LogisticRegression())])
+@parametrize_with_checks([ClassWeighted(LogisticRegression()), OrdinalClassifier(LogisticRegression()), CappedPCA(max_components=3)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -53,7 +54,7 @@ def test_ordinal_probabilities_are_coherent(rng):
 
 
 def test_make_pipeline_steps_and_errors():
-    assert [n for n, _ in make_pipeline("density", "texture", "svm").steps] == ["read", "crop", "enhance", "features", "scale", "clf"]
+    assert [n for n, _ in make_pipeline("density", "texture", "svm").steps] == ["read", "crop", "enhance", "features", "scale", "reduce", "clf"]
     assert [n for n, _ in make_pipeline("tumour", "cnn", "xgboost").steps] == ["read", "crop", "enhance", "features", "clf"]
     assert isinstance(make_classifier("density", "svm"), OrdinalClassifier)
     for bad in [dict(task="age"), dict(task="density", feature_set="sift"), dict(task="density", model="knn")]:
@@ -199,3 +200,12 @@ def test_fit_predict_on_real_images(tmp_path):
     rsna = require_data("rsna-screening", "images")
     real = sorted(str(p) for p in rsna.glob("*.jpg"))[:4]
     assert model.predict_proba(real)["tumour"].shape == (4, 2)
+
+
+def test_capped_pca_caps_to_the_data(rng):
+    X = rng.normal(size=(20, 5))
+    assert CappedPCA(max_components=128).fit(X).transform(X).shape == (20, 5)
+    assert CappedPCA(max_components=3).fit(X).transform(X).shape == (20, 3)
+    assert CappedPCA(max_components=128).fit(X[:4]).n_components_ == 4
+    with pytest.raises(ValueError, match="max_components"):
+        CappedPCA(max_components=0).fit(X)

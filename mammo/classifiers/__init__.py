@@ -1,6 +1,6 @@
 """Task pipelines (density, tumour) and the saved two-task model artifact."""
 
-from .estimators import ClassWeighted, OrdinalClassifier
+from .estimators import CappedPCA, ClassWeighted, OrdinalClassifier
 from .model import ArtifactIntegrityError, MammogramModel, file_sha256, load_model
 from .pipelines import (
     DENSITY_CLASSES,
@@ -15,6 +15,7 @@ from .pipelines import (
 
 __all__ = [
     "ArtifactIntegrityError",
+    "CappedPCA",
     "ClassWeighted",
     "DENSITY_CLASSES",
     "FEATURE_SETS",
