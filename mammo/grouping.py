@@ -50,7 +50,11 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".bmp", ".dcm")
 SIGNATURE_VERSION = "sift-clahe-v2"  # bump when image_signature changes: keys the cache
+# bump when anything after the signatures changes (candidates, verification, passes,
+# orphans, details): keys the cache of final results
+GROUPS_VERSION = "dup-groups-v1"
 _N_DESC = 128
+_VERIFY_CHUNK = 16  # pairs verified together (in parallel) before the union-find is consulted again
 _FILL_LEVEL = 4  # uint8 grey level below which a pixel is rotation/shift fill
 
 
@@ -176,13 +180,17 @@ def _read_grey(path: str | os.PathLike) -> np.ndarray:
     return read_image(path)
 
 
-def _signature_cached(item: Any, cache: Path | None, params: dict) -> np.ndarray:
+def _content_key(item: Any, params: dict) -> str:
+    """Hash of an image's bytes (file content or array), the signature parameters and version."""
     if isinstance(item, (str, os.PathLike)):
         data = Path(item).read_bytes()
     else:
         arr = np.ascontiguousarray(np.asarray(item))
         data = arr.tobytes() + str((arr.shape, arr.dtype)).encode()
-    key = hashlib.sha1(data + json.dumps(params, sort_keys=True).encode() + SIGNATURE_VERSION.encode()).hexdigest()
+    return hashlib.sha1(data + json.dumps(params, sort_keys=True).encode() + SIGNATURE_VERSION.encode()).hexdigest()
+
+
+def _signature_cached(item: Any, key: str, cache: Path | None, params: dict) -> np.ndarray:
     fn = cache / SIGNATURE_VERSION / key[:2] / f"{key}.npz" if cache is not None else None
     if fn is not None and fn.exists():
         try:
@@ -202,17 +210,18 @@ def _signature_cached(item: Any, cache: Path | None, params: dict) -> np.ndarray
     return sig.astype(np.float16)
 
 
-def _signatures(items: Sequence[Any], cache: Path | None, params: dict, n_jobs: int, progress: bool) -> list[np.ndarray]:
+def _signatures(items: Sequence[Any], keys: Sequence[str], cache: Path | None, params: dict, n_jobs: int,
+                progress: bool) -> list[np.ndarray]:
     from joblib import Parallel, delayed
 
-    it: Iterable = items
+    it: Iterable = zip(items, keys)
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(items, desc="signatures", unit="img")
+        it = tqdm(it, total=len(items), desc="signatures", unit="img")
     if n_jobs == 1:
-        return [_signature_cached(x, cache, params) for x in it]
-    return Parallel(n_jobs=n_jobs, batch_size=32)(delayed(_signature_cached)(x, cache, params) for x in it)
+        return [_signature_cached(x, k, cache, params) for x, k in it]
+    return Parallel(n_jobs=n_jobs, batch_size=32)(delayed(_signature_cached)(x, k, cache, params) for x, k in it)
 
 
 def _bag_of_words(sigs: list[np.ndarray], n_words: int, seed: int) -> np.ndarray:
@@ -305,14 +314,21 @@ def find_duplicate_groups(
         Candidate pairs per image from the bag-of-words retrieval.
     n_words : int
         Visual vocabulary size.
+    n_component_neighbors, pairs_per_component, max_passes : int
+        Second pass between components: each component's nearest other components,
+        the best image pairs per component, and at most this many passes.
     n_jobs : int
-        Processes for the signatures and threads for the pair verification.
+        Processes for the signatures and threads for the pair verification. The
+        result does not depend on it.
     progress : bool
         Show tqdm progress bars.
     cache_dir : path, None or False
-        Where signatures are cached, keyed by a hash of the file bytes (or array) and
-        the signature parameters. None: ``$MAMMO_CACHE_DIR`` or ``~/.cache/mammo``;
-        False: no cache.
+        Cache folder. Signatures are cached per image under ``<cache>/<signature
+        version>/``, keyed by a hash of the file bytes (or array) and the signature
+        parameters; the final result (groups and details) under ``<cache>/groups/``,
+        keyed by the ordered list of those image hashes, every parameter that affects
+        the grouping and :data:`GROUPS_VERSION`. None: ``$MAMMO_CACHE_DIR`` or
+        ``~/.cache/mammo``; False: no cache.
     return_details : bool
         Also return a dict with the verified edges and counts.
     **signature_params
@@ -331,8 +347,86 @@ def find_duplicate_groups(
     threshold = 15 if threshold is None else int(threshold)
     orphan_threshold = threshold // 2 if orphan_threshold is None else int(orphan_threshold)
     cache = None if cache_dir is False else _cache_dir(cache_dir)
-    sigs = _signatures(items, cache, signature_params, n_jobs, progress)
+    # hashing the bytes costs about 1 s for DPhi's 5,724 files; decoding is left for a miss
+    keys = [_content_key(x, signature_params) for x in items]
+    params = {
+        "threshold": threshold, "orphan_threshold": orphan_threshold, "n_neighbors": int(n_neighbors),
+        "n_words": int(n_words), "n_component_neighbors": int(n_component_neighbors),
+        "pairs_per_component": int(pairs_per_component), "max_passes": int(max_passes),
+        "signature_params": signature_params,
+    }
+    result_file = None
+    if cache is not None:
+        blob = json.dumps({"keys": keys, "params": params, "version": GROUPS_VERSION}, sort_keys=True, default=str)
+        result_file = cache / "groups" / f"{hashlib.sha1(blob.encode()).hexdigest()}.json"
+        hit = _load_result(result_file, n)
+        if hit is not None:
+            return hit if return_details else hit[0]
+    sigs = _signatures(items, keys, cache, signature_params, n_jobs, progress)
+    groups, details = _group_signatures(sigs, threshold=threshold, orphan_threshold=orphan_threshold,
+                                        n_neighbors=n_neighbors, n_words=n_words,
+                                        n_component_neighbors=n_component_neighbors,
+                                        pairs_per_component=pairs_per_component, max_passes=max_passes,
+                                        n_jobs=n_jobs, progress=progress)
+    if result_file is not None:
+        _save_result(result_file, groups, details)
+    return (groups, details) if return_details else groups
 
+
+def _save_result(fn: Path, groups: np.ndarray, details: dict) -> None:
+    """Write groups and details as JSON, atomically (concurrent runs may share the cache)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fn.with_name(f"{fn.stem}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": GROUPS_VERSION, "groups": groups.tolist(),
+                               "details": {k: plain(v) for k, v in details.items()}}))
+    os.replace(tmp, fn)
+
+
+def _load_result(fn: Path, n: int) -> tuple[np.ndarray, dict] | None:
+    """Groups and details from a result file, with the types the computation returns."""
+    try:
+        data = json.loads(fn.read_text())
+    except (OSError, ValueError):
+        return None  # absent, or truncated by an interrupted write: recompute
+    groups = np.asarray(data.get("groups", []), dtype=int)
+    if data.get("version") != GROUPS_VERSION or groups.shape != (n,):
+        return None
+    details = dict(data["details"])
+    for k in _TUPLE_LISTS:
+        if k in details:
+            details[k] = [tuple(x) for x in details[k]]
+    if "best_inliers" in details:
+        details["best_inliers"] = np.asarray(details["best_inliers"], dtype=int)
+    return groups, details
+
+
+_TUPLE_LISTS = ("edges", "verified")
+
+
+def _group_signatures(
+    sigs: list[np.ndarray],
+    *,
+    threshold: int,
+    orphan_threshold: int,
+    n_neighbors: int,
+    n_words: int,
+    n_component_neighbors: int,
+    pairs_per_component: int,
+    max_passes: int,
+    n_jobs: int,
+    progress: bool,
+) -> tuple[np.ndarray, dict]:
+    """Candidates, verification, pass 2 and orphans on computed signatures."""
+    n = len(sigs)
     from sklearn.neighbors import NearestNeighbors
 
     bow = _bag_of_words(sigs, n_words, seed=0)
@@ -354,7 +448,8 @@ def find_duplicate_groups(
     edges = []
     verified: list[tuple[int, int, int]] = []
     # cv2 releases the GIL while matching, so threads verify a chunk of pairs in
-    # parallel; pairs already connected when their chunk starts are skipped
+    # parallel; pairs already connected when their chunk starts are skipped. The chunk
+    # size is fixed, not tied to n_jobs, so that the result does not depend on n_jobs.
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(max_workers=max(1, n_jobs)) if n_jobs != 1 else None
@@ -365,6 +460,7 @@ def find_duplicate_groups(
         scores = (pool.map(lambda ij: _match_inliers(sigs[ij[0]], sigs[ij[1]]), batch) if pool
                   else (_match_inliers(sigs[i], sigs[j]) for i, j in batch))
         for (i, j), sc in zip(batch, scores):
+            i, j, sc = int(i), int(j), int(sc)
             n_verified += 1
             verified.append((i, j, sc))
             for x, z in ((i, j), (j, i)):
@@ -374,7 +470,7 @@ def find_duplicate_groups(
                 uf.union(i, j)
                 edges.append((i, j, sc))
 
-    chunk = 8 * max(1, n_jobs) if n_jobs != 1 else 1
+    chunk = _VERIFY_CHUNK
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -424,8 +520,6 @@ def find_duplicate_groups(
     # renumber by first appearance so that labels are stable and readable
     first = {}
     groups = np.array([first.setdefault(g, len(first)) for g in groups])
-    if not return_details:
-        return groups
     details = {
         "n_candidate_pairs": len(order),
         "n_verified_pairs": n_verified,

@@ -130,6 +130,106 @@ def test_contact_sheet(synthetic, tmp_path):
     assert im.size == (110 + 4 * 34, 3 * 34)
 
 
+def _same_details(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], np.ndarray):
+            assert isinstance(b[k], np.ndarray) and np.array_equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k] and type(a[k]) is type(b[k]), k
+
+
+@pytest.fixture()
+def count_groupings(monkeypatch):
+    """Count the groupings actually computed (cache misses)."""
+    import mammo.grouping as grouping
+
+    calls = []
+    real = grouping._group_signatures
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grouping, "_group_signatures", spy)
+    return calls
+
+
+def test_result_cache_returns_the_uncached_result(synthetic, tmp_path, count_groupings, monkeypatch):
+    images = synthetic[0][:30]
+    ref, ref_det = find_duplicate_groups(images, progress=False, cache_dir=False, return_details=True)
+    assert len(count_groupings) == 1
+    assert not (tmp_path / "groups").exists()
+    first, first_det = find_duplicate_groups(images, progress=False, cache_dir=tmp_path, return_details=True)
+    assert len(count_groupings) == 2 and len(list((tmp_path / "groups").glob("*.json"))) == 1
+    assert np.array_equal(first, ref)
+    _same_details(first_det, ref_det)
+
+    import mammo.grouping as grouping
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a cache hit must not compute signatures")
+
+    monkeypatch.setattr(grouping, "_signatures", fail)
+    hit, hit_det = find_duplicate_groups(images, progress=False, cache_dir=tmp_path, return_details=True)
+    assert len(count_groupings) == 2  # nothing recomputed
+    assert np.array_equal(hit, ref) and hit.dtype == ref.dtype
+    _same_details(hit_det, ref_det)
+    assert np.array_equal(find_duplicate_groups(images, progress=False, cache_dir=tmp_path), ref)
+    # n_jobs and progress do not change the result, so they share the entry
+    assert np.array_equal(find_duplicate_groups(images, progress=False, n_jobs=2, cache_dir=tmp_path), ref)
+    assert len(count_groupings) == 2
+
+
+def test_result_cache_misses_on_parameters_content_and_corruption(synthetic, tmp_path, count_groupings):
+    images = synthetic[0][:30]
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    paths = []
+    for i, im in enumerate(images):
+        paths.append(str(folder / f"img_{i:03d}.png"))
+        Image.fromarray((im * 255).astype(np.uint8)).save(paths[-1])
+    cache = tmp_path / "cache"
+    ref = find_duplicate_groups(paths, progress=False, cache_dir=cache)
+    find_duplicate_groups(paths, progress=False, cache_dir=cache)
+    assert len(count_groupings) == 1
+    # every grouping parameter and every signature parameter is part of the key
+    for kw in ({"threshold": 16}, {"orphan_threshold": 3}, {"n_neighbors": 9}, {"n_words": 256},
+               {"n_component_neighbors": 4}, {"pairs_per_component": 2}, {"max_passes": 4},
+               {"n_features": 250}):
+        before = len(count_groupings)
+        find_duplicate_groups(paths, progress=False, cache_dir=cache, **kw)
+        assert len(count_groupings) == before + 1, kw
+    # rewriting a file with the same bytes hits; one changed pixel misses
+    n = len(count_groupings)
+    Image.fromarray((images[0] * 255).astype(np.uint8)).save(paths[0])
+    find_duplicate_groups(paths, progress=False, cache_dir=cache)
+    assert len(count_groupings) == n
+    changed = (images[0] * 255).astype(np.uint8)
+    changed[0, 0] ^= 1
+    Image.fromarray(changed).save(paths[0])
+    assert np.array_equal(find_duplicate_groups(paths, progress=False, cache_dir=cache), ref)
+    assert len(count_groupings) == n + 1
+    # the order of the images is part of the key
+    find_duplicate_groups(paths[::-1], progress=False, cache_dir=cache)
+    assert len(count_groupings) == n + 2
+    # a truncated result file (interrupted write) is recomputed and rewritten
+    for f in (cache / "groups").glob("*.json"):
+        f.write_text(f.read_text()[:20])
+    assert np.array_equal(find_duplicate_groups(paths, progress=False, cache_dir=cache), ref)
+    assert len(count_groupings) == n + 3
+    find_duplicate_groups(paths, progress=False, cache_dir=cache)
+    assert len(count_groupings) == n + 3
+
+
+def test_result_does_not_depend_on_n_jobs(synthetic):
+    images = synthetic[0][:30]
+    g1, d1 = find_duplicate_groups(images, progress=False, cache_dir=False, n_jobs=1, return_details=True)
+    g2, d2 = find_duplicate_groups(images, progress=False, cache_dir=False, n_jobs=2, return_details=True)
+    assert np.array_equal(g1, g2)
+    _same_details(d1, d2)
+
+
 DPHI = DATA / "dphi-sprint31"
 
 
