@@ -317,6 +317,7 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
 # ----------------------------------------------------------------------------- deep baseline
 
 def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds, *, seed: int = 0, epochs: int = 40,
+                 batch_size: int = 256,
                  n_boot: int = 1000, progress: bool = True) -> dict:
     """A small Keras classifier head (Dense-Dropout-softmax) on the frozen CNN embedding, class-weighted.
 
@@ -343,11 +344,11 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
             keras.layers.Dense(len(classes), activation="softmax"),
         ])
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        model.fit((X[train] - mu) / sd, idx[train], epochs=epochs, batch_size=64, class_weight=weight, verbose=0)
+        model.fit((X[train] - mu) / sd, idx[train], epochs=epochs, batch_size=batch_size, class_weight=weight, verbose=0)
         proba[test] = model.predict((X[test] - mu) / sd, batch_size=256, verbose=0)
         keras.backend.clear_session()
     entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
-    entry["params"] = [{"epochs": epochs, "hidden": 128, "dropout": [0.2, 0.5]}] * len(folds)
+    entry["params"] = [{"epochs": epochs, "batch_size": batch_size, "hidden": 128, "dropout": [0.2, 0.5]}] * len(folds)
     entry["oof_proba"] = proba
     return entry
 
