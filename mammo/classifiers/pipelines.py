@@ -77,10 +77,13 @@ def make_classifier(task: str, model: str = "xgboost", *, calibration: str = "si
                 max_depth=3,
                 learning_rate=0.05,
                 subsample=0.8,
-                colsample_bytree=0.5,
+                # 0.2 of the columns and 32 bins: ~6x faster fits on 1,334-d combined
+                # features than 0.5 / 64, at equal grouped-CV QWK (DPhi 0.502 vs 0.506,
+                # RSNA 0.636 vs 0.637; docs/results.md).
+                colsample_bytree=0.2,
                 tree_method="hist",
                 n_jobs=1,  # 2 threads oversubscribe a 2-core box already busy with features
-                max_bin=64,
+                max_bin=32,
                 random_state=random_state,
             )
         )
