@@ -208,7 +208,9 @@ def load_dphi(
         Folder holding ``Training_set.csv`` and ``train/``.
     groups : "auto", "filename" or array
         "auto": near-duplicate groups found from the pixels with
-        :func:`mammo.grouping.find_duplicate_groups` (cached under ``cache_dir``);
+        :func:`mammo.grouping.find_duplicate_groups`; the result is cached under
+        ``cache_dir`` (for DPhi a warm call takes about a second, a cold one 1-2 min
+        on 2 cores);
         "filename": one group per image (leaky, for the deliberate leaky baseline only);
         an array: one group id per CSV row.
     n_jobs, progress, cache_dir
