@@ -357,6 +357,7 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
 
 def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: int, seed: int, inner_folds: int, tune: bool,
                     metadata: dict, tune_max: int | None = 1000, cnn_input_size: int = 224, flip_tta: bool = False,
+                    enhance: bool = True,
                     extra_blocks: Sequence[str] = ()) -> tuple[MammogramModel, dict]:
     """Refit each task's selected candidate on all its labelled images into one MammogramModel.
 
@@ -370,7 +371,7 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: in
         _, y, g = ds.task(task)
         params, _ = _tune(task, fs, m, features[task][fs], y, g, inner_folds, seed, PARAM_GRIDS[m] if tune else [],
                           tune_max)
-        pipe = make_pipeline(task, fs, m, texture_size=texture_size, cnn_input_size=cnn_input_size, flip_tta=flip_tta,
+        pipe = make_pipeline(task, fs, m, texture_size=texture_size, cnn_input_size=cnn_input_size, flip_tta=flip_tta, enhance=enhance,
                              random_state=seed)
         union = pipe.named_steps["features"]
         union.transformer_list = [*union.transformer_list, *((e, make_extra_block(e)) for e in extra_blocks)]
@@ -422,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--texture-size", type=int, default=256, help="working resolution (longer side) of the breast crop")
     p.add_argument("--cnn-input-size", type=int, default=224, help="side of the square CNN input (default 224)")
     p.add_argument("--flip-tta", action="store_true", help="average the CNN embedding of the image and its mirror image")
+    p.add_argument("--no-enhance", action="store_true",
+                   help="compute features on the unenhanced breast crop (no CLAHE / unsharp mask): keeps absolute grey "
+                        "levels, which scored better for film mammograms (mini-MIAS) in grouped CV")
     p.add_argument("--extra-blocks", nargs="*", default=[], choices=sorted(EXTRA_BLOCKS),
                    help="experimental feature blocks (mammo.features.extra) appended to every feature set")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use about N images (whole groups, stratified)")
@@ -495,7 +499,7 @@ def _run_1(args) -> int:
     used = np.any(np.column_stack([~np.isnan(ds.density if tk == "density" else ds.tumour) for tk in tasks]), axis=1)
     images = [p for p, u in zip(ds.paths, used) if u]
     steps = split_pipeline(make_pipeline("density", "combined", "svm", texture_size=args.texture_size, cnn_input_size=args.cnn_input_size,
-                                 flip_tta=args.flip_tta, random_state=args.seed))[0]
+                                 flip_tta=args.flip_tta, enhance=not args.no_enhance, random_state=args.seed))[0]
     union = dict(steps[-1][1].transformer_list)
     union.update({e: make_extra_block(e) for e in args.extra_blocks})
     need += list(args.extra_blocks)
@@ -512,7 +516,7 @@ def _run_1(args) -> int:
         "config": {"data": str(args.data), "kind": args.kind, "folds": args.folds, "inner_folds": args.inner_folds,
                    "seed": args.seed, "tune": not args.no_tune, "tune_max": args.tune_max, "param_grids": PARAM_GRIDS if not args.no_tune else None,
                    "texture_size": args.texture_size, "cnn_input_size": args.cnn_input_size,
-                   "flip_tta": args.flip_tta, "extra_blocks": args.extra_blocks, "limit": args.limit, "n_boot": args.bootstrap, "jobs": args.jobs,
+                   "flip_tta": args.flip_tta, "enhance": not args.no_enhance, "extra_blocks": args.extra_blocks, "limit": args.limit, "n_boot": args.bootstrap, "jobs": args.jobs,
                    "feature_sets": args.feature_sets, "models": args.models},
         "feature_cache": {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}},
         "tasks": {},
@@ -598,11 +602,12 @@ def _run_1(args) -> int:
             "texture_size": args.texture_size,
             "cnn_input_size": args.cnn_input_size,
             "flip_tta": args.flip_tta,
+            "enhance": not args.no_enhance,
         }
         model, chosen = fit_final_model(ds, best, features, texture_size=args.texture_size, seed=args.seed,
                                         inner_folds=args.inner_folds, tune=not args.no_tune, metadata=meta,
                                         tune_max=args.tune_max, cnn_input_size=args.cnn_input_size,
-                                        flip_tta=args.flip_tta, extra_blocks=args.extra_blocks)
+                                        flip_tta=args.flip_tta, enhance=not args.no_enhance, extra_blocks=args.extra_blocks)
         model.metadata["final_params"] = chosen
         path = model.save(out / "model.joblib")
         metrics["final_model"] = {"path": path.name, "sha256": file_sha256(path), "pipeline_id": pid, "params": chosen,

@@ -209,3 +209,23 @@ def test_capped_pca_caps_to_the_data(rng):
     assert CappedPCA(max_components=128).fit(X[:4]).n_components_ == 4
     with pytest.raises(ValueError, match="max_components"):
         CappedPCA(max_components=0).fit(X)
+
+
+def test_pipeline_without_enhancement_keeps_grey_levels(synthetic_set):
+    from mammo.classifiers.model import split_pipeline
+
+    paths = synthetic_set[0][:2]
+    plain = make_pipeline("density", "texture", "svm", enhance=False)
+    steps = split_pipeline(plain)[0]
+    read, crop, enh = (s for _, s in steps[:3])
+    cropped = crop.transform(read.transform(paths))
+    out = enh.transform(cropped)
+    for c, o in zip(cropped, out):
+        np.testing.assert_array_equal(o.pixels[c.mask], c.pixels[c.mask])  # grey levels untouched in the breast
+        assert not o.pixels[~c.mask].any()  # background blanked, as with enhancement
+    enhanced = split_pipeline(make_pipeline("density", "texture", "svm"))[0][2][1].transform(cropped)
+    assert not np.allclose(enhanced[0].pixels, out[0].pixels)
+    feats = plain.named_steps["features"].fit(out)
+    X_plain = feats.transform(out)
+    X_enh = feats.transform(enhanced)
+    assert not np.allclose(X_plain, X_enh)

@@ -340,3 +340,18 @@ def test_extra_block_is_evaluated_and_saved(tmp_path, cache_env):
     assert model.metadata["pipeline_id"] == "labels:density=texture&intensity+svm"
     assert "intensity" in model.metadata["tasks"]["density"]["features"]
     assert model.predict_proba([str(tmp_path / "man" / "p00_0.png")])["density"].shape == (1, 4)
+
+
+def test_no_enhance_trains_and_saves_on_unenhanced_crops(tmp_path, cache_env):
+    csv = make_manifest(tmp_path / "man", n_patients=8)
+    out = tmp_path / "run"
+    assert run([csv, "--tasks", "density", "--folds", "2", "--no-leaky", "--no-enhance", "--out", out, *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["enhance"] is False
+    # its own cache entries: unenhanced features are not confused with enhanced ones
+    assert m["feature_cache"]["computed:glcm"] == 16
+    step = load_model(out / "model.joblib").pipelines["density"].named_steps["enhance"]
+    assert (step.clip_limit, step.unsharp_amount) == (0.0, 0.0)
+    out2 = tmp_path / "run2"
+    assert run([csv, "--tasks", "density", "--folds", "2", "--no-leaky", "--out", out2, *FAST]) == 0
+    assert json.loads((out2 / "metrics.json").read_text())["feature_cache"]["computed:glcm"] == 16

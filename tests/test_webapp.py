@@ -549,3 +549,26 @@ def test_cnn_model_predicts_with_heatmap_in_time(tmp_path_factory):
     assert np.asarray(body["heatmap"]["drop"]).shape == (8, 8)
     assert np.abs(np.asarray(body["heatmap"]["drop"])).max() > 0  # the CNN sees the occlusions
     assert elapsed < 15, f"CNN prediction + heatmap took {elapsed:.1f} s"
+
+
+def test_enhanced_view_of_a_model_trained_without_enhancement(tmp_path):
+    from mammo.classifiers import MammogramModel, make_pipeline
+    from mammo.features.enhance import enhance
+
+    rng = np.random.default_rng(0)
+    images = [synthetic_mammogram(rng, density=1 + i % 4) for i in range(16)]
+    model = MammogramModel({t: make_pipeline(t, "texture", "svm", enhance=False) for t in ("density", "tumour")})
+    model.fit(images, density=[1 + i % 4 for i in range(16)], tumour=[i % 2 for i in range(16)])
+    path = model.save(tmp_path / "plain.joblib")
+    app = create_app({"MAMMO_MODEL": str(path), "TESTING": True})
+    client = app.test_client()
+    resp = html_post(client, {"file": upload(mammo_png(seed=3))})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    shown = np.asarray(decode_data_url(re.findall(r'<img src="(data:image/png;base64,[^"]+)"', resp.get_data(as_text=True))[1]))
+    _, prepared = model.analyse([mammo_png(seed=3)])
+    plain, enhanced = prepared[0].pixels, enhance(prepared[0].pixels, prepared[0].mask)
+    # the page shows the CLAHE + unsharp view, not the unenhanced crop the model used
+    def gap(a):
+        a = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize(shown.shape[::-1]), dtype=float)
+        return np.abs(a - shown).mean()
+    assert gap(enhanced) < gap(plain)

@@ -7,6 +7,7 @@ import time
 import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request
 
+from ..features.enhance import enhance
 from . import DISCLAIMER
 from .inference import (
     UploadError,
@@ -45,6 +46,15 @@ def _uploaded_image():
 
 def _flag(name: str) -> bool:
     return (request.form.get(name) or request.args.get(name) or "").strip().lower() in ("1", "true", "on", "yes")
+
+
+def _display_pixels(prepared) -> np.ndarray:
+    """The enhanced view: what the model sees, or, for a model trained on unenhanced
+    crops (``make_pipeline(enhance=False)``), the default enhancement of that crop."""
+    step = next(iter(_state()["model"].pipelines.values())).named_steps.get("enhance")
+    if step is not None and step.clip_limit == 0 and step.unsharp_amount == 0:
+        return enhance(prepared.pixels, prepared.mask)
+    return prepared.pixels
 
 
 def _predict(image: np.ndarray, *, heatmap: bool, enhanced: bool) -> dict:
@@ -113,7 +123,7 @@ def predict():
     enhanced = res["enhanced"]
     view = {
         "original": png_data_url(display_image(image, size, crop)),
-        "enhanced": png_data_url(display_image(enhanced.pixels, size)),
+        "enhanced": png_data_url(display_image(_display_pixels(enhanced), size)),
         "flipped": bool(enhanced.flipped),
         "inverted": bool(enhanced.inverted),
         "width": image.shape[1],
