@@ -77,7 +77,11 @@ def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env
     # the synthetic density signal (brightness, blobs) is learnable across patients
     assert dens["pooled"]["qwk"] > 0.5
     # patient pairs: the leaky split is reported next to the grouped one
-    assert m["tasks"]["density"]["leaky"]["test_images_with_group_in_train"] > 0.5
+    leaky = m["tasks"]["density"]["leaky"]
+    assert leaky["test_images_with_group_in_train"] > 0.5
+    # refitted with the parameters grouped CV chose most often (no new search)
+    counts = {c: [p["C"] for p in dens["params"]].count(c) for c in (0.3, 1.0, 3.0)}
+    assert counts[leaky["params"]["C"]] == max(counts.values()) and set(leaky["params"]) == {"C"}
     report = (out / "report.md").read_text()
     assert "| texture+svm **(selected)**" in report and "Grouped vs. leaky" in report
     for png in ("roc_tumour.png", "calibration_tumour.png", "confusion_density.png", "group_sizes.png"):
