@@ -181,9 +181,25 @@ def _aligned_proba(tail, X, classes) -> np.ndarray:
 
 
 def _group_subset(y, groups, n: int, seed: int) -> np.ndarray:
-    """Indices of about ``n`` samples made of whole groups, stratified by ``y``."""
+    """Indices of about ``n`` samples for the inner search, stratified by ``y``.
+
+    Small groups (patients): whole groups. Large groups (an original and its
+    augmented copies, ~54 in DPhi): an equal share of images from EVERY group,
+    because ~1000 images of whole groups would be ~18 originals, too few for
+    every class to reach every inner training split (the search was then
+    skipped). Either way no group is split by the inner folds.
+    """
+    if len(y) <= n:
+        return np.arange(len(y))
+    uniq, inv = np.unique(groups, return_inverse=True)
+    per = max(1, int(np.ceil(n / len(uniq))))
+    if np.bincount(inv).max() > 2 * per:
+        rng = np.random.default_rng(seed)
+        keep = [rng.choice(idx, per, replace=False) if len(idx) > per else idx
+                for idx in (np.flatnonzero(inv == k) for k in range(len(uniq)))]
+        return np.sort(np.concatenate(keep))
     k = max(2, int(round(len(y) / n)))
-    if len(y) <= n or len(set(groups)) < 2 * k:
+    if len(uniq) < 2 * k:
         return np.arange(len(y))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -248,7 +264,7 @@ def _fit_predict_1(task, feature_set, model, X, y, groups, train, test, classes,
         warnings.simplefilter("ignore")
         tail.fit(X[train], y[train])
     return {"proba": _aligned_proba(tail, X[test], classes), "params": params, "inner_scores": scores,
-            "grouped_calibration": grouped_cal}
+            "searched": bool(scores), "grouped_calibration": grouped_cal}
 
 
 def _fold_metrics(task, y, proba, classes, folds, y_pred=None) -> list[dict]:
@@ -316,6 +332,7 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
         entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
         entry["params"] = [results[(fs, m)][i]["params"] for i in range(len(folds))]
         entry["grouped_calibration"] = all(results[(fs, m)][i]["grouped_calibration"] for i in range(len(folds)))
+        entry["searched_folds"] = sum(results[(fs, m)][i]["searched"] for i in range(len(folds)))
         entry["oof_proba"] = proba
         out[f"{fs}+{m}"] = entry
     return out
@@ -558,6 +575,12 @@ def _run_1(args) -> int:
             "candidates": {n: {k: v for k, v in r.items() if k != "oof_proba"} for n, r in res.items()},
             "params": {n: r["params"] for n, r in res.items() if n != DEEP_NAME and r["params"] and r["params"][0]},
         }
+        if not args.no_tune:
+            skipped = {n: len(folds) - r["searched_folds"] for n, r in res.items() if "searched_folds" in r}
+            if any(skipped.values()):
+                notes.append(f"{task}: the inner search was skipped (too few images or groups per class for "
+                             f"{args.inner_folds} inner folds) in {sum(skipped.values())} of {len(folds) * len(skipped)} "
+                             "candidate-folds; those used the default hyper-parameters")
         if not all(r.get("grouped_calibration", True) for r in res.values()):
             notes.append(f"{task}: some calibration splits could not be grouped (a class in too few groups); "
                          "those used sklearn's stratified 3-fold calibration inside the training fold")

@@ -70,6 +70,7 @@ def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env
     assert {"qwk", "accuracy", "balanced_accuracy", "macro_f1", "confusion_matrix"} <= set(dens["pooled"])
     assert len(dens["folds"]) == 4 and "qwk" in dens["folds_summary"]
     assert all(p["C"] in (0.3, 1.0, 3.0) for p in dens["params"])  # tuned inside each training fold
+    assert dens["searched_folds"] == 4
     tum = m["tasks"]["tumour"]["candidates"]["texture+svm"]["pooled"]
     assert {"auc", "auc_ci95", "sens_at_90spec", "brier", "balanced_accuracy"} <= set(tum)
     lo, hi = tum["auc_ci95"]
@@ -359,3 +360,18 @@ def test_no_enhance_trains_and_saves_on_unenhanced_crops(tmp_path, cache_env):
     out2 = tmp_path / "run2"
     assert run([csv, "--tasks", "density", "--folds", "2", "--no-leaky", "--out", out2, *FAST]) == 0
     assert json.loads((out2 / "metrics.json").read_text())["feature_cache"]["computed:glcm"] == 16
+
+
+def test_tuning_subset_keeps_every_group_when_groups_are_copies():
+    from mammo.train_pipeline import _group_subset
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(60), 50).astype(str)  # 60 originals x 50 copies
+    y = np.repeat(rng.integers(1, 5, 60), 50)
+    keep = _group_subset(y, groups, 600, 0)
+    assert 550 <= len(keep) <= 650 and len(set(groups[keep])) == 60 and set(y[keep]) == set(y)
+    # small groups (patients): whole groups, about n images
+    pg = np.repeat(np.arange(1500), 2).astype(str)
+    keep = _group_subset(np.tile([0, 1], 1500), pg, 1000, 0)
+    assert 800 <= len(keep) <= 1200
+    assert all((pg[keep] == g).sum() == 2 for g in set(pg[keep]))
