@@ -318,7 +318,8 @@ def write_report(metrics: Mapping[str, Any], path, plots: Mapping[str, str] | No
         f"Protocol: {cfg['folds']}-fold StratifiedGroupKFold (seed {cfg['seed']}); the same folds for every candidate "
         "of a task; no group in two folds (checked). "
         + (f"Hyper-parameters were tuned only inside each training fold ({cfg['inner_folds']}-fold grouped inner CV"
-           + (f" on about {cfg['tune_max']} images of whole groups" if cfg.get("tune_max") else "") + "); "
+           + (f" on about {cfg['tune_max']} images: whole small groups, or an equal share of every large group's "
+              "copies" if cfg.get("tune_max") else "") + "); "
            if cfg.get("tune", True) else "Default hyper-parameters (no tuning); ")
         + "probabilities calibrated on grouped splits of the training fold. "
         "Pooled = metrics of all out-of-fold predictions together; folds = mean ± std over the outer folds. "
