@@ -26,6 +26,7 @@ import pandas as pd
 __all__ = [
     "Dataset",
     "DatasetError",
+    "MIAS_DENSITY_CLASSES",
     "load_dphi",
     "load_mias",
     "load_manifest",
@@ -58,6 +59,8 @@ class Dataset:
         One group id per image; keep a group on one side of any split.
     meta : DataFrame
         Extra columns, one row per image.
+    density_meanings : dict or None
+        What each density class means when it is not BI-RADS A-D (mini-MIAS: F/G/D).
     """
 
     name: str
@@ -66,6 +69,7 @@ class Dataset:
     tumour: np.ndarray
     groups: np.ndarray
     meta: pd.DataFrame = field(default_factory=pd.DataFrame)
+    density_meanings: dict | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
@@ -130,12 +134,20 @@ class Dataset:
             self.tumour[idx],
             self.groups[idx],
             self.meta.iloc[idx].reset_index(drop=True),
+            self.density_meanings,
         )
 
 
 # --------------------------------------------------------------------------- helpers
 
 _DENSITY_LETTERS = {"A": 1.0, "B": 2.0, "C": 3.0, "D": 4.0}
+
+#: mini-MIAS background tissue, the density task's classes on that data set.
+MIAS_DENSITY_CLASSES = {
+    1: "F - fatty",
+    2: "G - fatty-glandular",
+    3: "D - dense-glandular",
+}
 _TUMOUR_WORDS = {
     "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0,
     "M": 1.0, "B": 0.0, "MALIGNANT": 1.0, "BENIGN": 0.0,
@@ -333,7 +345,8 @@ def load_mias(root: str | os.PathLike) -> Dataset:
         raise DatasetError(
             f"{root}: {len(missing)} of {len(rows)} images listed in Info.txt do not exist, e.g. {', '.join(missing[:3])}"
         )
-    return Dataset("mias", paths, np.array(density), np.array(tumour), np.array(groups, dtype=object), pd.DataFrame(meta))
+    return Dataset("mias", paths, np.array(density), np.array(tumour), np.array(groups, dtype=object), pd.DataFrame(meta),
+                   density_meanings=MIAS_DENSITY_CLASSES)
 
 
 # --------------------------------------------------------------------------- manifest CSV

@@ -407,7 +407,8 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: in
     model = MammogramModel(pipelines, metadata=dict(metadata))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(ds.paths, features=cached, **labels)
+        model.fit(ds.paths, features=cached, class_meanings={"density": ds.density_meanings} if ds.density_meanings else None,
+                  **labels)
     return model, chosen
 
 

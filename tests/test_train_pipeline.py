@@ -102,8 +102,8 @@ def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env
     np.testing.assert_allclose(model.transform(paths)["density"], cached, rtol=1e-5, atol=1e-6)
 
 
-def test_mias_layout(tmp_path, cache_env):
-    root = tmp_path / "mias"
+def make_mias(root):
+    """A mini-MIAS layout: Info.txt + 40 PNGs, 20 patients (left/right pairs)."""
     root.mkdir()
     rng = np.random.default_rng(1)
     lines = []
@@ -120,6 +120,11 @@ def test_mias_layout(tmp_path, cache_env):
             lines.append(f"mdb{n:03d} {bg} CIRC {sev} 100 100 20")
         _save(synthetic_mammogram(rng, d, int(t), side="left" if n % 2 == 0 else "right"), root / f"mdb{n:03d}.png")
     (root / "Info.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_mias_layout(tmp_path, cache_env):
+    root = make_mias(tmp_path / "mias")
     out = tmp_path / "run"
     assert run([root, "--folds", "3", "--out", out, "--no-model", *FAST]) == 0
     m = json.loads((out / "metrics.json").read_text())
@@ -375,3 +380,17 @@ def test_tuning_subset_keeps_every_group_when_groups_are_copies():
     keep = _group_subset(np.tile([0, 1], 1500), pg, 1000, 0)
     assert 800 <= len(keep) <= 1200
     assert all((pg[keep] == g).sum() == 2 for g in set(pg[keep]))
+
+
+def test_mias_model_explains_its_own_density_classes(tmp_path, cache_env):
+    from mammo.classifiers import DENSITY_CLASSES
+
+    root = make_mias(tmp_path / "mias")
+    out = tmp_path / "run"
+    assert run([root, "--folds", "3", "--tasks", "density", "--no-leaky", "--out", out, *FAST]) == 0
+    model = load_model(out / "model.joblib")
+    meanings = model.metadata["tasks"]["density"]["class_meanings"]
+    assert meanings == {"1": "F - fatty", "2": "G - fatty-glandular", "3": "D - dense-glandular"}
+    record = model.predict_records([str(root / "mdb001.png")])[0]["density"]
+    assert record["meaning"] == meanings[str(record["label"])]
+    assert record["meaning"] not in DENSITY_CLASSES.values()

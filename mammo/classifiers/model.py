@@ -100,8 +100,12 @@ class MammogramModel:
     n_jobs: int | None = None
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, images, *, features: dict | None = None, progress: bool = False, **labels) -> "MammogramModel":
+    def fit(self, images, *, features: dict | None = None, class_meanings: dict | None = None, progress: bool = False,
+            **labels) -> "MammogramModel":
         """Fit every task pipeline. ``labels`` maps task -> labels (NaN / None = unlabelled).
+
+        ``class_meanings`` optionally maps task -> {class: meaning} for labels that
+        are not the default ones (e.g. mini-MIAS F/G/D density instead of BI-RADS A-D).
 
         ``features`` optionally maps task -> precomputed features of that
         task's labelled images, in order (e.g. from an on-disk cache): they
@@ -133,10 +137,10 @@ class MammogramModel:
                 raise ValueError(f"{task}: {len(features[task])} feature rows for {masks[task].sum()} labelled images")
             y = np.asarray(labels[task], dtype=float)[masks[task]].astype(int)
             Pipeline(split_pipeline(pipe)[1]).fit(features[task], y)
-        self.metadata = {**self.metadata, **self._describe(labels, masks)}
+        self.metadata = {**self.metadata, **self._describe(labels, masks, class_meanings or {})}
         return self
 
-    def _describe(self, labels, masks) -> dict:
+    def _describe(self, labels, masks, class_meanings: dict) -> dict:
         cnn = [s for p in self.pipelines.values() for s in _blocks(p) if isinstance(s, CNNEmbedding)]
         meta = {
             "format_version": FORMAT_VERSION,
@@ -147,7 +151,7 @@ class MammogramModel:
         for task, pipe in self.pipelines.items():
             y = np.asarray(labels[task], dtype=float)[masks[task]].astype(int)
             classes = pipe.steps[-1][1].classes_.tolist()
-            meanings = DENSITY_CLASSES if task == "density" else TUMOUR_CLASSES
+            meanings = class_meanings.get(task) or (DENSITY_CLASSES if task == "density" else TUMOUR_CLASSES)
             meta["tasks"][task] = {
                 "classes": classes,
                 "class_meanings": {str(c): meanings.get(c, str(c)) for c in classes},
