@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from collections import Counter
 import json
 import os
 import sys
 import time
 import warnings
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
