@@ -55,7 +55,8 @@ def test_ordinal_probabilities_are_coherent(rng):
 
 def test_make_pipeline_steps_and_errors():
     assert [n for n, _ in make_pipeline("density", "texture", "svm").steps] == ["read", "crop", "enhance", "features", "scale", "reduce", "clf"]
-    assert [n for n, _ in make_pipeline("tumour", "cnn", "xgboost").steps] == ["read", "crop", "enhance", "features", "clf"]
+    assert [n for n, _ in make_pipeline("tumour", "cnn", "xgboost").steps] == ["read", "crop", "enhance", "features", "select", "clf"]
+    assert [n for n, _ in make_pipeline("tumour", "texture", "xgboost").steps] == ["read", "crop", "enhance", "features", "clf"]
     assert isinstance(make_classifier("density", "svm"), OrdinalClassifier)
     for bad in [dict(task="age"), dict(task="density", feature_set="sift"), dict(task="density", model="knn")]:
         with pytest.raises(ValueError, match="must be one of"):
