@@ -145,8 +145,9 @@ def make_pipeline(
         steps += [("scale", StandardScaler()), ("reduce", CappedPCA(max_components=svm_components, random_state=random_state))]
     elif feature_set != "texture":
         # XGBoost's time per tree grows with ALL input columns, sampled or not; the 128
-        # best by ANOVA F (fitted in the training fold) cut fits ~6-9x with equal
-        # grouped-CV scores (DPhi density 0.502 -> 0.519, RSNA 0.636 -> 0.636).
+        # best by ANOVA F (fitted in the training fold) cut fits ~6-9x at equal grouped-CV
+        # scores on DPhi and RSNA (density 0.502 -> 0.519, 0.636 -> 0.636), but cost
+        # mini-MIAS (258 training images) ~0.03 accuracy (docs/results.md).
         steps.append(("select", SelectKBest(f_classif, k=xgb_features)))
     steps.append(("clf", make_classifier(task, model, random_state=random_state)))
     return Pipeline(steps)
