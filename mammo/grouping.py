@@ -499,20 +499,8 @@ def _load_result(fn: Path, n: int) -> tuple[np.ndarray, dict] | None:
 _TUPLE_LISTS = ("edges", "verified")
 
 
-def _group_signatures(
-    sigs: list[_Sig],
-    *,
-    threshold: int,
-    orphan_threshold: int,
-    n_neighbors: int,
-    n_words: int,
-    n_component_neighbors: int,
-    pairs_per_component: int,
-    max_passes: int,
-    n_jobs: int,
-    progress: bool,
-) -> tuple[np.ndarray, dict]:
-    """Candidates, verification, pass 2 and orphans on computed signatures."""
+def _group_signatures(sigs: list[_Sig], *, n_neighbors: int, n_words: int, **verify) -> tuple[np.ndarray, dict]:
+    """Candidates from bag-of-words neighbours, then :func:`_verify` (its keyword arguments)."""
     n = len(sigs)
     from sklearn.neighbors import NearestNeighbors
 
@@ -532,9 +520,7 @@ def _group_signatures(
     # one BLAS thread per product: the matrices are small and the verification threads
     # are the parallelism (OpenBLAS's own threads made each match 4x more expensive)
     with threadpool_limits(limits=1, user_api="blas"):
-        return _verify(sigs, bow, order, threshold=threshold, orphan_threshold=orphan_threshold,
-                       n_component_neighbors=n_component_neighbors, pairs_per_component=pairs_per_component,
-                       max_passes=max_passes, n_jobs=n_jobs, progress=progress)
+        return _verify(sigs, bow, order, **verify)
 
 
 def _verify(
