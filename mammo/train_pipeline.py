@@ -250,9 +250,12 @@ def _fit_predict(task, feature_set, model, X, y, groups, train, test, classes, i
 
     # Many tiny BLAS calls (sigmoid calibration's L-BFGS): threads only add contention;
     # parallelism comes from running folds in separate processes.
+    t = time.perf_counter()
     with threadpool_limits(1):
-        return _fit_predict_1(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune, tune_max,
-                              params)
+        res = _fit_predict_1(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune, tune_max,
+                             params)
+    res["fit_s"] = time.perf_counter() - t
+    return res
 
 
 def _fit_predict_1(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune, tune_max,
@@ -333,6 +336,8 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
         entry["params"] = [results[(fs, m)][i]["params"] for i in range(len(folds))]
         entry["grouped_calibration"] = all(results[(fs, m)][i]["grouped_calibration"] for i in range(len(folds)))
         entry["searched_folds"] = sum(results[(fs, m)][i]["searched"] for i in range(len(folds)))
+        # worker seconds (search + fit + predict), summed over folds: what each candidate costs
+        entry["fit_s"] = float(sum(results[(fs, m)][i]["fit_s"] for i in range(len(folds))))
         entry["oof_proba"] = proba
         out[f"{fs}+{m}"] = entry
     return out
@@ -355,6 +360,7 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
     classes = np.unique(y)
     idx = np.searchsorted(classes, y)
     proba = np.zeros((len(y), len(classes)))
+    t = time.perf_counter()
     for train, test in tqdm(folds, desc=f"{task} deep head", unit="fold", disable=not progress):
         keras.utils.set_random_seed(seed)
         mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
@@ -373,6 +379,7 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
         keras.backend.clear_session()
     entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
     entry["params"] = [{"epochs": epochs, "batch_size": batch_size, "hidden": 128, "dropout": [0.2, 0.5]}] * len(folds)
+    entry["fit_s"] = time.perf_counter() - t
     entry["oof_proba"] = proba
     return entry
 
@@ -597,7 +604,7 @@ def _run_1(args) -> int:
                                 tune=False, params=fixed, n_jobs=args.jobs, n_boot=args.bootstrap, progress=not args.quiet)[name]
             shared = np.mean(np.concatenate([np.isin(g[te], g[tr]) for tr, te in leaky_folds]))
             entry["leaky"] = {"candidate": name, "params": fixed, "pooled": lk["pooled"], "folds_summary": lk["folds_summary"],
-                              "folds": lk["folds"], "test_images_with_group_in_train": float(shared),
+                              "folds": lk["folds"], "test_images_with_group_in_train": float(shared), "fit_s": lk["fit_s"],
                               "split": f"StratifiedKFold({args.folds}, shuffle=True, random_state={args.seed}), groups ignored"}
         metrics["tasks"][task] = entry
         timing[f"cv_{task}_s"] = time.time() - t

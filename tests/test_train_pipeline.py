@@ -85,6 +85,9 @@ def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env
     assert counts[leaky["params"]["C"]] == max(counts.values()) and set(leaky["params"]) == {"C"}
     report = (out / "report.md").read_text()
     assert "| texture+svm **(selected)**" in report and "Grouped vs. leaky" in report
+    # what each candidate cost is recorded and reported
+    assert dens["fit_s"] > 0 and leaky["fit_s"] > 0
+    assert "Cost, in seconds of one worker" in report and "texture+svm " in report
     for png in ("roc_tumour.png", "calibration_tumour.png", "confusion_density.png", "group_sizes.png"):
         assert (out / png).stat().st_size > 1000
     # the saved artifact: manifest-verified load, metadata, and predictions from files
