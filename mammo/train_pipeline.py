@@ -41,6 +41,7 @@ from .classifiers.model import MammogramModel, file_sha256, split_pipeline
 from .classifiers.pipelines import FEATURE_SETS, MODELS, TASKS, make_pipeline
 from .datasets import Dataset, DatasetError, load_dataset
 from .featcache import FeatureCache, FeatureComputationError
+from .features.cnn import LAYER_SETS
 from .features.extra import EXTRA_BLOCKS, make_extra_block
 
 __all__ = [
@@ -387,7 +388,8 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
 # ----------------------------------------------------------------------------- final model
 
 def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: int, seed: int, inner_folds: int, tune: bool,
-                    metadata: dict, tune_max: int | None = 1000, cnn_input_size: int = 224, flip_tta: bool = False,
+                    metadata: dict, tune_max: int | None = 1000, cnn_input_size: int = 224, cnn_layers: str = "multi",
+                    flip_tta: bool = False,
                     enhance: bool = True,
                     extra_blocks: Sequence[str] = ()) -> tuple[MammogramModel, dict]:
     """Refit each task's selected candidate on all its labelled images into one MammogramModel.
@@ -402,7 +404,8 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: in
         _, y, g = ds.task(task)
         params, _ = _tune(task, fs, m, features[task][fs], y, g, inner_folds, seed, PARAM_GRIDS[m] if tune else [],
                           tune_max)
-        pipe = make_pipeline(task, fs, m, texture_size=texture_size, cnn_input_size=cnn_input_size, flip_tta=flip_tta, enhance=enhance,
+        pipe = make_pipeline(task, fs, m, texture_size=texture_size, cnn_input_size=cnn_input_size, cnn_layers=cnn_layers,
+                             flip_tta=flip_tta, enhance=enhance,
                              random_state=seed)
         union = pipe.named_steps["features"]
         union.transformer_list = [*union.transformer_list, *((e, make_extra_block(e)) for e in extra_blocks)]
@@ -454,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-model", action="store_true", help="do not refit and save the final model")
     p.add_argument("--texture-size", type=int, default=256, help="working resolution (longer side) of the breast crop")
     p.add_argument("--cnn-input-size", type=int, default=224, help="side of the square CNN input (default 224)")
+    p.add_argument("--cnn-layers", default="multi", choices=LAYER_SETS,
+                   help="CNN embedding: 'multi' (default) = mean and std of five intermediate MobileNetV2 layers plus "
+                        "the average-pooled last one (5792 features); 'last' = the last one only (1280)")
     p.add_argument("--flip-tta", action="store_true", help="average the CNN embedding of the image and its mirror image")
     p.add_argument("--no-enhance", action="store_true",
                    help="compute features on the unenhanced breast crop (no CLAHE / unsharp mask): keeps absolute grey "
@@ -531,7 +537,7 @@ def _run_1(args) -> int:
     used = np.any(np.column_stack([~np.isnan(ds.density if tk == "density" else ds.tumour) for tk in tasks]), axis=1)
     images = [p for p, u in zip(ds.paths, used) if u]
     steps = split_pipeline(make_pipeline("density", "combined", "svm", texture_size=args.texture_size, cnn_input_size=args.cnn_input_size,
-                                 flip_tta=args.flip_tta, enhance=not args.no_enhance, random_state=args.seed))[0]
+                                 cnn_layers=args.cnn_layers, flip_tta=args.flip_tta, enhance=not args.no_enhance, random_state=args.seed))[0]
     union = dict(steps[-1][1].transformer_list)
     union.update({e: make_extra_block(e) for e in args.extra_blocks})
     need += list(args.extra_blocks)
@@ -547,7 +553,7 @@ def _run_1(args) -> int:
         "dataset": ds.summary(),
         "config": {"data": str(args.data), "kind": args.kind, "folds": args.folds, "inner_folds": args.inner_folds,
                    "seed": args.seed, "tune": not args.no_tune, "tune_max": args.tune_max, "param_grids": PARAM_GRIDS if not args.no_tune else None,
-                   "texture_size": args.texture_size, "cnn_input_size": args.cnn_input_size,
+                   "texture_size": args.texture_size, "cnn_input_size": args.cnn_input_size, "cnn_layers": args.cnn_layers,
                    "flip_tta": args.flip_tta, "enhance": not args.no_enhance, "extra_blocks": args.extra_blocks, "limit": args.limit, "n_boot": args.bootstrap, "jobs": args.jobs,
                    "feature_sets": args.feature_sets, "models": args.models},
         "feature_cache": {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}},
@@ -642,12 +648,13 @@ def _run_1(args) -> int:
                            for task in best},
             "texture_size": args.texture_size,
             "cnn_input_size": args.cnn_input_size,
+            "cnn_layers": args.cnn_layers,
             "flip_tta": args.flip_tta,
             "enhance": not args.no_enhance,
         }
         model, chosen = fit_final_model(ds, best, features, texture_size=args.texture_size, seed=args.seed,
                                         inner_folds=args.inner_folds, tune=not args.no_tune, metadata=meta,
-                                        tune_max=args.tune_max, cnn_input_size=args.cnn_input_size,
+                                        tune_max=args.tune_max, cnn_input_size=args.cnn_input_size, cnn_layers=args.cnn_layers,
                                         flip_tta=args.flip_tta, enhance=not args.no_enhance, extra_blocks=args.extra_blocks)
         model.metadata["final_params"] = chosen
         path = model.save(out / "model.joblib")

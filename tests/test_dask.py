@@ -25,6 +25,7 @@ def cluster():
 @needs_weights
 def test_features_on_cluster_equal_local(cluster, synthetic_set):
     from mammo.classifiers import MammogramModel, make_pipeline
+    from mammo.features.cnn import n_features
 
     paths, density, tumour = synthetic_set
     model = MammogramModel({t: make_pipeline(t, "combined", "svm") for t in ("density", "tumour")}, batch_size=4)
@@ -35,7 +36,7 @@ def test_features_on_cluster_equal_local(cluster, synthetic_set):
         # Each worker built the CNN once and kept it (module-level cache).
         loaded = client.run(lambda: len(__import__("mammo.features.cnn", fromlist=["x"])._RUNNERS))
     for task in local:
-        assert remote[task].shape == local[task].shape == (12, 1334)
+        assert remote[task].shape == local[task].shape == (12, 54 + n_features("multi"))
         np.testing.assert_allclose(remote[task], local[task], rtol=1e-5, atol=1e-5)
     assert sorted(loaded.values()) == [1, 1]
 

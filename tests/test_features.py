@@ -152,6 +152,38 @@ def test_cnn_embedding_shape_batches_and_pickle(rng):
 
 
 @needs_weights
+def test_cnn_multi_layer_embedding(rng):
+    from mammo.features.cnn import MULTI_LAYERS, n_features
+
+    imgs = [synthetic_mammogram(rng, d) for d in (1, 4)]
+    last = CNNEmbedding().fit(imgs).transform(imgs)
+    multi = CNNEmbedding(layers="multi", backend="onnx").fit(imgs)
+    X = multi.transform(imgs)
+    names = multi.get_feature_names_out()
+    assert X.shape == (2, n_features("multi")) == (2, len(names)) == (2, 5792)
+    assert n_features("multi") == sum(MULTI_LAYERS.values()) * 2 - MULTI_LAYERS["out_relu"]
+    # the last layer's mean is the "last" embedding; the std columns are spreads (>= 0)
+    out = [i for i, n in enumerate(names) if n.startswith("cnn_out_relu_mean_")]
+    np.testing.assert_allclose(X[:, out], last, atol=1e-4)
+    std = np.array(["_std_" in n for n in names])
+    assert (X[:, std] >= 0).all() and X[:, std].max() > 0
+    # the same statistics from Keras itself
+    keras = CNNEmbedding(layers="multi", backend="keras").fit(imgs).transform(imgs)
+    assert np.abs(keras - X).max() <= 1e-4
+    with pytest.raises(ValueError, match="layers must be one of"):
+        CNNEmbedding(layers="all").fit(imgs)
+
+
+def test_cnn_embedding_pickled_before_layers_existed_loads_as_last():
+    est = CNNEmbedding(input_size=96)
+    state = est.__getstate__()
+    del state["layers"]
+    old = CNNEmbedding.__new__(CNNEmbedding)
+    old.__setstate__(state)
+    assert old.get_params()["layers"] == "last" and old.input_size == 96
+
+
+@needs_weights
 def test_onnx_and_keras_backends_agree(rng):
     imgs = [synthetic_mammogram(rng, d) for d in (1, 4)]
     onnx = CNNEmbedding(backend="onnx").fit(imgs).transform(imgs)

@@ -53,15 +53,21 @@ def make_features(
     cnn_input_size: int = 224,
     flip_tta: bool = False,
     glcm_levels: int = 32,
+    cnn_layers: str = "multi",
 ) -> FeatureUnion:
-    """The feature block for ``feature_set`` ("texture", "cnn" or "combined")."""
+    """The feature block for ``feature_set`` ("texture", "cnn" or "combined").
+
+    ``cnn_layers`` is :class:`~mammo.features.cnn.CNNEmbedding`'s ``layers``: "multi"
+    (default) pools five intermediate layers as well as the last one; it scored
+    higher in grouped CV than "last" on DPhi, mini-MIAS and RSNA (docs/results.md).
+    """
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
     blocks = []
     if feature_set in ("texture", "combined"):
         blocks += [("glcm", GLCMFeatures(levels=glcm_levels)), ("lbp", LBPFeatures())]
     if feature_set in ("cnn", "combined"):
-        blocks.append(("cnn", CNNEmbedding(weights=weights, input_size=cnn_input_size, flip_tta=flip_tta)))
+        blocks.append(("cnn", CNNEmbedding(weights=weights, input_size=cnn_input_size, flip_tta=flip_tta, layers=cnn_layers)))
     return FeatureUnion(blocks, verbose_feature_names_out=False)
 
 
@@ -104,6 +110,7 @@ def make_pipeline(
     texture_size: int = 256,
     weights: str = "imagenet",
     cnn_input_size: int = 224,
+    cnn_layers: str = "multi",
     flip_tta: bool = False,
     max_pixels: int | None = None,
     enhance: bool = True,
@@ -137,7 +144,8 @@ def make_pipeline(
         # Without CLAHE the absolute grey level, which is what density is, survives:
         # on mini-MIAS (film) that scored better in grouped CV, on DPhi and RSNA worse.
         ("enhance", Enhancer() if enhance else Enhancer(clip_limit=0.0, unsharp_amount=0.0)),
-        ("features", make_features(feature_set, weights=weights, cnn_input_size=cnn_input_size, flip_tta=flip_tta)),
+        ("features", make_features(feature_set, weights=weights, cnn_input_size=cnn_input_size, flip_tta=flip_tta,
+                                   cnn_layers=cnn_layers)),
     ]
     if model == "svm":
         # An RBF-SVM's cost grows with the dimension: on 1,334-d combined features, PCA to

@@ -1,5 +1,10 @@
 """Frozen ImageNet MobileNetV2 embedding (Keras, ``include_top=False``, average pooling).
 
+With ``layers="multi"`` the embedding also pools five intermediate layers (mean
+and standard deviation over positions): mid-level filters describe texture,
+which is what density is; they scored higher in grouped CV on all three data sets
+(docs/results.md).
+
 The Keras model is heavy, so it is built lazily on first use, shared by every
 :class:`CNNEmbedding` in the process with the same weights and input size,
 never pickled, and rebuilt after ``joblib.load``.
@@ -25,6 +30,8 @@ from .region import as_mammogram, resize_image
 
 __all__ = [
     "BACKENDS",
+    "LAYER_SETS",
+    "MULTI_LAYERS",
     "N_FEATURES",
     "WEIGHTS_FILENAME",
     "WeightsUnavailableError",
@@ -32,6 +39,7 @@ __all__ = [
     "cache_dir",
     "load_backbone",
     "load_runner",
+    "n_features",
     "resolve_weights",
     "weights_sha256",
 ]
@@ -40,6 +48,40 @@ N_FEATURES = 1280
 WEIGHTS_FILENAME = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 BACKENDS = ("auto", "onnx", "keras")
+
+#: MobileNetV2 layers pooled by ``layers="multi"`` and their channels: the expansion
+#: output that ends each resolution stage (56, 28, 14, 14 and 7 px at 224 input), each
+#: pooled to mean and std, then the final map, pooled to its mean (the "last" embedding).
+MULTI_LAYERS = {
+    "block_3_expand_relu": 144,
+    "block_6_expand_relu": 192,
+    "block_10_expand_relu": 384,
+    "block_13_expand_relu": 576,
+    "block_16_expand_relu": 960,
+    "out_relu": N_FEATURES,
+}
+LAYER_SETS = ("last", "multi")
+
+
+def _check_layers(layers: str) -> str:
+    if layers not in LAYER_SETS:
+        raise ValueError(f"layers must be one of {LAYER_SETS}, got {layers!r}")
+    return layers
+
+
+def n_features(layers: str = "last") -> int:
+    """Length of the embedding for a ``layers`` setting ("last": 1280, "multi": 5792)."""
+    return len(_feature_names(_check_layers(layers)))
+
+
+def _feature_names(layers: str) -> list[str]:
+    if layers == "last":
+        return [f"cnn_{i}" for i in range(N_FEATURES)]
+    names = []
+    for layer, channels in MULTI_LAYERS.items():
+        stats = ("mean",) if layer == "out_relu" else ("mean", "std")
+        names += [f"cnn_{layer}_{stat}_{i}" for stat in stats for i in range(channels)]
+    return names
 
 _MODELS: dict = {}
 _RUNNERS: dict = {}
@@ -77,15 +119,35 @@ def weights_sha256(weights: str) -> str | None:
     return h.hexdigest()
 
 
-def load_backbone(weights: str = "imagenet", input_size: int = 224):
-    """The shared Keras MobileNetV2 feature extractor for these weights (built once per process)."""
-    key = (resolve_weights(weights), int(input_size))
+def load_backbone(weights: str = "imagenet", input_size: int = 224, layers: str = "last"):
+    """The shared Keras MobileNetV2 feature extractor for these weights (built once per process).
+
+    Its output is the pooled embedding, (n, :func:`n_features` (layers)).
+    """
+    key = (resolve_weights(weights), int(input_size), _check_layers(layers))
     with _LOCK:
         model = _MODELS.get(key)
         if model is None:
             model = _build(weights, int(input_size))
+            if layers == "multi":
+                model = _multi_layer_model(model)
             _MODELS[key] = model
     return model
+
+
+def _multi_layer_model(pooled):
+    """A model over ``pooled``'s backbone returning every MULTI_LAYERS statistic, concatenated."""
+    import keras
+
+    # the average-pooled model's last layer is the pooling; its input is out_relu
+    backbone = keras.Model(pooled.input, [pooled.get_layer(name).output for name in MULTI_LAYERS])
+    x = keras.Input(pooled.input.shape[1:])
+    stats = []
+    for name, fmap in zip(MULTI_LAYERS, backbone(x)):
+        stats.append(keras.layers.GlobalAveragePooling2D(name=f"{name}_mean")(fmap))
+        if name != "out_relu":
+            stats.append(keras.layers.Lambda(lambda t: keras.ops.std(t, axis=(1, 2)), name=f"{name}_std")(fmap))
+    return keras.Model(x, keras.layers.Concatenate()(stats))
 
 
 def cache_dir() -> Path:
@@ -99,41 +161,43 @@ def _onnx_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "tf2onnx"))
 
 
-def load_runner(weights: str = "imagenet", input_size: int = 224, backend: str = "auto"):
-    """A callable mapping a float32 batch (n, s, s, 3) in [-1, 1] to (n, 1280) embeddings.
+def load_runner(weights: str = "imagenet", input_size: int = 224, backend: str = "auto", layers: str = "last"):
+    """A callable mapping a float32 batch (n, s, s, 3) in [-1, 1] to (n, n_features(layers)) embeddings.
 
-    Built once per process and (weights, input size, backend).
+    Built once per process and (weights, input size, backend, layers).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _check_layers(layers)
     if backend == "auto":
         backend = "onnx" if _onnx_available() else "keras"
-    key = (resolve_weights(weights), int(input_size), backend)
+    key = (resolve_weights(weights), int(input_size), backend, layers)
     with _LOCK:
         runner = _RUNNERS.get(key)
     if runner is None:
         if backend == "keras":
-            model = load_backbone(weights, input_size)
+            model = load_backbone(weights, input_size, layers)
 
             def runner(batch, _model=model):
                 return np.asarray(_model(batch, training=False))
         else:
-            runner = _onnx_runner(weights, int(input_size))
+            runner = _onnx_runner(weights, int(input_size), layers)
         with _LOCK:
             runner = _RUNNERS.setdefault(key, runner)
     return runner
 
 
-def _onnx_runner(weights: str, input_size: int):
+def _onnx_runner(weights: str, input_size: int, layers: str = "last"):
     import onnxruntime as ort
 
     if weights_sha256(weights) is None:
         load_backbone(weights, input_size)  # "imagenet" not cached yet: Keras downloads it
     sha = weights_sha256(weights)
-    path = cache_dir() / "onnx" / f"mobilenet_v2_{sha[:16]}_{input_size}.onnx"
+    suffix = "" if layers == "last" else f"_{layers}"
+    path = cache_dir() / "onnx" / f"mobilenet_v2_{sha[:16]}_{input_size}{suffix}.onnx"
     if not path.is_file():
         # Converted once per weights file; later processes never import TensorFlow.
-        model = load_backbone(weights, input_size)
+        model = load_backbone(weights, input_size, layers)
         import tensorflow as tf
         from tf2onnx import convert
 
@@ -184,7 +248,7 @@ def _build(weights: str, input_size: int):
 
 
 class CNNEmbedding(ImageFeatures):
-    """Transformer: images -> 1280-d frozen MobileNetV2 embedding.
+    """Transformer: images -> frozen MobileNetV2 embedding (1280-d, or 5792-d with ``layers="multi"``).
 
     Each breast crop is padded to a square (so its shape is not distorted),
     resized to ``input_size`` and fed, grey replicated to RGB, through
@@ -204,6 +268,10 @@ class CNNEmbedding(ImageFeatures):
     backend : {"auto", "onnx", "keras"}, default="auto"
         Runtime for the forward pass; "auto" prefers ONNX Runtime when
         installed (same network and weights, faster on CPU).
+    layers : {"last", "multi"}, default="last"
+        "last": the final 1280-channel map, average-pooled. "multi": also the
+        mean and standard deviation over positions of the five intermediate
+        layers in :data:`MULTI_LAYERS` (5792 features; the same forward pass).
 
     Attributes
     ----------
@@ -218,12 +286,13 @@ class CNNEmbedding(ImageFeatures):
     (1, 1280)
     """
 
-    def __init__(self, weights="imagenet", input_size=224, batch_size=32, flip_tta=False, backend="auto"):
+    def __init__(self, weights="imagenet", input_size=224, batch_size=32, flip_tta=False, backend="auto", layers="last"):
         self.weights = weights
         self.input_size = input_size
         self.batch_size = batch_size
         self.flip_tta = flip_tta
         self.backend = backend
+        self.layers = layers
 
     def fit(self, X=None, y=None):
         if not isinstance(self.weights, (str, os.PathLike)):
@@ -232,10 +301,16 @@ class CNNEmbedding(ImageFeatures):
             raise ValueError(f"input_size must be in [32, 1024], got {self.input_size!r}")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
-        load_runner(str(self.weights), int(self.input_size), self.backend)  # fail early; fills the caches
+        _check_layers(self.layers)
+        load_runner(str(self.weights), int(self.input_size), self.backend, self.layers)  # fail early; fills the caches
         self.weights_sha256_ = weights_sha256(str(self.weights))
-        self.feature_names_ = np.asarray([f"cnn_{i}" for i in range(N_FEATURES)], dtype=object)
+        self.feature_names_ = np.asarray(_feature_names(self.layers), dtype=object)
         return self
+
+    def __setstate__(self, state):
+        # artifacts saved before ``layers`` existed used the final layer only
+        state.setdefault("layers", "last")
+        super().__setstate__(state)
 
     def to_input(self, image) -> np.ndarray:
         """One image as a square ``input_size`` float32 array in [0, 1]."""
@@ -251,9 +326,9 @@ class CNNEmbedding(ImageFeatures):
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "feature_names_")
-        runner = load_runner(str(self.weights), int(self.input_size), self.backend)
+        runner = load_runner(str(self.weights), int(self.input_size), self.backend, self.layers)
         batch = int(self.batch_size)
-        out = np.empty((len(X), N_FEATURES), dtype=np.float32)
+        out = np.empty((len(X), len(self.feature_names_)), dtype=np.float32)
         for start in range(0, len(X), batch):
             grey = np.stack([self.to_input(x) for x in X[start : start + batch]])
             out[start : start + len(grey)] = self._embed(runner, grey)
