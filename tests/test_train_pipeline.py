@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import synthetic_mammogram
+from conftest import needs_weights, synthetic_mammogram
 from mammo.classifiers import load_model, make_pipeline
 from mammo.featcache import FeatureCache
 from mammo.train_pipeline import (
     TrainingDataError,
     check_task_data,
     cross_validate,
+    deep_head_cv,
     limit_dataset,
     main,
     make_folds,
@@ -219,6 +220,35 @@ def test_no_group_in_two_folds(seed):
     assert (seen == 1).all()  # a partition: every image tested exactly once
     again = make_folds(y, groups, 5, seed)  # same seed, same folds for every candidate
     assert all((a[1] == b[1]).all() for a, b in zip(folds, again))
+
+
+def test_deep_head_learns_a_separable_signal_under_grouped_folds():
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(30), 3).astype(str)
+    y = np.repeat(np.arange(30) % 3, 3)
+    X = rng.normal(size=(90, 40))
+    X[:, :12] += 3.0 * np.repeat(np.eye(3)[y], 4, axis=1)  # four informative columns per class
+    res = deep_head_cv("density", X, y, g, make_folds(y, g, 3, 0), epochs=30, batch_size=16, n_boot=50, progress=False)
+    assert res["oof_proba"].shape == (90, 3)
+    np.testing.assert_allclose(res["oof_proba"].sum(1), 1, rtol=1e-5)
+    assert res["pooled"]["qwk"] > 0.6 and res["fit_s"] > 0
+    shuffled = deep_head_cv("density", X, rng.permutation(y), g, make_folds(y, g, 3, 0), epochs=30, batch_size=16, n_boot=50,
+                            progress=False)
+    assert shuffled["pooled"]["qwk"] < res["pooled"]["qwk"] - 0.3
+
+
+@needs_weights
+def test_keras_head_runs_beside_the_candidates_and_is_reported(tmp_path, cache_env):
+    csv = make_manifest(tmp_path / "man", n_patients=12)
+    out = tmp_path / "run"
+    args = [a for a in FAST if a != "--no-deep"]
+    assert run([csv, "--tasks", "density", "--folds", "3", "--no-model", "--out", out, *args]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    cands = m["tasks"]["density"]["candidates"]
+    assert set(cands) == {"texture+svm", "cnn+keras-head"}
+    assert m["tasks"]["density"]["best"] == "texture+svm"  # the head is reported, never selected
+    assert len(cands["cnn+keras-head"]["folds"]) == 3 and cands["cnn+keras-head"]["fit_s"] > 0
+    assert "cnn+keras-head" in (out / "report.md").read_text()
 
 
 def test_leaky_split_inflates_and_grouped_split_does_not():
