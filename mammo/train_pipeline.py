@@ -28,7 +28,6 @@ import sys
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -563,7 +562,6 @@ def _run_1(args) -> int:
     }
     plots: dict[str, str] = {"group_sizes": ev.plot_group_sizes(ds.groups, out / "group_sizes.png").name}
     best, features = {}, {}
-    pool = ThreadPoolExecutor(1, thread_name_prefix="keras-head")
     for task in tasks:
         t = time.time()
         paths, y, g = ds.task(task)
@@ -572,10 +570,6 @@ def _run_1(args) -> int:
         features[task] = X
         folds = make_folds(y, g, args.folds, args.seed)
         classes = np.unique(y)
-        # The Keras head trains as fast on one thread as on two (measured), so it runs beside
-        # the sklearn workers instead of after them.
-        head = pool.submit(deep_head_cv, task, blocks["cnn"][rows], y, g, folds, seed=args.seed, n_boot=args.bootstrap,
-                           progress=False) if deep else None
         res = cross_validate(task, X, y, g, folds, candidates, inner_folds=args.inner_folds, seed=args.seed,
                              tune=not args.no_tune, tune_max=args.tune_max, n_jobs=args.jobs, n_boot=args.bootstrap,
                              progress=not args.quiet)
@@ -585,10 +579,11 @@ def _run_1(args) -> int:
         leaky = None
         if not args.no_leaky and len(set(g)) < len(g):  # the deliberately leaky contrast
             leaky = _leaky_contrast(args, task, X, y, g, best[task], res[name]["params"])
-        if head is not None:
-            if not args.quiet and not head.done():
-                say(f"{task}: waiting for the Keras head")
-            res[DEEP_NAME] = head.result()
+        if deep:
+            # After the candidates, not beside them: the machine is already saturated (running
+            # it in a thread beside the sklearn workers measured the same wall time).
+            res[DEEP_NAME] = deep_head_cv(task, blocks["cnn"][rows], y, g, folds, seed=args.seed, n_boot=args.bootstrap,
+                                          progress=not args.quiet)
         entry = {
             "n_images": int(len(y)), "n_groups": int(len(set(g))),
             "class_counts": {str(int(c)): int((y == c).sum()) for c in classes},
@@ -623,8 +618,6 @@ def _run_1(args) -> int:
         np.savez_compressed(out / f"oof_{task}.npz", y=y, groups=g.astype(str),
                             **{n.replace("+", "__"): r["oof_proba"] for n, r in res.items()})
         say(f"{task}: best {name} {key}={res[name]['pooled'][key]:.3f} ({time.time() - t:.0f} s)")
-
-    pool.shutdown()
 
     # ---- final model
     if not args.no_model:
