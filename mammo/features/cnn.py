@@ -301,7 +301,6 @@ class CNNEmbedding(ImageFeatures):
             raise ValueError(f"input_size must be in [32, 1024], got {self.input_size!r}")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
-        _check_layers(self.layers)
         load_runner(str(self.weights), int(self.input_size), self.backend, self.layers)  # fail early; fills the caches
         self.weights_sha256_ = weights_sha256(str(self.weights))
         self.feature_names_ = np.asarray(_feature_names(self.layers), dtype=object)
