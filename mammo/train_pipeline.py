@@ -156,7 +156,11 @@ def _calibration_splits(y: np.ndarray, groups: np.ndarray, seed: int, n: int = 3
 
 def _configure(tail, params: dict, y, groups, seed) -> tuple[Pipeline, bool]:
     """Set tuned params and grouped calibration splits; returns (tail, grouped_calibration)."""
-    tail.set_params(**{_param_path(tail, k): v for k, v in params.items()})
+    paths = {_param_path(tail, k): v for k, v in params.items()}
+    if any(not p.startswith(tail.steps[-1][0] + "__") for p in paths):
+        # _tune fits the steps before the classifier once for all grid points
+        raise ValueError(f"tuned parameters must belong to the classifier step, got {sorted(paths)}")
+    tail.set_params(**paths)
     splits = _calibration_splits(y, groups, seed)
     if splits is None:
         # sklearn's stratified k-fold, which needs k members of the rarest class
@@ -230,16 +234,26 @@ def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid, tune_
             return {}, {}
     if k < 2 or any(len(np.unique(y[tr])) < len(classes) for tr, _ in inner):
         return {}, {}
-    scores = {}
-    for params in grid:
-        proba = np.zeros((len(y), len(classes)))
-        for tr, te in inner:
-            tail, _ = _configure(_tail(task, feature_set, model, seed), params, y[tr], groups[tr], seed)
+    keys = [json.dumps(params, sort_keys=True) for params in grid]
+    proba = {key: np.zeros((len(y), len(classes))) for key in keys}
+    for tr, te in inner:
+        # The grid only varies the classifier: the steps before it (scaling, PCA, column
+        # selection) are fitted once per inner split, not once per grid point.
+        steps = _tail(task, feature_set, model, seed).steps[:-1]
+        X_tr, X_te = X[tr], X[te]
+        if steps:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                tail.fit(X[tr], y[tr])
-            proba[te] = _aligned_proba(tail, X[te], classes)
-        scores[json.dumps(params, sort_keys=True)] = _score(task, y, proba, classes)
+                pre = Pipeline(steps).fit(X_tr, y[tr])
+            X_tr, X_te = pre.transform(X_tr), pre.transform(X_te)
+        for key, params in zip(keys, grid):
+            tail, _ = _configure(_tail(task, feature_set, model, seed), params, y[tr], groups[tr], seed)
+            clf = Pipeline(tail.steps[-1:])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf.fit(X_tr, y[tr])
+            proba[key][te] = _aligned_proba(clf, X_te, classes)
+    scores = {key: _score(task, y, proba[key], classes) for key in keys}
     best = max(scores, key=lambda s: -np.inf if np.isnan(scores[s]) else scores[s])
     return json.loads(best), scores
 

@@ -427,3 +427,32 @@ def test_mias_model_explains_its_own_density_classes(tmp_path, cache_env):
     record = model.predict_records([str(root / "mdb001.png")])[0]["density"]
     assert record["meaning"] == meanings[str(record["label"])]
     assert record["meaning"] not in DENSITY_CLASSES.values()
+
+
+@pytest.mark.parametrize("model", ["svm", "xgboost"])
+def test_search_scores_equal_refitting_every_grid_point(model):
+    """_tune fits the steps before the classifier once per inner split: same scores as whole tails."""
+    from mammo import train_pipeline as tp
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), 3)
+    y = groups % 2
+    X = rng.normal(size=(len(y), 200)).astype(np.float32) + 0.6 * y[:, None]
+    best, scores = tp._tune("tumour", "cnn", model, X, y, groups, 3, 0, tp.PARAM_GRIDS[model])
+    assert len(scores) == len(tp.PARAM_GRIDS[model]) and json.dumps(best, sort_keys=True) in scores
+
+    inner = list(tp.StratifiedGroupKFold(3, shuffle=True, random_state=1).split(X, y, groups))
+    for params in tp.PARAM_GRIDS[model]:
+        proba = np.zeros((len(y), 2))
+        for tr, te in inner:
+            tail, _ = tp._configure(tp._tail("tumour", "cnn", model, 0), params, y[tr], groups[tr], 0)
+            proba[te] = tp._aligned_proba(tail.fit(X[tr], y[tr]), X[te], [0, 1])
+        assert scores[json.dumps(params, sort_keys=True)] == pytest.approx(tp._score("tumour", y, proba, [0, 1]), abs=1e-12)
+
+
+def test_tuned_parameters_must_belong_to_the_classifier():
+    from mammo import train_pipeline as tp
+
+    y, groups = np.tile([0, 1], 20), np.arange(40)
+    with pytest.raises(ValueError, match="classifier step"):
+        tp._configure(tp._tail("tumour", "cnn", "svm", 0), {"max_components": 4}, y, groups, 0)
