@@ -333,7 +333,10 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
     from tqdm.auto import tqdm
 
     classes = np.unique(y)
-    jobs = [(fs, m, i) for fs, m in candidates for i in range(len(folds))]
+    # Widest features and SVMs first (the costliest fits, docs/results.md), so that the
+    # last jobs to finish are short ones and neither worker idles long at the end.
+    order = sorted(candidates, key=lambda c: (-X[c[0]].shape[1], c[1] != "svm"))
+    jobs = [(fs, m, i) for fs, m in order for i in range(len(folds))]
     run = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_fit_predict)(task, fs, m, X[fs], y, groups, folds[i][0], folds[i][1], classes, inner_folds, seed, tune,
                                  tune_max, params)
