@@ -363,13 +363,14 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
 
 # ----------------------------------------------------------------------------- deep baseline
 
-def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds, *, seed: int = 0, epochs: int = 40,
+def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds, *, seed: int = 0, epochs: int = 20,
                  batch_size: int = 256,
                  n_boot: int = 1000, progress: bool = True) -> dict:
     """A small Keras classifier head (Dense-Dropout-softmax) on the frozen CNN embedding, class-weighted.
 
     Fixed architecture and schedule (nothing tuned, so nothing can leak from the test fold);
-    inputs standardised with the training fold's mean and std.
+    inputs standardised with the training fold's mean and std. 20 epochs scored as 40 did
+    on DPhi, RSNA and mini-MIAS (within 0.01) at half the cost (docs/results.md).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
