@@ -406,13 +406,13 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
 
 # ----------------------------------------------------------------------------- final model
 
-def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: int, seed: int, inner_folds: int, tune: bool,
-                    metadata: dict, tune_max: int | None = 1000, cnn_input_size: int = 224, cnn_layers: str = "multi",
-                    flip_tta: bool = False,
-                    enhance: bool = True,
+def fit_final_model(ds: Dataset, best: dict, features: dict, *, pipeline_options: dict, seed: int, inner_folds: int,
+                    tune: bool, metadata: dict, tune_max: int | None = 1000,
                     extra_blocks: Sequence[str] = ()) -> tuple[MammogramModel, dict]:
     """Refit each task's selected candidate on all its labelled images into one MammogramModel.
 
+    ``pipeline_options`` are :func:`~mammo.classifiers.make_pipeline` keywords
+    (texture_size, cnn_input_size, cnn_layers, flip_tta, enhance).
     Hyper-parameters are chosen by the same grouped inner CV, now over all labelled data;
     the classifier tails are fitted on the cached features (identical to what the
     pipeline's own stateless steps compute, see tests), the stateless steps are fitted
@@ -423,9 +423,7 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, texture_size: in
         _, y, g = ds.task(task)
         params, _ = _tune(task, fs, m, features[task][fs], y, g, inner_folds, seed, PARAM_GRIDS[m] if tune else [],
                           tune_max)
-        pipe = make_pipeline(task, fs, m, texture_size=texture_size, cnn_input_size=cnn_input_size, cnn_layers=cnn_layers,
-                             flip_tta=flip_tta, enhance=enhance,
-                             random_state=seed)
+        pipe = make_pipeline(task, fs, m, **pipeline_options, random_state=seed)
         union = pipe.named_steps["features"]
         union.transformer_list = [*union.transformer_list, *((e, make_extra_block(e)) for e in extra_blocks)]
         _configure(Pipeline(split_pipeline(pipe)[1]), params, y, g, seed)  # sets params on pipe's own steps
@@ -507,6 +505,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 
+def _pipeline_options(args: argparse.Namespace) -> dict:
+    """The :func:`~mammo.classifiers.make_pipeline` keywords set by the CLI's arguments."""
+    return {"texture_size": args.texture_size, "cnn_input_size": args.cnn_input_size, "cnn_layers": args.cnn_layers,
+            "flip_tta": args.flip_tta, "enhance": not args.no_enhance}
+
+
 def _load(args) -> Dataset:
     path = Path(args.data).expanduser()
     is_dphi = args.kind == "dphi" or (args.kind == "auto" and (path.name == "Training_set.csv" or (path / "Training_set.csv").is_file()))
@@ -555,8 +559,7 @@ def _run_1(args) -> int:
                   key=("glcm", "lbp", "cnn").index)
     used = np.any(np.column_stack([~np.isnan(ds.density if tk == "density" else ds.tumour) for tk in tasks]), axis=1)
     images = [p for p, u in zip(ds.paths, used) if u]
-    steps = split_pipeline(make_pipeline("density", "combined", "svm", texture_size=args.texture_size, cnn_input_size=args.cnn_input_size,
-                                 cnn_layers=args.cnn_layers, flip_tta=args.flip_tta, enhance=not args.no_enhance, random_state=args.seed))[0]
+    steps = split_pipeline(make_pipeline("density", "combined", "svm", **_pipeline_options(args), random_state=args.seed))[0]
     union = dict(steps[-1][1].transformer_list)
     union.update({e: make_extra_block(e) for e in args.extra_blocks})
     need += list(args.extra_blocks)
@@ -572,8 +575,8 @@ def _run_1(args) -> int:
         "dataset": ds.summary(),
         "config": {"data": str(args.data), "kind": args.kind, "folds": args.folds, "inner_folds": args.inner_folds,
                    "seed": args.seed, "tune": not args.no_tune, "tune_max": args.tune_max, "param_grids": PARAM_GRIDS if not args.no_tune else None,
-                   "texture_size": args.texture_size, "cnn_input_size": args.cnn_input_size, "cnn_layers": args.cnn_layers,
-                   "flip_tta": args.flip_tta, "enhance": not args.no_enhance, "extra_blocks": args.extra_blocks, "limit": args.limit, "n_boot": args.bootstrap, "jobs": args.jobs,
+                   **_pipeline_options(args), "extra_blocks": args.extra_blocks, "limit": args.limit,
+                   "n_boot": args.bootstrap, "jobs": args.jobs,
                    "feature_sets": args.feature_sets, "models": args.models},
         "feature_cache": {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}},
         "tasks": {},
@@ -657,16 +660,11 @@ def _run_1(args) -> int:
                                   "table": {n: c["pooled"] for n, c in metrics["tasks"][task]["candidates"].items()},
                                   "protocol": f"{args.folds}-fold StratifiedGroupKFold, seed {args.seed}"}
                            for task in best},
-            "texture_size": args.texture_size,
-            "cnn_input_size": args.cnn_input_size,
-            "cnn_layers": args.cnn_layers,
-            "flip_tta": args.flip_tta,
-            "enhance": not args.no_enhance,
+            **_pipeline_options(args),
         }
-        model, chosen = fit_final_model(ds, best, features, texture_size=args.texture_size, seed=args.seed,
+        model, chosen = fit_final_model(ds, best, features, pipeline_options=_pipeline_options(args), seed=args.seed,
                                         inner_folds=args.inner_folds, tune=not args.no_tune, metadata=meta,
-                                        tune_max=args.tune_max, cnn_input_size=args.cnn_input_size, cnn_layers=args.cnn_layers,
-                                        flip_tta=args.flip_tta, enhance=not args.no_enhance, extra_blocks=args.extra_blocks)
+                                        tune_max=args.tune_max, extra_blocks=args.extra_blocks)
         model.metadata["final_params"] = chosen
         path = model.save(out / "model.joblib")
         metrics["final_model"] = {"path": path.name, "sha256": file_sha256(path), "pipeline_id": pid, "params": chosen,
