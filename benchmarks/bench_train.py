@@ -66,7 +66,8 @@ def run_measured(cmd: list[str], env: dict) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(SHARED / "dphi-sprint31"), help="data set (default ../shared/data/dphi-sprint31)")
-    p.add_argument("--cache-dir", default=None, help="MAMMO_CACHE_DIR to use (default: a new empty temporary folder)")
+    p.add_argument("--cache-dir", default=None,
+                   help="MAMMO_CACHE_DIR to use (default: a new empty temporary folder, removed at the end)")
     p.add_argument("--only", choices=("cold", "warm", "both"), default="both")
     p.add_argument("--out", default=None, help="folder for the two run folders (default: a temporary folder)")
     p.add_argument("extra", nargs="*", help="extra train_pipeline arguments (after --)")
@@ -74,8 +75,16 @@ def main(argv=None) -> int:
     if not Path(args.data).exists():
         print(f"data not found: {args.data}", file=sys.stderr)
         return 2
-    cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp(prefix="mammo-bench-cache-"))
+    if args.only == "warm" and not args.cache_dir:
+        p.error("--only warm needs --cache-dir: a warm run reads the features a cold run left there")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="mammo-bench-runs-"))
+    if args.cache_dir:
+        return _bench(args, Path(args.cache_dir), out)
+    with tempfile.TemporaryDirectory(prefix="mammo-bench-cache-") as cache:  # ~300 MB of features: not left behind
+        return _bench(args, Path(cache), out)
+
+
+def _bench(args, cache: Path, out: Path) -> int:
     env = {**os.environ, "MAMMO_CACHE_DIR": str(cache)}
     env.setdefault("KERAS_HOME", str(Path.home() / ".keras"))
     results = {}
@@ -100,6 +109,7 @@ def main(argv=None) -> int:
         if metrics.is_file():
             timing = json.loads(metrics.read_text()).get("timing", {})
             print(f"{phase} phases: " + ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in timing.items()))
+    print(f"run folders (reports, metrics.json): {out}")
     return 0
 
 
