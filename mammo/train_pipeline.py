@@ -394,7 +394,8 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
         ])
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
         model.fit((X[train] - mu) / sd, idx[train], epochs=epochs, batch_size=batch_size, class_weight=weight, verbose=0)
-        proba[test] = model.predict((X[test] - mu) / sd, batch_size=256, verbose=0)
+        # a direct call: predict() traces a new tf.function for every fold's model and warns about it
+        proba[test] = keras.ops.convert_to_numpy(model((X[test] - mu) / sd, training=False))
         keras.backend.clear_session()
     fit_s = time.perf_counter() - t  # like the candidates' fit_s: training and prediction, not the metrics
     entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
