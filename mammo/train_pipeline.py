@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import sys
 import time
@@ -363,6 +364,29 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
 
 # ----------------------------------------------------------------------------- deep baseline
 
+def _fit_head(X, idx, train, test, n_classes: int, *, seed: int, epochs: int, batch_size: int) -> np.ndarray:
+    """Train the head on one training fold; class probabilities of the test fold."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
+    counts = np.bincount(idx[train], minlength=n_classes).astype(float)
+    weight = {k: len(train) / (n_classes * c) for k, c in enumerate(counts) if c > 0}
+    model = keras.Sequential([
+        keras.Input((X.shape[1],)),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(128, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-4)),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(n_classes, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.fit((X[train] - mu) / sd, idx[train], epochs=epochs, batch_size=batch_size, class_weight=weight, verbose=0)
+    # a direct call: predict() would trace one more tf.function per fold
+    proba = keras.ops.convert_to_numpy(model((X[test] - mu) / sd, training=False))
+    keras.backend.clear_session()
+    return proba
+
+
 def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds, *, seed: int = 0, epochs: int = 20,
                  batch_size: int = 256,
                  n_boot: int = 1000, progress: bool = True) -> dict:
@@ -372,31 +396,23 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
     inputs standardised with the training fold's mean and std. 20 epochs scored as 40 did
     on DPhi, RSNA and mini-MIAS (within 0.01) at half the cost (docs/results.md).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before _fit_head imports keras
     from tqdm.auto import tqdm
 
     classes = np.unique(y)
     idx = np.searchsorted(classes, y)
     proba = np.zeros((len(y), len(classes)))
     t = time.perf_counter()
-    for train, test in tqdm(folds, desc=f"{task} deep head", unit="fold", disable=not progress):
-        keras.utils.set_random_seed(seed)
-        mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
-        counts = np.bincount(idx[train], minlength=len(classes)).astype(float)
-        weight = {k: len(train) / (len(classes) * c) for k, c in enumerate(counts) if c > 0}
-        model = keras.Sequential([
-            keras.Input((X.shape[1],)),
-            keras.layers.Dropout(0.2),
-            keras.layers.Dense(128, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-4)),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(len(classes), activation="softmax"),
-        ])
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        model.fit((X[train] - mu) / sd, idx[train], epochs=epochs, batch_size=batch_size, class_weight=weight, verbose=0)
-        # a direct call: predict() traces a new tf.function for every fold's model and warns about it
-        proba[test] = keras.ops.convert_to_numpy(model((X[test] - mu) / sd, training=False))
-        keras.backend.clear_session()
+    # Each fold's new model is traced once, by design; TensorFlow warns from the sixth trace on.
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        for train, test in tqdm(folds, desc=f"{task} deep head", unit="fold", disable=not progress):
+            proba[test] = _fit_head(X, idx, train, test, len(classes), seed=seed, epochs=epochs,
+                                    batch_size=batch_size)
+    finally:
+        tf_log.setLevel(level)
     fit_s = time.perf_counter() - t  # like the candidates' fit_s: training and prediction, not the metrics
     entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
     entry["params"] = [{"epochs": epochs, "batch_size": batch_size, "hidden": 128, "dropout": [0.2, 0.5]}] * len(folds)

@@ -456,3 +456,13 @@ def test_tuned_parameters_must_belong_to_the_classifier():
     y, groups = np.tile([0, 1], 20), np.arange(40)
     with pytest.raises(ValueError, match="classifier step"):
         tp._configure(tp._tail("tumour", "cnn", "svm", 0), {"max_components": 4}, y, groups, 0)
+
+
+def test_deep_head_does_not_warn_about_retracing(caplog):
+    """One new model per fold is traced once by design: no TensorFlow warning in the user's run log."""
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(30), 4)
+    y = g % 2
+    X = rng.normal(size=(len(y), 20)).astype(np.float32) + y[:, None]
+    deep_head_cv("tumour", X, y, g, make_folds(y, g, 5, 0), epochs=2, n_boot=10, progress=False)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
