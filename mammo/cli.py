@@ -16,6 +16,7 @@ COMMANDS = {
     "serve": ("mammo.webapp.__main__", "serve the upload page and JSON API for a saved model (waitress)"),
     "predict": ("mammo.predict", "predict density and tumour for files, folders or globs into a CSV"),
     "audit": ("mammo.audit", "find near-duplicate images (augmented copies) and check a train/test split for leakage"),
+    "cache": ("mammo.caches", "show what the on-disk caches hold and remove stale entries"),
 }
 
 

@@ -1,0 +1,89 @@
+"""mammo cache: listing the on-disk caches and pruning what no current version reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from mammo import caches
+from mammo.featcache import FeatureCache
+from mammo.features.enhance import Enhancer
+from mammo.features.io import ImageReader
+from mammo.features.region import BreastCropper
+from mammo.features.texture import GLCMFeatures
+from mammo.grouping import GROUPS_VERSION, SIGNATURE_VERSION
+
+
+def _write(path, data=b"x" * 100, age_s=0.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if age_s:
+        t = time.time() - age_s
+        os.utime(path, (t, t))
+    return path
+
+
+@pytest.fixture
+def cache_root(tmp_path):
+    """A cache with one current and one stale entry of every kind."""
+    root = tmp_path / "cache"
+    fc = FeatureCache(root / "features")
+    current = fc.block_dir([ImageReader(), BreastCropper(size=512), Enhancer()], "glcm", GLCMFeatures())
+    _write(current / "ab" / "abc.npy")
+    old = _write(root / "features" / "cnn-0123" / "chain.json",
+                 json.dumps({"block": "cnn", "chain": ["mammo-featcache-v0", "x.Y[]"]}).encode()).parent
+    _write(root / SIGNATURE_VERSION / "ab" / "k.npz")
+    _write(root / "sift-clahe-v0" / "ab" / "k.npz", b"y" * 1000)
+    _write(root / "groups" / "new.json", json.dumps({"version": GROUPS_VERSION}).encode())
+    _write(root / "groups" / "old.json", json.dumps({"version": "dup-groups-v0"}).encode())
+    _write(root / "onnx" / "m.onnx")
+    _write(current / "cd" / "cde.npy.123.456.tmp", age_s=2 * 3600)  # an interrupted write, long ago
+    _write(current / "cd" / "fgh.npy.123.789.tmp")  # a write in progress right now
+    return root, current, old
+
+
+def test_scan_marks_exactly_the_entries_no_current_version_reads(cache_root):
+    root, current, old = cache_root
+    entries = {(e.area, e.path.name): e for e in caches.scan(root)}
+    stale = {k for k, e in entries.items() if e.stale}
+    assert stale == {("features", "cnn-0123"), ("signatures", "sift-clahe-v0"), ("groups", "old.json"),
+                     ("temporary", "cde.npy.123.456.tmp")}
+    assert entries[("features", current.name)].what == "ImageReader() > BreastCropper(size=512) > Enhancer() > GLCMFeatures()"
+    assert entries[("signatures", "sift-clahe-v0")].bytes == 1000
+    assert ("temporary", "fgh.npy.123.789.tmp") not in entries  # young: may belong to a running job
+
+
+def test_prune_removes_the_stale_entries_only(cache_root):
+    root, current, old = cache_root
+    assert len(caches.prune(root, dry_run=True)) == 4 and old.is_dir()
+    gone = caches.prune(root)
+    assert {e.path.name for e in gone} == {"cnn-0123", "sift-clahe-v0", "old.json", "cde.npy.123.456.tmp"}
+    assert not old.exists() and not (root / "sift-clahe-v0").exists() and not (root / "groups" / "old.json").exists()
+    assert (current / "ab" / "abc.npy").is_file() and (current / "cd" / "fgh.npy.123.789.tmp").is_file()
+    assert (root / SIGNATURE_VERSION).is_dir() and (root / "groups" / "new.json").is_file()
+    assert (root / "onnx" / "m.onnx").is_file()
+    assert not [e for e in caches.scan(root) if e.stale]
+
+
+def test_cli_lists_prunes_and_clears(cache_root, capsys, monkeypatch):
+    root, _, old = cache_root
+    assert caches.main(["--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "STALE" in out and "sift-clahe-v0" in out and "'mammo cache --prune' removes them" in out
+
+    assert caches.main(["--root", str(root), "--prune"]) == 0
+    assert "removed 4 stale entries" in capsys.readouterr().out and not old.exists()
+
+    assert caches.main(["--root", str(root), "--clear", "--dry-run"]) == 0
+    assert "would remove" in capsys.readouterr().out and root.is_dir()
+    assert caches.main(["--root", str(root), "--clear"]) == 0
+    assert not root.exists()
+
+    monkeypatch.setenv("MAMMO_CACHE_DIR", str(root))
+    assert caches.main([]) == 0
+    assert "no cache yet" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        caches.main(["--prune", "--clear"])
