@@ -12,9 +12,9 @@ WEIGHTS_FILE := mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h
 SHARED_WEIGHTS := $(firstword $(wildcard weights/$(WEIGHTS_FILE) ../shared/weights/$(WEIGHTS_FILE)))
 DATA  ?= $(firstword $(wildcard data/dphi-sprint31 ../shared/data/dphi-sprint31))
 RUN   ?= runs/default
-# The first start skips inner tuning and the Keras-head baseline to save time;
+# The first start skips the Keras-head baseline to save time;
 # TRAIN_ARGS= (empty) runs the full comparison.
-TRAIN_ARGS ?= --no-tune --no-deep
+TRAIN_ARGS ?= --no-deep
 MODEL ?= $(RUN)/model.joblib
 HOST  ?= 127.0.0.1
 PORT  ?= 8000

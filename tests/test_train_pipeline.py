@@ -26,8 +26,8 @@ from mammo.train_pipeline import (
     make_folds,
 )
 
-TUNED = ["--feature-sets", "texture", "--models", "svm", "--no-deep", "--jobs", "1", "--quiet", "--bootstrap", "200"]
-FAST = [*TUNED, "--no-tune"]
+FAST = ["--feature-sets", "texture", "--models", "svm", "--no-deep", "--jobs", "1", "--quiet", "--bootstrap", "200"]
+TUNED = [*FAST, "--tune"]
 
 
 def _save(img, path):
@@ -133,6 +133,9 @@ def test_mias_layout(tmp_path, cache_env):
     assert run([root, "--folds", "3", "--out", out, "--no-model", *FAST]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["dataset"]["name"] == "mias"
+    # no search unless --tune: the models' fixed defaults in every fold
+    assert m["config"]["tune"] is False and m["config"]["param_grids"] is None
+    assert m["tasks"]["density"]["candidates"]["texture+svm"]["searched_folds"] == 0
     assert m["tasks"]["density"]["class_counts"].keys() == {"1", "2", "3"}  # F/G/D: 3 ordinal classes
     assert m["tasks"]["tumour"]["n_images"] == 30  # normal images have no tumour label
     assert not (out / "model.joblib").exists()
