@@ -230,3 +230,26 @@ def test_pipeline_without_enhancement_keeps_grey_levels(synthetic_set):
     X_plain = feats.transform(out)
     X_enh = feats.transform(enhanced)
     assert not np.allclose(X_plain, X_enh)
+
+
+def test_feature_selection_skips_constant_columns_silently():
+    """Dead CNN channels (zero on every image) get F = 0 without warnings; the selection is unchanged."""
+    import warnings
+
+    from sklearn.feature_selection import SelectKBest, f_classif
+
+    from mammo.classifiers.estimators import f_classif_constant_safe
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    X = rng.normal(size=(90, 40)) + 0.5 * y[:, None] * (np.arange(40) % 3 == 0)
+    X[:, [1, 7, 20]] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f, p = f_classif_constant_safe(X, y)
+        ours = SelectKBest(f_classif_constant_safe, k=10).fit(X, y).get_support()
+    assert np.all(f[[1, 7, 20]] == 0) and np.all(p[[1, 7, 20]] == 1) and np.isfinite(f).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = SelectKBest(f_classif, k=10).fit(X, y).get_support()
+    assert np.array_equal(ours, theirs)

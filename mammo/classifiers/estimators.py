@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, TransformerMixin, clone
 from sklearn.decomposition import PCA
+from sklearn.feature_selection import f_classif
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-__all__ = ["CappedPCA", "ClassWeighted", "OrdinalClassifier"]
+__all__ = ["CappedPCA", "ClassWeighted", "OrdinalClassifier", "f_classif_constant_safe"]
+
+
+def f_classif_constant_safe(X, y) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sklearn.feature_selection.f_classif` with F = 0 and p = 1 for constant columns.
+
+    Some channels of the multi-layer CNN embedding are zero on every image (after a
+    ReLU). f_classif gives them NaN with two warnings per fit; ``SelectKBest`` ranks
+    NaN last anyway, so the selection is the same, without the noise.
+    """
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.filterwarnings("ignore", message="Features .* are constant", category=UserWarning)
+        f, p = f_classif(X, y)
+    return np.nan_to_num(f, nan=0.0), np.nan_to_num(p, nan=1.0)
 
 
 def _estimator_has(attr):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_selection import SelectKBest, f_classif
+from sklearn.feature_selection import SelectKBest
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -13,7 +13,7 @@ from ..features.enhance import Enhancer
 from ..features.io import ImageReader
 from ..features.region import BreastCropper
 from ..features.texture import GLCMFeatures, LBPFeatures
-from .estimators import CappedPCA, ClassWeighted, OrdinalClassifier
+from .estimators import CappedPCA, ClassWeighted, OrdinalClassifier, f_classif_constant_safe
 
 __all__ = [
     "TASKS",
@@ -156,6 +156,6 @@ def make_pipeline(
         # best by ANOVA F (fitted in the training fold) cut fits ~6-9x at equal grouped-CV
         # scores on DPhi and RSNA (density 0.502 -> 0.519, 0.636 -> 0.636), but cost
         # mini-MIAS (258 training images) ~0.03 accuracy (docs/results.md).
-        steps.append(("select", SelectKBest(f_classif, k=xgb_features)))
+        steps.append(("select", SelectKBest(f_classif_constant_safe, k=xgb_features)))
     steps.append(("clf", make_classifier(task, model, random_state=random_state)))
     return Pipeline(steps)
