@@ -337,7 +337,8 @@ def write_report(metrics: Mapping[str, Any], path, plots: Mapping[str, str] | No
             lines += [f"Selected by grouped CV ({PRIMARY_METRIC[task]}, pooled out-of-fold): **{t['best']}**.", ""]
         cost = {n: c["fit_s"] for n, c in t["candidates"].items() if "fit_s" in c}
         if cost:
-            lines += ["Cost, in seconds of one worker summed over the outer folds (inner search, fit and prediction): "
+            what = "inner search, fit and prediction" if cfg.get("tune", True) else "fit and prediction"
+            lines += [f"Cost, in seconds of one worker summed over the outer folds ({what}): "
                       + ", ".join(f"{n} {s:.0f} s" for n, s in cost.items()) + ".", ""]
         if t.get("leaky"):
             lk = t["leaky"]

@@ -88,7 +88,8 @@ def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env
     assert "| texture+svm **(selected)**" in report and "Grouped vs. leaky" in report
     # what each candidate cost is recorded and reported
     assert dens["fit_s"] > 0 and leaky["fit_s"] > 0
-    assert "Cost, in seconds of one worker" in report and "texture+svm " in report
+    assert "Cost, in seconds of one worker summed over the outer folds (inner search, fit and prediction)" in report
+    assert "texture+svm " in report
     for png in ("roc_tumour.png", "calibration_tumour.png", "confusion_density.png", "group_sizes.png"):
         assert (out / png).stat().st_size > 1000
     # the saved artifact: manifest-verified load, metadata, and predictions from files
@@ -136,6 +137,7 @@ def test_mias_layout(tmp_path, cache_env):
     # no search unless --tune: the models' fixed defaults in every fold
     assert m["config"]["tune"] is False and m["config"]["param_grids"] is None
     assert m["tasks"]["density"]["candidates"]["texture+svm"]["searched_folds"] == 0
+    assert "over the outer folds (fit and prediction)" in (out / "report.md").read_text()
     assert m["tasks"]["density"]["class_counts"].keys() == {"1", "2", "3"}  # F/G/D: 3 ordinal classes
     assert m["tasks"]["tumour"]["n_images"] == 30  # normal images have no tumour label
     assert not (out / "model.joblib").exists()
