@@ -11,8 +11,8 @@ folder, rsna-screening folder or a CSV manifest). For every task (density, tumou
    small grid searched by grouped inner CV, only inside each training fold), calibrated
    on grouped splits of the training fold, plus a
    deep baseline (a small Keras head on the frozen CNN embedding) under the same folds;
-3. re-evaluates the selected candidate, with the hyper-parameters grouped CV chose most
-   often, on a deliberately leaky random split (groups ignored) to show how much a split
+3. re-evaluates the selected candidate, with the hyper-parameters grouped CV used (with
+   ``--tune``, the ones chosen most often), on a deliberately leaky random split (groups ignored) to show how much a split
    that leaks copies overstates performance;
 4. writes ``report.md``, ``metrics.json`` and plots, and refits the best candidate per
    task (chosen by grouped CV alone) on all labelled images as a
@@ -435,7 +435,7 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, pipeline_options
 
     ``pipeline_options`` are :func:`~mammo.classifiers.make_pipeline` keywords
     (texture_size, cnn_input_size, cnn_layers, flip_tta, enhance).
-    Hyper-parameters are chosen by the same grouped inner CV, now over all labelled data;
+    With ``tune``, hyper-parameters are chosen by the same grouped inner CV, now over all labelled data;
     the classifier tails are fitted on the cached features (identical to what the
     pipeline's own stateless steps compute, see tests), the stateless steps are fitted
     (validated / CNN loaded) on two images.
@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inner-folds", type=int, default=3, help="grouped inner folds for tuning (default 3)")
     p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=False,
                    help="search PARAM_GRIDS by grouped inner CV inside each training fold (default: off; the fixed "
-                        "defaults scored as well on DPhi, RSNA and mini-MIAS at ~2/3 of the cost, docs/results.md)")
+                        "defaults scored as well on DPhi, RSNA and mini-MIAS in about 3/4 of the time, docs/results.md)")
     p.add_argument("--tune-max", type=int, default=1000, metavar="N",
                    help="run the inner search on about N images (whole groups) of each training fold (default 1000; 0 = all)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<dataset>-<timestamp>)")
@@ -706,8 +706,8 @@ def _run_1(args) -> int:
 def _leaky_contrast(args, task, X, y, g, candidate, grouped_params) -> dict:
     """The selected candidate under a plain StratifiedKFold that ignores groups (what a careless split reports).
 
-    It uses the hyper-parameters grouped CV chose most often, without a new search: the
-    split is then the only difference (and the contrast costs no tuning).
+    It uses the hyper-parameters grouped CV used (chosen most often, with ``--tune``), without
+    a new search: the split is then the only difference (and the contrast costs no tuning).
     """
     fs, m = candidate
     name = f"{fs}+{m}"
