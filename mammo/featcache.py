@@ -35,6 +35,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
 from .classifiers.model import split_pipeline, step_key
+from .features.cnn import cache_dir
 
 __all__ = ["FeatureCache", "FeatureComputationError", "default_cache_dir", "content_sha256", "chain_key"]
 
@@ -47,8 +48,7 @@ class FeatureComputationError(RuntimeError):
 
 def default_cache_dir() -> Path:
     """``$MAMMO_CACHE_DIR/features`` or ``~/.cache/mammo/features``."""
-    base = os.environ.get("MAMMO_CACHE_DIR") or Path.home() / ".cache" / "mammo"
-    return Path(base) / "features"
+    return cache_dir() / "features"
 
 
 def content_sha256(item: Any) -> str:

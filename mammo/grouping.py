@@ -63,9 +63,9 @@ _FILL_LEVEL = 4  # uint8 grey level below which a pixel is rotation/shift fill
 
 
 def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
-    if cache_dir is None:
-        cache_dir = os.environ.get("MAMMO_CACHE_DIR") or Path.home() / ".cache" / "mammo"
-    return Path(cache_dir)
+    from .features.cnn import cache_dir as cache_root
+
+    return Path(cache_dir) if cache_dir is not None else cache_root()
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

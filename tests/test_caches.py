@@ -87,3 +87,17 @@ def test_cli_lists_prunes_and_clears(cache_root, capsys, monkeypatch):
     assert "no cache yet" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         caches.main(["--prune", "--clear"])
+
+
+def test_every_cache_uses_one_root(tmp_path, monkeypatch):
+    """Feature blocks, grouping signatures, ONNX models and `mammo cache` agree on the root, even for an empty variable."""
+    from pathlib import Path
+
+    from mammo import grouping
+    from mammo.featcache import default_cache_dir
+    from mammo.features.cnn import cache_dir
+
+    for value, root in ((str(tmp_path), tmp_path), ("", Path.home() / ".cache" / "mammo")):
+        monkeypatch.setenv("MAMMO_CACHE_DIR", value)
+        assert cache_dir() == root and grouping._cache_dir(None) == root and default_cache_dir() == root / "features"
+    assert grouping._cache_dir(tmp_path / "x") == tmp_path / "x"

@@ -151,8 +151,12 @@ def _multi_layer_model(pooled):
 
 
 def cache_dir() -> Path:
-    """Folder for derived files (ONNX models, feature caches): ``$MAMMO_CACHE_DIR`` or ``~/.cache/mammo``."""
-    return Path(os.environ.get("MAMMO_CACHE_DIR", Path.home() / ".cache" / "mammo"))
+    """Root of every derived file (ONNX models, feature blocks, grouping signatures).
+
+    ``$MAMMO_CACHE_DIR`` when set and not empty, else ``~/.cache/mammo``. The one place
+    that decides it: :mod:`mammo.featcache`, :mod:`mammo.grouping` and ``mammo cache`` ask here.
+    """
+    return Path(os.environ.get("MAMMO_CACHE_DIR") or Path.home() / ".cache" / "mammo")
 
 
 def _onnx_available() -> bool:
