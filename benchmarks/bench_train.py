@@ -10,7 +10,7 @@ joblib workers) and also reported for the largest single process.
 Targets (issue 3, 2-core machine): cold <= 20 min, warm <= 3 min.
 
     KERAS_HOME=/tmp/kh python benchmarks/bench_train.py                 # full DPhi, all candidates
-    python benchmarks/bench_train.py --only warm --cache-dir ~/.cache/mammo -- --tune   
+    python benchmarks/bench_train.py --only warm --cache-dir ~/.cache/mammo -- --tune    # with the inner search
 """
 
 from __future__ import annotations
