@@ -170,6 +170,11 @@ def test_cnn_multi_layer_embedding(rng):
     # the same statistics from Keras itself
     keras = CNNEmbedding(layers="multi", backend="keras").fit(imgs).transform(imgs)
     assert np.abs(keras - X).max() <= 1e-4
+    # built over the process's one MobileNetV2, not a second copy of it
+    from mammo.features.cnn import load_backbone
+
+    inner = [layer for layer in load_backbone(layers="multi").layers if hasattr(layer, "get_layer")][0]
+    assert inner.get_layer("Conv1") is load_backbone(layers="last").get_layer("Conv1")
     with pytest.raises(ValueError, match="layers must be one of"):
         CNNEmbedding(layers="all").fit(imgs)
 

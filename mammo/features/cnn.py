@@ -85,7 +85,7 @@ def _feature_names(layers: str) -> list[str]:
 
 _MODELS: dict = {}
 _RUNNERS: dict = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # reentrant: the multi-layer model is built on the shared "last" one
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -128,9 +128,10 @@ def load_backbone(weights: str = "imagenet", input_size: int = 224, layers: str 
     with _LOCK:
         model = _MODELS.get(key)
         if model is None:
-            model = _build(weights, int(input_size))
-            if layers == "multi":
-                model = _multi_layer_model(model)
+            if layers == "multi":  # over the same backbone (and weights) as "last", not a second build
+                model = _multi_layer_model(load_backbone(weights, input_size, "last"))
+            else:
+                model = _build(weights, int(input_size))
             _MODELS[key] = model
     return model
 
