@@ -184,7 +184,7 @@ class FeatureCache:
                         for i, f in zip(rows, feats):
                             p = paths[name][i]
                             p.parent.mkdir(parents=True, exist_ok=True)
-                            _save_npy(p, np.asarray(f, dtype=np.float32))
+                            _save_npy(p, _stored(f))
                         self.stats[f"computed:{name}"] += len(rows)
                     bar.update(len(idx))
 
@@ -216,6 +216,11 @@ def _first_failure(batch, steps):
 
 def _name(item) -> str:
     return os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"<{type(item).__name__}>"
+
+
+def _stored(row: np.ndarray) -> np.ndarray:
+    """float32, or float16 for a block that returns it (large activation maps, half the disk)."""
+    return row if row.dtype == np.float16 else np.asarray(row, dtype=np.float32)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

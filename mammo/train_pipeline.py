@@ -43,7 +43,7 @@ from .classifiers.model import MammogramModel, file_sha256, split_pipeline
 from .classifiers.pipelines import FEATURE_SETS, MODELS, TASKS, make_pipeline
 from .datasets import Dataset, DatasetError, load_dataset
 from .featcache import FeatureCache, FeatureComputationError
-from .features.cnn import LAYER_SETS
+from .features.cnn import LAYER_SETS, CNNActivations
 from .features.extra import EXTRA_BLOCKS, make_extra_block
 
 __all__ = [
@@ -54,6 +54,8 @@ __all__ = [
     "check_task_data",
     "limit_dataset",
     "cross_validate",
+    "deep_head_cv",
+    "finetune_cv",
     "PARAM_GRIDS",
     "BLOCKS",
 ]
@@ -69,6 +71,7 @@ PARAM_GRIDS = {
 }
 
 DEEP_NAME = "cnn+keras-head"
+FINETUNE_NAME = "cnn+fine-tuned"
 
 
 class TrainingDataError(ValueError):
@@ -426,6 +429,35 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
     return entry
 
 
+def finetune_cv(task: str, maps: np.ndarray, y: np.ndarray, groups: np.ndarray, folds, *, map_shape, seed: int = 0,
+                epochs: int = 6, batch_size: int = 32, weights: str = "imagenet", input_size: int = 224,
+                n_boot: int = 1000, progress: bool = True) -> dict:
+    """Partial fine-tuning of MobileNetV2 (:mod:`mammo.classifiers.finetune`) under the same folds.
+
+    ``maps`` are the frozen activation maps (:class:`~mammo.features.cnn.CNNActivations`)
+    of the images in ``y``'s order. A fixed schedule, nothing tuned on the test fold.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tqdm.auto import tqdm
+
+    from .classifiers.finetune import fit_predict_finetuned
+
+    classes = np.unique(y)
+    idx = np.searchsorted(classes, y)
+    proba = np.zeros((len(y), len(classes)))
+    t = time.perf_counter()
+    for train, test in tqdm(folds, desc=f"{task} fine-tuning", unit="fold", disable=not progress):
+        proba[test] = fit_predict_finetuned(maps, idx, train, test, len(classes), map_shape=map_shape, seed=seed,
+                                            epochs=epochs, batch_size=batch_size, weights=weights, input_size=input_size)
+    fit_s = time.perf_counter() - t
+    entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
+    entry["params"] = [{"epochs": epochs, "batch_size": batch_size, "learning_rate": 1e-4, "retrained": "blocks 13-16, Conv_1",
+                        "batchnorm": "frozen"}] * len(folds)
+    entry["fit_s"] = fit_s
+    entry["oof_proba"] = proba
+    return entry
+
+
 # ----------------------------------------------------------------------------- final model
 
 def fit_final_model(ds: Dataset, best: dict, features: dict, *, pipeline_options: dict, seed: int, inner_folds: int,
@@ -494,6 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<dataset>-<timestamp>)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: CPU count)")
     p.add_argument("--no-deep", action="store_true", help="skip the Keras head baseline")
+    p.add_argument("--fine-tune", action="store_true",
+                   help="also fine-tune MobileNetV2's last blocks (13-16, Conv_1) under the same folds: the strongest "
+                        "deep baseline, and the slowest (about 10 min per task on DPhi with 2 cores); reported, "
+                        "not selectable for the saved model")
+    p.add_argument("--fine-tune-epochs", type=int, default=6, metavar="N", help="fine-tuning epochs (default 6)")
     p.add_argument("--no-leaky", action="store_true", help="skip the deliberately leaky random split")
     p.add_argument("--no-model", action="store_true", help="do not refit and save the final model")
     p.add_argument("--texture-size", type=int, default=256, help="working resolution (longer side) of the breast crop")
@@ -523,6 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--folds must be at least 2")
     if args.limit is not None and args.limit < 2:
         parser.error("--limit must be at least 2")
+    if args.fine_tune_epochs < 1:
+        parser.error("--fine-tune-epochs must be at least 1")
     try:
         return _run(args)
     except (DatasetError, TrainingDataError, FeatureComputationError, FileNotFoundError) as exc:
@@ -587,20 +626,32 @@ def _run_1(args) -> int:
     union = dict(steps[-1][1].transformer_list)
     union.update({e: make_extra_block(e) for e in args.extra_blocks})
     need += list(args.extra_blocks)
+    if args.fine_tune:  # the frozen part of the fine-tuned network, run once per image
+        union["trunk"] = CNNActivations(input_size=args.cnn_input_size)
+        need.append("trunk")
     cache = FeatureCache(args.cache_dir, n_jobs=args.jobs, progress=not args.quiet)
     blocks = cache.blocks(images, steps[:-1], [(b, union[b]) for b in need], desc=f"{ds.name} features")
     row = {p: i for i, p in enumerate(images)}
+    map_shape = union["trunk"].fit().map_shape_ if args.fine_tune else None
     timing["features_s"] = time.time() - t
     say(f"features: {dict(cache.stats)} in {timing['features_s']:.0f} s")
 
     candidates = [(fs, m) for fs, m in itertools.product(args.feature_sets, args.models)]
+    if deep:
+        notes.append(f"{DEEP_NAME}: a Keras head (Dense 128, dropout, softmax; 10 epochs, class-weighted) on the frozen "
+                     "CNN embedding; a baseline, reported but not selectable for the saved model")
+    if args.fine_tune:
+        notes.append(f"{FINETUNE_NAME}: MobileNetV2's blocks 13-16 and Conv_1 retrained from the ImageNet weights "
+                     f"(BatchNorm frozen) with a new softmax, {args.fine_tune_epochs} epochs, Adam 1e-4, batch 32, "
+                     "class-weighted; a baseline, reported but not selectable for the saved model")
     metrics: dict[str, Any] = {
         "started": started,
         "dataset": ds.summary(),
         "config": {"data": str(args.data), "kind": args.kind, "folds": args.folds, "inner_folds": args.inner_folds,
                    "seed": args.seed, "tune": args.tune, "tune_max": args.tune_max, "param_grids": PARAM_GRIDS if args.tune else None,
                    **_pipeline_options(args), "extra_blocks": args.extra_blocks, "limit": args.limit,
-                   "n_boot": args.bootstrap, "jobs": args.jobs,
+                   "n_boot": args.bootstrap, "jobs": args.jobs, "deep_head": deep,
+                   "fine_tune_epochs": args.fine_tune_epochs if args.fine_tune else None,
                    "feature_sets": args.feature_sets, "models": args.models},
         "feature_cache": {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}},
         "tasks": {},
@@ -630,6 +681,11 @@ def _run_1(args) -> int:
             # it in a thread beside the sklearn workers measured the same wall time).
             res[DEEP_NAME] = deep_head_cv(task, blocks["cnn"][rows], y, g, folds, seed=args.seed, n_boot=args.bootstrap,
                                           progress=not args.quiet)
+        if args.fine_tune:
+            res[FINETUNE_NAME] = finetune_cv(task, blocks["trunk"][rows], y, g, folds, map_shape=map_shape,
+                                             seed=args.seed, epochs=args.fine_tune_epochs,
+                                             input_size=args.cnn_input_size, n_boot=args.bootstrap,
+                                             progress=not args.quiet)
         entry = {
             "n_images": int(len(y)), "n_groups": int(len(set(g))),
             "class_counts": {str(int(c)): int((y == c).sum()) for c in classes},
@@ -637,7 +693,8 @@ def _run_1(args) -> int:
             "groups_shared_between_folds": 0,
             "best": name,
             "candidates": {n: {k: v for k, v in r.items() if k != "oof_proba"} for n, r in res.items()},
-            "params": {n: r["params"] for n, r in res.items() if n != DEEP_NAME and r["params"] and r["params"][0]},
+            "params": {n: r["params"] for n, r in res.items()
+                       if n not in (DEEP_NAME, FINETUNE_NAME) and r["params"] and r["params"][0]},
         }
         if args.tune:
             skipped = {n: len(folds) - r["searched_folds"] for n, r in res.items() if "searched_folds" in r}
@@ -672,7 +729,8 @@ def _run_1(args) -> int:
         pid = f"{ds.name}:" + ";".join(f"{task}={fs}{extra}+{m}" for task, (fs, m) in best.items())
         selection = ("Best candidate per task by pooled out-of-fold grouped-CV " +
                      ", ".join(f"{ev.PRIMARY_METRIC[tk]} ({tk})" for tk in best) +
-                     "; the Keras head baseline is reported but not selectable (not a scikit-learn pipeline). "
+                     "; the deep baselines (Keras head, fine-tuned MobileNetV2) are reported but not selectable "
+                     "(not scikit-learn pipelines). "
                      "Refitted on all labelled images with hyper-parameters from a grouped inner CV on them.")
         meta = {
             "training_data": ds.summary(),

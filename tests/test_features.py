@@ -10,11 +10,11 @@ from skimage.feature import local_binary_pattern
 from sklearn.base import clone
 
 from conftest import needs_weights, require_data, synthetic_mammogram
-from mammo.features import BreastCropper, CNNEmbedding, Enhancer, GLCMFeatures, LBPFeatures, read_image
+from mammo.features import BreastCropper, CNNActivations, CNNEmbedding, Enhancer, GLCMFeatures, LBPFeatures, read_image
 from mammo.features.region import Mammogram, breast_mask, crop_breast, is_inverted
 from mammo.features.texture import glcm_features, lbp8_uniform, lbp_features
 
-TRANSFORMERS = [BreastCropper(), Enhancer(), GLCMFeatures(), LBPFeatures(), CNNEmbedding()]
+TRANSFORMERS = [BreastCropper(), Enhancer(), GLCMFeatures(), LBPFeatures(), CNNEmbedding(), CNNActivations()]
 
 
 # ------------------------------------------------------------------ contract
@@ -32,7 +32,8 @@ def test_estimator_contract(est):
 
 @pytest.mark.parametrize(
     "est",
-    [BreastCropper(size=8), Enhancer(clip_limit=2.0), GLCMFeatures(levels=1), LBPFeatures(radii=()), CNNEmbedding(input_size=8)],
+    [BreastCropper(size=8), Enhancer(clip_limit=2.0), GLCMFeatures(levels=1), LBPFeatures(radii=()), CNNEmbedding(input_size=8),
+     CNNActivations(batch_size=0)],
     ids=lambda e: type(e).__name__,
 )
 def test_bad_params_raise_in_fit_not_init(est):
@@ -179,6 +180,33 @@ def test_cnn_multi_layer_embedding(rng):
         CNNEmbedding(layers="all").fit(imgs)
 
 
+@needs_weights
+def test_cnn_activations_are_the_backbone_map_at_the_cut(rng):
+    import keras
+
+    from mammo.features.cnn import FINETUNE_CUT, load_backbone
+
+    imgs = [synthetic_mammogram(rng, d) for d in (1, 4, 2)]
+    est = CNNActivations(batch_size=2).fit(imgs)
+    A = est.transform(imgs)
+    assert est.map_shape_ == (14, 14, 96) and A.shape == (3, 14 * 14 * 96) == (3, len(est.get_feature_names_out()))
+    assert A.dtype == np.float16 and np.isfinite(A).all() and A.std() > 0
+    # the rest of the network, run from these maps, gives the pooled embedding
+    backbone = load_backbone()
+    rest = keras.Model(backbone.get_layer(FINETUNE_CUT).output, backbone.output)
+    pooled = np.asarray(rest(A.reshape(-1, *est.map_shape_).astype(np.float32), training=False))
+    emb = CNNEmbedding(backend="keras").fit(imgs).transform(imgs)
+    assert np.abs(pooled - emb).max() < 0.02 * np.abs(emb).max()  # float16 maps
+    blob = pickle.dumps(est)
+    assert len(blob) < 100_000
+    np.testing.assert_array_equal(pickle.loads(blob).transform(imgs), A)
+    from conftest import WEIGHTS_FILE
+
+    assert CNNActivations(weights=str(WEIGHTS_FILE), input_size=96).fit(imgs).map_shape_ == (6, 6, 96)
+    with pytest.raises(ValueError, match="no layer 'block_99_add'"):
+        CNNActivations(cut="block_99_add").fit(imgs)
+
+
 def test_cnn_embedding_pickled_before_layers_existed_loads_as_last():
     est = CNNEmbedding(input_size=96)
     state = est.__getstate__()
@@ -222,6 +250,19 @@ def test_imagenet_download_failure_is_explained(tmp_path, monkeypatch):
     env = {**__import__("os").environ, "KERAS_HOME": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert "OK True" in out.stdout, out.stderr[-2000:]
+
+
+def test_other_input_sizes_need_their_own_imagenet_file(tmp_path, monkeypatch):
+    from mammo.features.cnn import WEIGHTS_FILENAME, WeightsUnavailableError, build_backbone, imagenet_filename
+
+    assert imagenet_filename(224) == imagenet_filename(300) == WEIGHTS_FILENAME
+    assert imagenet_filename(96) == WEIGHTS_FILENAME.replace("_224_", "_96_")
+    # offline, with no weights cached: the message names the file Keras wanted and the way out
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    with pytest.raises(WeightsUnavailableError, match=r"for 96 px.*_96_no_top\.h5.*224 px file"):
+        build_backbone("imagenet", 96)
 
 
 # ------------------------------------------------------------------ real data

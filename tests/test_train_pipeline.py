@@ -256,6 +256,32 @@ def test_keras_head_runs_beside_the_candidates_and_is_reported(tmp_path, cache_e
     assert "cnn+keras-head" in (out / "report.md").read_text()
 
 
+@needs_weights
+def test_fine_tuned_baseline_is_reported_not_selected_and_its_maps_cached(tmp_path, cache_env):
+    csv = make_manifest(tmp_path / "man", n_patients=12)
+    args = [csv, "--tasks", "tumour", "--folds", "3", "--no-model", "--no-leaky", "--fine-tune", "--fine-tune-epochs", "1",
+            *FAST]
+    assert run([*args, "--out", tmp_path / "r1"]) == 0
+    m = json.loads((tmp_path / "r1" / "metrics.json").read_text())
+    cands = m["tasks"]["tumour"]["candidates"]
+    assert set(cands) == {"texture+svm", "cnn+fine-tuned"}
+    assert m["tasks"]["tumour"]["best"] == "texture+svm"  # reported, never selected
+    assert len(cands["cnn+fine-tuned"]["folds"]) == 3 and cands["cnn+fine-tuned"]["params"][0]["epochs"] == 1
+    assert m["config"]["fine_tune_epochs"] == 1 and any(n.startswith("cnn+fine-tuned:") for n in m["notes"])
+    assert "cnn+fine-tuned" in (tmp_path / "r1" / "report.md").read_text()
+    assert m["feature_cache"]["computed:trunk"] == 24
+    # the frozen maps are cached in half precision and reused by the next run
+    (trunk,) = cache_env.glob("features/trunk-*")
+    row = np.load(next(trunk.glob("*/*.npy")))
+    assert row.dtype == np.float16 and row.shape == (14 * 14 * 96,)
+    assert run([*args, "--out", tmp_path / "r2"]) == 0
+    m2 = json.loads((tmp_path / "r2" / "metrics.json").read_text())
+    assert m2["feature_cache"]["hit:trunk"] == 24 and "computed:trunk" not in m2["feature_cache"]
+    # the same folds and seed: the same out-of-fold probabilities
+    a, b = np.load(tmp_path / "r1" / "oof_tumour.npz"), np.load(tmp_path / "r2" / "oof_tumour.npz")
+    np.testing.assert_allclose(a["cnn__fine-tuned"], b["cnn__fine-tuned"], atol=1e-5)
+
+
 def test_leaky_split_inflates_and_grouped_split_does_not():
     """Copies of one original share a fingerprint and a label that carries no real signal."""
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """Image loading, breast region, enhancement and feature transformers."""
 
-from .cnn import CNNEmbedding, WeightsUnavailableError
+from .cnn import CNNActivations, CNNEmbedding, WeightsUnavailableError
 from .enhance import Enhancer, enhance
 from .io import ImageReader, ImageReadError, read_image
 from .region import BreastCropper, Mammogram, crop_breast
@@ -8,6 +8,7 @@ from .texture import GLCMFeatures, LBPFeatures
 
 __all__ = [
     "BreastCropper",
+    "CNNActivations",
     "CNNEmbedding",
     "Enhancer",
     "GLCMFeatures",

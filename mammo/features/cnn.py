@@ -33,12 +33,18 @@ __all__ = [
     "LAYER_SETS",
     "MULTI_LAYERS",
     "N_FEATURES",
+    "FINETUNE_CUT",
     "WEIGHTS_FILENAME",
     "WeightsUnavailableError",
+    "CNNActivations",
     "CNNEmbedding",
+    "build_backbone",
     "cache_dir",
+    "cnn_input",
+    "imagenet_filename",
     "load_backbone",
     "load_runner",
+    "load_trunk",
     "n_features",
     "resolve_weights",
     "weights_sha256",
@@ -61,6 +67,10 @@ MULTI_LAYERS = {
     "out_relu": N_FEATURES,
 }
 LAYER_SETS = ("last", "multi")
+#: Where :class:`CNNActivations` cuts MobileNetV2: the output of block 12, the last
+#: block at 1/16 of the input side, before the blocks 13-16 and Conv_1 that partial
+#: fine-tuning retrains (:mod:`mammo.classifiers.finetune`).
+FINETUNE_CUT = "block_12_add"
 
 
 def _check_layers(layers: str) -> str:
@@ -96,20 +106,31 @@ def _keras_home() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
 
 
-def resolve_weights(weights: str) -> str:
+def imagenet_filename(input_size: int = 224) -> str:
+    """The ImageNet weights file Keras loads for this input side.
+
+    Keras publishes MobileNetV2 trained at 96, 128, 160, 192 and 224 px and takes the
+    224 px file for any other side.
+    """
+    rows = int(input_size) if int(input_size) in (96, 128, 160, 192) else 224
+    return WEIGHTS_FILENAME.replace("_224_", f"_{rows}_")
+
+
+def resolve_weights(weights: str, input_size: int = 224) -> str:
     """Path of the weights file a ``weights`` parameter refers to, if it is on disk.
 
-    For ``"imagenet"`` that is Keras' own cache (``$KERAS_HOME/models``); it
-    may be absent on a machine that will download it on first use.
+    For ``"imagenet"`` that is Keras' own cache (``$KERAS_HOME/models``) of the file for
+    ``input_size`` (:func:`imagenet_filename`); it may be absent on a machine that
+    will download it on first use.
     """
     if weights == "imagenet":
-        return str(_keras_home() / "models" / WEIGHTS_FILENAME)
+        return str(_keras_home() / "models" / imagenet_filename(input_size))
     return str(Path(weights).expanduser())
 
 
-def weights_sha256(weights: str) -> str | None:
+def weights_sha256(weights: str, input_size: int = 224) -> str | None:
     """sha256 of the weights file, or None when it is not on disk (yet)."""
-    path = Path(resolve_weights(weights))
+    path = Path(resolve_weights(weights, input_size))
     if not path.is_file():
         return None
     h = hashlib.sha256()
@@ -124,15 +145,36 @@ def load_backbone(weights: str = "imagenet", input_size: int = 224, layers: str 
 
     Its output is the pooled embedding, (n, :func:`n_features` (layers)).
     """
-    key = (resolve_weights(weights), int(input_size), _check_layers(layers))
+    key = (resolve_weights(weights, input_size), int(input_size), _check_layers(layers))
     with _LOCK:
         model = _MODELS.get(key)
         if model is None:
             if layers == "multi":  # over the same backbone (and weights) as "last", not a second build
                 model = _multi_layer_model(load_backbone(weights, input_size, "last"))
             else:
-                model = _build(weights, int(input_size))
+                model = build_backbone(weights, int(input_size))
             _MODELS[key] = model
+    return model
+
+
+def load_trunk(weights: str = "imagenet", input_size: int = 224, cut: str = FINETUNE_CUT):
+    """The shared frozen MobileNetV2 from its input to the layer ``cut`` (built once per process).
+
+    Built on :func:`load_backbone`'s model, so it shares its weights. Raises
+    ValueError for a layer name MobileNetV2 does not have.
+    """
+    import keras
+
+    key = (resolve_weights(weights, input_size), int(input_size), "trunk", str(cut))
+    with _LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            pooled = load_backbone(weights, input_size, "last")
+            try:
+                layer = pooled.get_layer(cut)
+            except ValueError:
+                raise ValueError(f"MobileNetV2 has no layer {cut!r} (e.g. {FINETUNE_CUT!r})") from None
+            model = _MODELS[key] = keras.Model(pooled.input, layer.output)
     return model
 
 
@@ -176,7 +218,7 @@ def load_runner(weights: str = "imagenet", input_size: int = 224, backend: str =
     _check_layers(layers)
     if backend == "auto":
         backend = "onnx" if _onnx_available() else "keras"
-    key = (resolve_weights(weights), int(input_size), backend, layers)
+    key = (resolve_weights(weights, input_size), int(input_size), backend, layers)
     with _LOCK:
         runner = _RUNNERS.get(key)
     if runner is None:
@@ -195,9 +237,9 @@ def load_runner(weights: str = "imagenet", input_size: int = 224, backend: str =
 def _onnx_runner(weights: str, input_size: int, layers: str = "last"):
     import onnxruntime as ort
 
-    if weights_sha256(weights) is None:
+    if weights_sha256(weights, input_size) is None:
         load_backbone(weights, input_size)  # "imagenet" not cached yet: Keras downloads it
-    sha = weights_sha256(weights)
+    sha = weights_sha256(weights, input_size)
     suffix = "" if layers == "last" else f"_{layers}"
     path = cache_dir() / "onnx" / f"mobilenet_v2_{sha[:16]}_{input_size}{suffix}.onnx"
     if not path.is_file():
@@ -228,11 +270,14 @@ def _onnx_runner(weights: str, input_size: int, layers: str = "last"):
     return runner
 
 
-def _build(weights: str, input_size: int):
+def build_backbone(weights: str = "imagenet", input_size: int = 224):
+    """A NEW average-pooled MobileNetV2, not the process's shared one: for training,
+    which changes weights in place. Raises :class:`WeightsUnavailableError` with
+    what to do when the weights are neither on disk nor downloadable."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    if weights != "imagenet" and not Path(resolve_weights(weights)).is_file():
+    if weights != "imagenet" and not Path(resolve_weights(weights, input_size)).is_file():
         raise WeightsUnavailableError(f"CNN weights file not found: {weights}")
     try:
         return keras.applications.MobileNetV2(
@@ -241,15 +286,44 @@ def _build(weights: str, input_size: int):
             pooling="avg",
             weights=resolve_weights(weights) if weights != "imagenet" else "imagenet",
         )
-    except Exception as exc:  # Keras raises a bare Exception on download failure
-        if weights == "imagenet" and not Path(resolve_weights(weights)).is_file():
+    except Exception as exc:  # Keras raises a bare Exception (or URLError) on download failure
+        if weights == "imagenet" and not Path(resolve_weights(weights, input_size)).is_file():
             raise WeightsUnavailableError(
-                "Could not download the ImageNet MobileNetV2 weights "
-                f"({exc.__class__.__name__}: {exc}). Offline, copy {WEIGHTS_FILENAME} into "
+                f"Could not download the ImageNet MobileNetV2 weights for {input_size} px "
+                f"({exc.__class__.__name__}: {exc}). Offline, copy {imagenet_filename(input_size)} into "
                 f"{_keras_home() / 'models'} (or set KERAS_HOME to a folder whose models/ holds it), "
-                "or pass weights='/path/to/that.h5'."
+                f"or pass weights='/path/to/{WEIGHTS_FILENAME}' (any input size can use the 224 px file)."
             ) from exc
         raise
+
+
+def cnn_input(image, size: int) -> np.ndarray:
+    """One image as the square ``size`` float32 array in [0, 1] that the CNN sees.
+
+    The breast crop is padded to a square, so its shape is not distorted, then resized.
+    """
+    pixels = as_mammogram(image).pixels
+    h, w = pixels.shape
+    side = max(h, w)
+    if h != w:  # pad on the nipple side / bottom: the chest wall stays left
+        pixels = np.pad(pixels, ((0, side - h), (0, side - w)))
+    if side != size:
+        pixels = resize_image(pixels, (size, size))
+    return pixels
+
+
+def _check_params(est) -> None:
+    if not isinstance(est.weights, (str, os.PathLike)):
+        raise ValueError(f"weights must be 'imagenet' or a file path, got {est.weights!r}")
+    if not 32 <= int(est.input_size) <= 1024:
+        raise ValueError(f"input_size must be in [32, 1024], got {est.input_size!r}")
+    if int(est.batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {est.batch_size!r}")
+
+
+def _to_rgb(grey: np.ndarray) -> np.ndarray:
+    # mobilenet_v2.preprocess_input maps [0, 255] to [-1, 1]; do it directly.
+    return np.repeat((grey * 2.0 - 1.0)[..., None], 3, axis=-1).astype(np.float32)
 
 
 class CNNEmbedding(ImageFeatures):
@@ -300,14 +374,9 @@ class CNNEmbedding(ImageFeatures):
         self.layers = layers
 
     def fit(self, X=None, y=None):
-        if not isinstance(self.weights, (str, os.PathLike)):
-            raise ValueError(f"weights must be 'imagenet' or a file path, got {self.weights!r}")
-        if not 32 <= int(self.input_size) <= 1024:
-            raise ValueError(f"input_size must be in [32, 1024], got {self.input_size!r}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        _check_params(self)
         load_runner(str(self.weights), int(self.input_size), self.backend, self.layers)  # fail early; fills the caches
-        self.weights_sha256_ = weights_sha256(str(self.weights))
+        self.weights_sha256_ = weights_sha256(str(self.weights), int(self.input_size))
         self.feature_names_ = np.asarray(_feature_names(self.layers), dtype=object)
         return self
 
@@ -317,16 +386,8 @@ class CNNEmbedding(ImageFeatures):
         super().__setstate__(state)
 
     def to_input(self, image) -> np.ndarray:
-        """One image as a square ``input_size`` float32 array in [0, 1]."""
-        pixels = as_mammogram(image).pixels
-        h, w = pixels.shape
-        side = max(h, w)
-        if h != w:  # pad on the nipple side / bottom: the chest wall stays left
-            pixels = np.pad(pixels, ((0, side - h), (0, side - w)))
-        size = int(self.input_size)
-        if side != size:
-            pixels = resize_image(pixels, (size, size))
-        return pixels
+        """One image as a square ``input_size`` float32 array in [0, 1] (:func:`cnn_input`)."""
+        return cnn_input(image, int(self.input_size))
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "feature_names_")
@@ -339,11 +400,73 @@ class CNNEmbedding(ImageFeatures):
         return out
 
     def _embed(self, runner, grey: np.ndarray) -> np.ndarray:
-        # mobilenet_v2.preprocess_input maps [0, 255] to [-1, 1]; do it directly.
-        rgb = np.repeat((grey * 2.0 - 1.0)[..., None], 3, axis=-1)
+        rgb = _to_rgb(grey)
         if self.flip_tta:
             rgb = np.concatenate([rgb, rgb[:, ::-1]])
         emb = runner(rgb)
         if self.flip_tta:
             emb = 0.5 * (emb[: len(grey)] + emb[len(grey) :])
         return emb
+
+
+class CNNActivations(ImageFeatures):
+    """Transformer: images -> frozen MobileNetV2 activation map at layer ``cut``, flattened.
+
+    The input of partial fine-tuning (:mod:`mammo.classifiers.finetune`): the frozen
+    part of the network runs once per image (and can be cached on disk), the
+    retrained blocks after ``cut`` once per training epoch. Images are prepared
+    as for :class:`CNNEmbedding` (:func:`cnn_input`). Always run with Keras.
+
+    Parameters
+    ----------
+    weights : str, default="imagenet"
+        ``"imagenet"`` (Keras' cache or download) or the path of an H5 file.
+    input_size : int, default=224
+        Side of the square CNN input.
+    cut : str, default=FINETUNE_CUT
+        Name of the MobileNetV2 layer whose output is returned.
+    batch_size : int, default=32
+        Images per forward pass.
+
+    Attributes
+    ----------
+    map_shape_ : tuple of int
+        (height, width, channels) of one image's map; rows are it flattened.
+    weights_sha256_ : str or None
+        sha256 of the weights file used at fit time.
+
+    Notes
+    -----
+    Returns float16: ``block_12_add`` is 18,816 values per image at 224 px (37 KB),
+    and half precision is ample for inputs that are trained on.
+    """
+
+    def __init__(self, weights="imagenet", input_size=224, cut=FINETUNE_CUT, batch_size=32):
+        self.weights = weights
+        self.input_size = input_size
+        self.cut = cut
+        self.batch_size = batch_size
+
+    def fit(self, X=None, y=None):
+        _check_params(self)
+        trunk = load_trunk(str(self.weights), int(self.input_size), self.cut)
+        self.map_shape_ = tuple(int(d) for d in trunk.output.shape[1:])
+        self.weights_sha256_ = weights_sha256(str(self.weights), int(self.input_size))
+        return self
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """``<cut>_<row>_<column>_<channel>``, in the flattened (row-major) order."""
+        check_is_fitted(self, "map_shape_")
+        h, w, c = self.map_shape_
+        return np.asarray([f"{self.cut}_{i}_{j}_{k}" for i in range(h) for j in range(w) for k in range(c)], dtype=object)
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "map_shape_")
+        trunk = load_trunk(str(self.weights), int(self.input_size), self.cut)
+        batch = int(self.batch_size)
+        out = np.empty((len(X), int(np.prod(self.map_shape_))), dtype=np.float16)
+        for start in range(0, len(X), batch):
+            grey = np.stack([cnn_input(x, int(self.input_size)) for x in X[start : start + batch]])
+            maps = np.asarray(trunk(_to_rgb(grey), training=False))
+            out[start : start + len(grey)] = maps.reshape(len(grey), -1)
+        return out
