@@ -39,9 +39,10 @@ def test_fine_tuning_leaves_the_shared_backbone_and_batchnorm_statistics_untouch
     before = [w.copy() for w in shared.get_layer("block_16_project").get_weights()]
     maps = rng.normal(size=(24, 6 * 6 * 96)).astype(np.float16)
     idx = np.arange(24) % 2
+    epochs = []
     proba = fit_predict_finetuned(maps, idx, np.arange(16), np.arange(16, 24), 2, map_shape=(6, 6, 96), epochs=2,
-                                  batch_size=8, weights=W, input_size=SIZE)
-    assert proba.shape == (8, 2)
+                                  batch_size=8, weights=W, input_size=SIZE, on_epoch_end=lambda: epochs.append(1))
+    assert proba.shape == (8, 2) and len(epochs) == 2  # progress is reported per epoch
     np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
     for a, b in zip(before, shared.get_layer("block_16_project").get_weights()):
         np.testing.assert_array_equal(a, b)
