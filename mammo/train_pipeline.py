@@ -735,8 +735,9 @@ def _run_1(args) -> int:
         selection = ("Best candidate per task by pooled out-of-fold grouped-CV " +
                      ", ".join(f"{ev.PRIMARY_METRIC[tk]} ({tk})" for tk in best) +
                      "; the deep baselines (Keras head, fine-tuned MobileNetV2) are reported but not selectable "
-                     "(not scikit-learn pipelines). "
-                     "Refitted on all labelled images with hyper-parameters from a grouped inner CV on them.")
+                     "(not scikit-learn pipelines). Refitted on all labelled images with "
+                     + ("hyper-parameters from a grouped inner CV on them." if args.tune
+                        else "the models' default hyper-parameters, as in the cross-validation."))
         meta = {
             "training_data": ds.summary(),
             "pipeline_id": pid,

@@ -98,6 +98,7 @@ def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env
     assert meta["pipeline_id"] == "labels:density=texture+svm;tumour=texture+svm"
     assert meta["training_data"]["n_images"] == 32
     assert meta["cv_metrics"]["density"]["candidate"] == "texture+svm"
+    assert "hyper-parameters from a grouped inner CV" in meta["selection"]  # --tune
     assert "texture+svm" in meta["cv_metrics"]["tumour"]["table"]
     paths = sorted(str(p) for p in (tmp_path / "man").glob("*.png"))[:3]
     proba = model.predict_proba(paths)
@@ -413,6 +414,7 @@ def test_extra_block_is_evaluated_and_saved(tmp_path, cache_env):
     model = load_model(out / "model.joblib")
     assert model.metadata["pipeline_id"] == "labels:density=texture&intensity+svm"
     assert "intensity" in model.metadata["tasks"]["density"]["features"]
+    assert "default hyper-parameters, as in the cross-validation" in model.metadata["selection"]  # no --tune
     assert model.predict_proba([str(tmp_path / "man" / "p00_0.png")])["density"].shape == (1, 4)
 
 
