@@ -23,6 +23,7 @@ folder, rsna-screening folder or a CSV manifest). For every task (density, tumou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -372,6 +373,19 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
 
 # ----------------------------------------------------------------------------- deep baseline
 
+@contextlib.contextmanager
+def _quiet_retracing():
+    """Hide TensorFlow's retracing warning: each fold's new model is traced once, by design,
+    and TensorFlow warns from the sixth trace on."""
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        tf_log.setLevel(level)
+
+
 def _fit_head(X, idx, train, test, n_classes: int, *, seed: int, epochs: int, batch_size: int) -> np.ndarray:
     """Train the head on one training fold; class probabilities of the test fold."""
     import keras
@@ -412,16 +426,10 @@ def deep_head_cv(task: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
     idx = np.searchsorted(classes, y)
     proba = np.zeros((len(y), len(classes)))
     t = time.perf_counter()
-    # Each fold's new model is traced once, by design; TensorFlow warns from the sixth trace on.
-    tf_log = logging.getLogger("tensorflow")
-    level = tf_log.level
-    tf_log.setLevel(logging.ERROR)
-    try:
+    with _quiet_retracing():
         for train, test in tqdm(folds, desc=f"{task} deep head", unit="fold", disable=not progress):
             proba[test] = _fit_head(X, idx, train, test, len(classes), seed=seed, epochs=epochs,
                                     batch_size=batch_size)
-    finally:
-        tf_log.setLevel(level)
     fit_s = time.perf_counter() - t  # like the candidates' fit_s: training and prediction, not the metrics
     entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
     entry["params"] = [{"epochs": epochs, "batch_size": batch_size, "hidden": 128, "dropout": [0.2, 0.5]}] * len(folds)
@@ -448,7 +456,8 @@ def finetune_cv(task: str, maps: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     proba = np.zeros((len(y), len(classes)))
     t = time.perf_counter()
     # by epoch: one fold takes minutes
-    with tqdm(total=len(folds) * epochs, desc=f"{task} fine-tuning", unit="epoch", disable=not progress) as bar:
+    with _quiet_retracing(), tqdm(total=len(folds) * epochs, desc=f"{task} fine-tuning", unit="epoch",
+                                  disable=not progress) as bar:
         for train, test in folds:
             proba[test] = fit_predict_finetuned(maps, idx, train, test, len(classes), map_shape=map_shape, seed=seed,
                                                 epochs=epochs, batch_size=batch_size, weights=weights,

@@ -71,3 +71,15 @@ def test_fine_tuning_learns_a_visual_signal_under_grouped_folds(rng):
     shuffled = finetune_cv("tumour", maps, rng.permutation(y), g, folds, map_shape=act.map_shape_, epochs=8,
                            batch_size=8, weights=W, input_size=SIZE, n_boot=50, progress=False)
     assert shuffled["pooled"]["auc"] < res["pooled"]["auc"] - 0.2
+
+
+def test_fine_tuning_does_not_warn_about_retracing(caplog, rng):
+    """One new model per fold, traced once by design: no TensorFlow warning in the user's run log."""
+    from mammo.train_pipeline import finetune_cv, make_folds
+
+    g = np.repeat(np.arange(30), 2)
+    y = g % 2
+    maps = rng.normal(size=(len(y), 6 * 6 * 96)).astype(np.float16)
+    finetune_cv("tumour", maps, y, g, make_folds(y, g, 5, 0), map_shape=(6, 6, 96), epochs=1, batch_size=16,
+                weights=W, input_size=SIZE, n_boot=10, progress=False)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
