@@ -323,7 +323,7 @@ def _check_params(est) -> None:
 
 def _to_rgb(grey: np.ndarray) -> np.ndarray:
     # mobilenet_v2.preprocess_input maps [0, 255] to [-1, 1]; do it directly.
-    return np.repeat((grey * 2.0 - 1.0)[..., None], 3, axis=-1).astype(np.float32)
+    return np.repeat((grey * 2.0 - 1.0)[..., None], 3, axis=-1).astype(np.float32, copy=False)
 
 
 class CNNEmbedding(ImageFeatures):
