@@ -321,6 +321,12 @@ def _check_params(est) -> None:
         raise ValueError(f"batch_size must be >= 1, got {est.batch_size!r}")
 
 
+def _input_batches(X, batch_size: int, size: int):
+    """(start, stacked :func:`cnn_input` arrays) for each batch of ``X``."""
+    for start in range(0, len(X), batch_size):
+        yield start, np.stack([cnn_input(x, size) for x in X[start : start + batch_size]])
+
+
 def _to_rgb(grey: np.ndarray) -> np.ndarray:
     # mobilenet_v2.preprocess_input maps [0, 255] to [-1, 1]; do it directly.
     return np.repeat((grey * 2.0 - 1.0)[..., None], 3, axis=-1).astype(np.float32, copy=False)
@@ -392,10 +398,8 @@ class CNNEmbedding(ImageFeatures):
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "feature_names_")
         runner = load_runner(str(self.weights), int(self.input_size), self.backend, self.layers)
-        batch = int(self.batch_size)
         out = np.empty((len(X), len(self.feature_names_)), dtype=np.float32)
-        for start in range(0, len(X), batch):
-            grey = np.stack([self.to_input(x) for x in X[start : start + batch]])
+        for start, grey in _input_batches(X, int(self.batch_size), int(self.input_size)):
             out[start : start + len(grey)] = self._embed(runner, grey)
         return out
 
@@ -463,10 +467,8 @@ class CNNActivations(ImageFeatures):
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "map_shape_")
         trunk = load_trunk(str(self.weights), int(self.input_size), self.cut)
-        batch = int(self.batch_size)
         out = np.empty((len(X), int(np.prod(self.map_shape_))), dtype=np.float16)
-        for start in range(0, len(X), batch):
-            grey = np.stack([cnn_input(x, int(self.input_size)) for x in X[start : start + batch]])
+        for start, grey in _input_batches(X, int(self.batch_size), int(self.input_size)):
             maps = np.asarray(trunk(_to_rgb(grey), training=False))
             out[start : start + len(grey)] = maps.reshape(len(grey), -1)
         return out
