@@ -41,6 +41,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from . import evaluation as ev
+from .classifiers.finetune import LEARNING_RATE, balanced_class_weight, fit_predict_finetuned
 from .classifiers.model import MammogramModel, file_sha256, split_pipeline
 from .classifiers.pipelines import FEATURE_SETS, MODELS, TASKS, make_pipeline
 from .datasets import Dataset, DatasetError, load_dataset
@@ -392,8 +393,7 @@ def _fit_head(X, idx, train, test, n_classes: int, *, seed: int, epochs: int, ba
 
     keras.utils.set_random_seed(seed)
     mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
-    counts = np.bincount(idx[train], minlength=n_classes).astype(float)
-    weight = {k: len(train) / (n_classes * c) for k, c in enumerate(counts) if c > 0}
+    weight = balanced_class_weight(idx[train])
     model = keras.Sequential([
         keras.Input((X.shape[1],)),
         keras.layers.Dropout(0.2),
@@ -449,8 +449,6 @@ def finetune_cv(task: str, maps: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tqdm.auto import tqdm
 
-    from .classifiers.finetune import fit_predict_finetuned
-
     classes = np.unique(y)
     idx = np.searchsorted(classes, y)
     proba = np.zeros((len(y), len(classes)))
@@ -464,8 +462,8 @@ def finetune_cv(task: str, maps: np.ndarray, y: np.ndarray, groups: np.ndarray, 
                                                 input_size=input_size, on_epoch_end=bar.update)
     fit_s = time.perf_counter() - t
     entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
-    entry["params"] = [{"epochs": epochs, "batch_size": batch_size, "learning_rate": 1e-4, "retrained": "blocks 13-16, Conv_1",
-                        "batchnorm": "frozen"}] * len(folds)
+    entry["params"] = [{"epochs": epochs, "batch_size": batch_size, "learning_rate": LEARNING_RATE,
+                        "retrained": "blocks 13-16, Conv_1", "batchnorm": "frozen"}] * len(folds)
     entry["fit_s"] = fit_s
     entry["oof_proba"] = proba
     return entry

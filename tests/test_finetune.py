@@ -13,6 +13,14 @@ W = str(WEIGHTS_FILE)  # the 224 px ImageNet file, at a small input side for spe
 SIZE = 96
 
 
+def test_class_weights_are_sklearns_balanced_weights():
+    from mammo.classifiers.finetune import balanced_class_weight
+
+    w = balanced_class_weight(np.array([0, 0, 0, 1, 2, 2]))
+    assert w == pytest.approx({0: 2 / 3, 1: 2.0, 2: 1.0})  # n / (classes x count)
+    assert balanced_class_weight(np.array([0, 0, 2, 2])) == {0: 1.0, 2: 1.0}  # a class absent from the fold
+
+
 def test_only_the_blocks_after_the_cut_train_and_batchnorm_stays_frozen():
     import keras
 

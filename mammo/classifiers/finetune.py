@@ -24,11 +24,21 @@ import numpy as np
 
 from ..features.cnn import FINETUNE_CUT, build_backbone
 
-__all__ = ["build_finetune_model", "fit_predict_finetuned"]
+__all__ = ["LEARNING_RATE", "balanced_class_weight", "build_finetune_model", "fit_predict_finetuned"]
+
+LEARNING_RATE = 1e-4
+
+
+def balanced_class_weight(idx: np.ndarray) -> dict:
+    """Keras ``class_weight`` for class indices ``idx``: sklearn's "balanced" weights."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(idx)
+    return {int(k): float(w) for k, w in zip(present, compute_class_weight("balanced", classes=present, y=idx))}
 
 
 def build_finetune_model(n_classes: int, *, weights: str = "imagenet", input_size: int = 224, cut: str = FINETUNE_CUT,
-                         dropout: float = 0.3, learning_rate: float = 1e-4):
+                         dropout: float = 0.3, learning_rate: float = LEARNING_RATE):
     """A compiled Keras model from the activation map at ``cut`` to ``n_classes`` probabilities.
 
     Every layer after ``cut`` starts from a fresh copy of the ImageNet weights and is
@@ -75,9 +85,7 @@ def fit_predict_finetuned(maps: np.ndarray, idx: np.ndarray, train: np.ndarray, 
     import keras
 
     keras.utils.set_random_seed(seed)
-    counts = np.bincount(idx[train], minlength=n_classes).astype(float)
-    # class-balanced, like the other candidates
-    weight = {k: len(train) / (n_classes * c) for k, c in enumerate(counts) if c > 0}
+    weight = balanced_class_weight(idx[train])  # like the other candidates
     model = build_finetune_model(n_classes, weights=weights, input_size=input_size, cut=cut)
     shape = (-1, *map_shape)
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: on_epoch_end())] if on_epoch_end else []
