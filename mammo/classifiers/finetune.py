@@ -10,7 +10,7 @@ BatchNorm layers keep their ImageNet statistics and scales: a batch of 32 DPhi
 images holds augmented copies of a few originals, whose statistics would be a
 poor estimate of the population's.
 
-On DPhi's grouped 5-fold CV, over three fold seeds, it scored tumour AUC 0.796 / 0.798 /
+On DPhi's grouped 5-fold CV, over three fold seeds, it scored tumour AUC 0.781 / 0.798 /
 0.774 against 0.752 / 0.783 / 0.776 for the best frozen-feature candidate of each seed;
 density stays below the frozen features (docs/results.md).
 """
