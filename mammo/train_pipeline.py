@@ -654,7 +654,7 @@ def _run_1(args) -> int:
                      "CNN embedding; a baseline, reported but not selectable for the saved model")
     if args.fine_tune:
         notes.append(f"{FINETUNE_NAME}: MobileNetV2's blocks 13-16 and Conv_1 retrained from the ImageNet weights "
-                     f"(BatchNorm frozen) with a new softmax, {args.fine_tune_epochs} epochs, Adam 1e-4, batch 32, "
+                     f"(BatchNorm frozen) with a new softmax, {args.fine_tune_epochs} epochs, Adam {LEARNING_RATE:g}, batch 32, "
                      "class-weighted; a baseline, reported but not selectable for the saved model")
     metrics: dict[str, Any] = {
         "started": started,

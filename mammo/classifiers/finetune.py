@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..features.cnn import FINETUNE_CUT, build_backbone
+from ..features.cnn import FINETUNE_CUT, build_backbone, cut_output
 
 __all__ = ["LEARNING_RATE", "balanced_class_weight", "build_finetune_model", "fit_predict_finetuned"]
 
@@ -48,10 +48,7 @@ def build_finetune_model(n_classes: int, *, weights: str = "imagenet", input_siz
     import keras
 
     base = build_backbone(weights, input_size)  # a new copy: training must not touch the shared one
-    try:
-        start = base.get_layer(cut).output
-    except ValueError:
-        raise ValueError(f"MobileNetV2 has no layer {cut!r} (e.g. {FINETUNE_CUT!r})") from None
+    start = cut_output(base, cut)
     top = keras.Model(start, base.output, name=f"mobilenetv2_after_{cut}")
     for layer in top.layers:
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)

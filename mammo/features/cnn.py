@@ -41,6 +41,7 @@ __all__ = [
     "build_backbone",
     "cache_dir",
     "cnn_input",
+    "cut_output",
     "imagenet_filename",
     "load_backbone",
     "load_runner",
@@ -170,12 +171,16 @@ def load_trunk(weights: str = "imagenet", input_size: int = 224, cut: str = FINE
         model = _MODELS.get(key)
         if model is None:
             pooled = load_backbone(weights, input_size, "last")
-            try:
-                layer = pooled.get_layer(cut)
-            except ValueError:
-                raise ValueError(f"MobileNetV2 has no layer {cut!r} (e.g. {FINETUNE_CUT!r})") from None
-            model = _MODELS[key] = keras.Model(pooled.input, layer.output)
+            model = _MODELS[key] = keras.Model(pooled.input, cut_output(pooled, cut))
     return model
+
+
+def cut_output(model, cut: str):
+    """The output tensor of MobileNetV2 ``model``'s layer ``cut``; ValueError naming it if absent."""
+    try:
+        return model.get_layer(cut).output
+    except ValueError:
+        raise ValueError(f"MobileNetV2 has no layer {cut!r} (e.g. {FINETUNE_CUT!r})") from None
 
 
 def _multi_layer_model(pooled):
