@@ -46,14 +46,17 @@ __all__ = [
 PRIMARY_METRIC = {"density": "qwk", "tumour": "auc"}
 
 
-def density_metrics(y_true: Sequence[int], proba: np.ndarray, classes: Sequence[int]) -> dict[str, Any]:
-    """Ordinal-class metrics of class probabilities (prediction = most probable class).
+def density_metrics(y_true: Sequence[int], proba: np.ndarray, classes: Sequence[int],
+                    y_pred: Sequence[int] | None = None) -> dict[str, Any]:
+    """Ordinal-class metrics of class predictions (by default the most probable class).
 
     Parameters
     ----------
     y_true : (n,) int labels
     proba : (n, k) probabilities, columns in the order of ``classes``
     classes : the k class labels
+    y_pred : (n,) predicted labels, optional
+        The model's own decision (e.g. cut points on the expected grade); default argmax of ``proba``.
 
     Returns
     -------
@@ -61,7 +64,7 @@ def density_metrics(y_true: Sequence[int], proba: np.ndarray, classes: Sequence[
     """
     y = np.asarray(y_true)
     classes = np.asarray(classes)
-    pred = classes[np.argmax(np.asarray(proba), axis=1)]
+    pred = classes[np.argmax(np.asarray(proba), axis=1)] if y_pred is None else np.asarray(y_pred)
     return {
         "n": int(len(y)),
         "accuracy": float(accuracy_score(y, pred)),

@@ -65,7 +65,7 @@ def predict_to_csv(model, paths: list[str], out, *, progress: bool = True) -> in
             row = {"file": paths[i], "pipeline_id": pipeline_id, "error": ""}
             if "density" in proba:
                 p = proba["density"][k]
-                row["density_label"] = model.classes("density")[int(p.argmax())]
+                row["density_label"] = model.labels("density", p[None])[0]
                 row.update({f"p_density_{c}": f"{v:.6f}" for c, v in zip(model.classes("density"), p)})
             if "tumour" in proba:
                 p = float(proba["tumour"][k][1])

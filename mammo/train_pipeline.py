@@ -42,6 +42,7 @@ from sklearn.pipeline import Pipeline
 
 from . import evaluation as ev
 from .classifiers.finetune import LEARNING_RATE, balanced_class_weight, fit_predict_finetuned
+from .classifiers.estimators import DECISIONS
 from .classifiers.model import MammogramModel, file_sha256, split_pipeline
 from .classifiers.pipelines import FEATURE_SETS, MODELS, TASKS, make_pipeline
 from .datasets import Dataset, DatasetError, load_dataset
@@ -133,9 +134,10 @@ def limit_dataset(ds: Dataset, n: int, seed: int) -> Dataset:
 
 # ----------------------------------------------------------------------------- candidates
 
-def _tail(task: str, feature_set: str, model: str, seed: int) -> Pipeline:
+def _tail(task: str, feature_set: str, model: str, seed: int, density_decision: str = "qwk") -> Pipeline:
     """The fitted-per-task part (scale + calibrated classifier) of make_pipeline's pipeline."""
-    return Pipeline(split_pipeline(make_pipeline(task, feature_set, model, random_state=seed))[1])
+    pipe = make_pipeline(task, feature_set, model, density_decision=density_decision, random_state=seed)
+    return Pipeline(split_pipeline(pipe)[1])
 
 
 def _param_path(est, name: str) -> str:
@@ -177,9 +179,9 @@ def _configure(tail, params: dict, y, groups, seed) -> tuple[Pipeline, bool]:
     return tail, not isinstance(splits, int)
 
 
-def _score(task: str, y, proba, classes) -> float:
+def _score(task: str, y, proba, classes, pred=None) -> float:
     if task == "density":
-        return ev.density_metrics(y, proba, classes)["qwk"]
+        return ev.density_metrics(y, proba, classes, pred)["qwk"]
     return ev.tumour_metrics(y, proba[:, -1])["auc"]
 
 
@@ -220,7 +222,8 @@ def _group_subset(y, groups, n: int, seed: int) -> np.ndarray:
     return np.sort(keep)
 
 
-def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid, tune_max=None) -> tuple[dict, dict]:
+def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid, tune_max=None,
+          density_decision="qwk") -> tuple[dict, dict]:
     """Pick the grid point with the best pooled inner-CV score (grouped inner folds).
 
     With ``tune_max`` the search runs on a stratified subset of about that many images
@@ -244,6 +247,7 @@ def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid, tune_
         return {}, {}
     keys = [json.dumps(params, sort_keys=True) for params in grid]
     proba = {key: np.zeros((len(y), len(classes))) for key in keys}
+    pred = {key: np.zeros(len(y), y.dtype) for key in keys}
     for tr, te in inner:
         # The grid only varies the classifier: the steps before it (scaling, PCA, column
         # selection) are fitted once per inner split, not once per grid point.
@@ -255,19 +259,21 @@ def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid, tune_
                 pre = Pipeline(steps).fit(X_tr, y[tr])
             X_tr, X_te = pre.transform(X_tr), pre.transform(X_te)
         for key, params in zip(keys, grid):
-            tail, _ = _configure(_tail(task, feature_set, model, seed), params, y[tr], groups[tr], seed)
+            tail, _ = _configure(_tail(task, feature_set, model, seed, density_decision), params, y[tr], groups[tr], seed)
             clf = Pipeline(tail.steps[-1:])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 clf.fit(X_tr, y[tr])
             proba[key][te] = _aligned_proba(clf, X_te, classes)
-    scores = {key: _score(task, y, proba[key], classes) for key in keys}
+            pred[key][te] = clf.predict(X_te)
+    # scored as the model will predict (density: by its decision rule)
+    scores = {key: _score(task, y, proba[key], classes, pred[key] if task == "density" else None) for key in keys}
     best = max(scores, key=lambda s: -np.inf if np.isnan(scores[s]) else scores[s])
     return json.loads(best), scores
 
 
 def _fit_predict(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune, tune_max=None,
-                 params=None) -> dict:
+                 params=None, density_decision="qwk") -> dict:
     """One candidate on one outer fold: tune inside the training fold, fit, predict the test fold."""
     from threadpoolctl import threadpool_limits
 
@@ -276,20 +282,24 @@ def _fit_predict(task, feature_set, model, X, y, groups, train, test, classes, i
     t = time.perf_counter()
     with threadpool_limits(1):
         res = _fit_predict_1(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune, tune_max,
-                             params)
+                             params, density_decision)
     res["fit_s"] = time.perf_counter() - t
     return res
 
 
 def _fit_predict_1(task, feature_set, model, X, y, groups, train, test, classes, inner_folds, seed, tune, tune_max,
-                   params=None) -> dict:
+                   params=None, density_decision="qwk") -> dict:
     grid = [params] if params is not None else PARAM_GRIDS[model] if tune else []
-    params, scores = _tune(task, feature_set, model, X[train], y[train], groups[train], inner_folds, seed, grid, tune_max)
-    tail, grouped_cal = _configure(_tail(task, feature_set, model, seed), params, y[train], groups[train], seed)
+    params, scores = _tune(task, feature_set, model, X[train], y[train], groups[train], inner_folds, seed, grid, tune_max,
+                           density_decision)
+    tail, grouped_cal = _configure(_tail(task, feature_set, model, seed, density_decision), params, y[train],
+                                   groups[train], seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tail.fit(X[train], y[train])
-    return {"proba": _aligned_proba(tail, X[test], classes), "params": params, "inner_scores": scores,
+    # The model's own decision rule (cut points with density_decision="qwk"), not argmax of proba
+    pred = tail.predict(X[test]) if task == "density" else None
+    return {"proba": _aligned_proba(tail, X[test], classes), "pred": pred, "params": params, "inner_scores": scores,
             "searched": bool(scores), "grouped_calibration": grouped_cal}
 
 
@@ -297,7 +307,7 @@ def _fold_metrics(task, y, proba, classes, folds, y_pred=None) -> list[dict]:
     out = []
     for i, (_, test) in enumerate(folds):
         if task == "density":
-            out.append(ev.density_metrics(y[test], proba[test], classes))
+            out.append(ev.density_metrics(y[test], proba[test], classes, None if y_pred is None else y_pred[test]))
         else:
             m = ev.tumour_metrics(y[test], proba[test, 1], None if y_pred is None else y_pred[test])
             m.pop("calibration", None)
@@ -305,11 +315,13 @@ def _fold_metrics(task, y, proba, classes, folds, y_pred=None) -> list[dict]:
     return out
 
 
-def _summarise(task, y, groups, proba, classes, folds, n_boot, seed) -> dict:
-    """Pooled out-of-fold metrics, per-fold metrics and their mean ± std."""
+def _summarise(task, y, groups, proba, classes, folds, n_boot, seed, y_pred=None) -> dict:
+    """Pooled out-of-fold metrics, per-fold metrics and their mean ± std.
+
+    ``y_pred``: density predictions by the model's own rule (default: the most probable class).
+    """
     if task == "density":
-        pooled = ev.density_metrics(y, proba, classes)
-        y_pred = None
+        pooled = ev.density_metrics(y, proba, classes, y_pred)
     else:
         # The model's own decision rule: P(malignant) >= the training fold's prevalence.
         y_pred = np.zeros(len(y), int)
@@ -324,7 +336,8 @@ def _summarise(task, y, groups, proba, classes, folds, n_boot, seed) -> dict:
 
 def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds, candidates: Sequence[tuple[str, str]], *,
                    inner_folds: int = 3, seed: int = 0, tune: bool = False, tune_max: int | None = 1000, n_jobs: int = 1,
-                   n_boot: int = 1000, progress: bool = True, params: dict | None = None) -> dict:
+                   n_boot: int = 1000, progress: bool = True, params: dict | None = None,
+                   density_decision: str = "qwk") -> dict:
     """Evaluate ``(feature_set, model)`` candidates on the same ``folds``.
 
     Parameters
@@ -336,6 +349,9 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
         ``tune_max`` images) inside each training fold; otherwise the models' defaults.
     params : dict, optional
         Fixed hyper-parameters for every fold (no inner search).
+    density_decision : {"argmax", "qwk"}
+        How density pipelines turn probabilities into a grade
+        (:class:`~mammo.classifiers.estimators.OrdinalClassifier`); metrics score that grade.
     Returns
     -------
     dict ``{name: {"pooled", "folds", "folds_summary", "params", "oof_proba"}}``
@@ -350,7 +366,7 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
     jobs = [(fs, m, i) for fs, m in order for i in range(len(folds))]
     run = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_fit_predict)(task, fs, m, X[fs], y, groups, folds[i][0], folds[i][1], classes, inner_folds, seed, tune,
-                                 tune_max, params)
+                                 tune_max, params, density_decision)
         for fs, m, i in jobs
     )
     results: dict = {}
@@ -359,9 +375,14 @@ def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds,
     out = {}
     for fs, m in candidates:
         proba = np.zeros((len(y), len(classes)))
+        pred = np.zeros(len(y), y.dtype) if task == "density" else None
         for i, (_, test) in enumerate(folds):
             proba[test] = results[(fs, m)][i]["proba"]
-        entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed)
+            if pred is not None:
+                pred[test] = results[(fs, m)][i]["pred"]
+        entry = _summarise(task, y, groups, proba, classes, folds, n_boot, seed, pred)
+        if pred is not None:
+            entry["oof_pred"] = pred
         entry["params"] = [results[(fs, m)][i]["params"] for i in range(len(folds))]
         entry["grouped_calibration"] = all(results[(fs, m)][i]["grouped_calibration"] for i in range(len(folds)))
         entry["searched_folds"] = sum(results[(fs, m)][i]["searched"] for i in range(len(folds)))
@@ -487,7 +508,7 @@ def fit_final_model(ds: Dataset, best: dict, features: dict, *, pipeline_options
     for task, (fs, m) in best.items():
         _, y, g = ds.task(task)
         params, _ = _tune(task, fs, m, features[task][fs], y, g, inner_folds, seed, PARAM_GRIDS[m] if tune else [],
-                          tune_max)
+                          tune_max, pipeline_options.get("density_decision", "qwk"))
         pipe = make_pipeline(task, fs, m, **pipeline_options, random_state=seed)
         union = pipe.named_steps["features"]
         union.transformer_list = [*union.transformer_list, *((e, make_extra_block(e)) for e in extra_blocks)]
@@ -551,6 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CNN embedding: 'multi' (default) = mean and std of five intermediate MobileNetV2 layers plus "
                         "the average-pooled last one (5792 features); 'last' = the last one only (1280)")
     p.add_argument("--flip-tta", action="store_true", help="average the CNN embedding of the image and its mirror image")
+    p.add_argument("--density-decision", default="qwk", choices=DECISIONS,
+                   help="density grade from the probabilities: qwk (default) = cut points on the expected grade "
+                        "that maximise quadratic-weighted kappa on the calibration folds' held-out predictions, "
+                        "inside each training fold; argmax = the most probable class (higher accuracy, lower "
+                        "kappa on DPhi and RSNA)")
     p.add_argument("--no-enhance", action="store_true",
                    help="compute features on the unenhanced breast crop (no CLAHE / unsharp mask): keeps absolute grey "
                         "levels, which scored better for film mammograms (mini-MIAS) in grouped CV")
@@ -583,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _pipeline_options(args: argparse.Namespace) -> dict:
     """The :func:`~mammo.classifiers.make_pipeline` keywords set by the CLI's arguments."""
     return {"texture_size": args.texture_size, "cnn_input_size": args.cnn_input_size, "cnn_layers": args.cnn_layers,
-            "flip_tta": args.flip_tta, "enhance": not args.no_enhance}
+            "flip_tta": args.flip_tta, "enhance": not args.no_enhance, "density_decision": args.density_decision}
 
 
 def _load(args) -> Dataset:
@@ -656,6 +682,12 @@ def _run_1(args) -> int:
         notes.append(f"{FINETUNE_NAME}: MobileNetV2's blocks 13-16 and Conv_1 retrained from the ImageNet weights "
                      f"(BatchNorm frozen) with a new softmax, {args.fine_tune_epochs} epochs, Adam {LEARNING_RATE:g}, batch 32, "
                      "class-weighted; a baseline, reported but not selectable for the saved model")
+    if "density" in tasks:
+        notes.append("density: " + (
+            "each scikit-learn candidate grades by cut points on its expected grade, fitted in each training fold "
+            "to maximise quadratic-weighted kappa on the calibration folds' held-out predictions (--density-decision "
+            "qwk); the deep baselines take the most probable class" if args.density_decision == "qwk"
+            else "every model takes the most probable class (--density-decision argmax)"))
     metrics: dict[str, Any] = {
         "started": started,
         "dataset": ds.summary(),
@@ -681,7 +713,7 @@ def _run_1(args) -> int:
         classes = np.unique(y)
         res = cross_validate(task, X, y, g, folds, candidates, inner_folds=args.inner_folds, seed=args.seed,
                              tune=args.tune, tune_max=args.tune_max, n_jobs=args.jobs, n_boot=args.bootstrap,
-                             progress=not args.quiet)
+                             progress=not args.quiet, density_decision=args.density_decision)
         key = ev.PRIMARY_METRIC[task]
         name = max(res, key=lambda n: np.nan_to_num(res[n]["pooled"][key], nan=-np.inf))
         best[task] = tuple(name.split("+"))
@@ -704,7 +736,7 @@ def _run_1(args) -> int:
             "fold_sizes": [int(len(te)) for _, te in folds],
             "groups_shared_between_folds": 0,
             "best": name,
-            "candidates": {n: {k: v for k, v in r.items() if k != "oof_proba"} for n, r in res.items()},
+            "candidates": {n: {k: v for k, v in r.items() if k not in ("oof_proba", "oof_pred")} for n, r in res.items()},
             "params": {n: r["params"] for n, r in res.items()
                        if n not in (DEEP_NAME, FINETUNE_NAME) and r["params"] and r["params"][0]},
         }
@@ -731,7 +763,8 @@ def _run_1(args) -> int:
             plots["confusion_density"] = ev.plot_confusion(cms, classes.tolist(), out / "confusion_density.png",
                                                            "Density confusion matrices (pooled out-of-fold, rows = truth)").name
         np.savez_compressed(out / f"oof_{task}.npz", y=y, groups=g.astype(str),
-                            **{n.replace("+", "__"): r["oof_proba"] for n, r in res.items()})
+                            **{n.replace("+", "__"): r["oof_proba"] for n, r in res.items()},
+                            **{n.replace("+", "__") + "__pred": r["oof_pred"] for n, r in res.items() if "oof_pred" in r})
         say(f"{task}: best {name} {key}={res[name]['pooled'][key]:.3f} ({time.time() - t:.0f} s)")
 
     # ---- final model
@@ -786,7 +819,8 @@ def _leaky_contrast(args, task, X, y, g, candidate, grouped_params) -> dict:
     image_ids = np.arange(len(y)).astype(str)  # calibration splits ignore groups too
     fixed = json.loads(Counter(json.dumps(p, sort_keys=True) for p in grouped_params).most_common(1)[0][0])
     lk = cross_validate(task, X, y, image_ids, leaky_folds, [(fs, m)], inner_folds=args.inner_folds, seed=args.seed,
-                        tune=False, params=fixed, n_jobs=args.jobs, n_boot=args.bootstrap, progress=not args.quiet)[name]
+                        tune=False, params=fixed, n_jobs=args.jobs, n_boot=args.bootstrap, progress=not args.quiet,
+                        density_decision=args.density_decision)[name]
     shared = np.mean(np.concatenate([np.isin(g[te], g[tr]) for tr, te in leaky_folds]))
     return {"candidate": name, "params": fixed, "pooled": lk["pooled"], "folds_summary": lk["folds_summary"],
             "folds": lk["folds"], "test_images_with_group_in_train": float(shared), "fit_s": lk["fit_s"],

@@ -499,3 +499,56 @@ def test_deep_head_does_not_warn_about_retracing(caplog):
     X = rng.normal(size=(len(y), 20)).astype(np.float32) + y[:, None]
     deep_head_cv("tumour", X, y, g, make_folds(y, g, 5, 0), epochs=2, n_boot=10, progress=False)
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_density_cut_points_are_scored_by_their_own_predictions():
+    """With density_decision="qwk", metrics score the cut-point grade, not argmax of the probabilities."""
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(0)
+    n_groups, copies = 150, 3
+    z = np.repeat(rng.normal(size=n_groups), copies)
+    X = np.column_stack([z + 0.9 * rng.normal(size=len(z)), rng.normal(size=(len(z), 3))])
+    y = np.digitize(z, [-1.2, 0, 1.2]) + 1  # rare outer grades: probabilities lean to the middle
+    g = np.repeat(np.arange(n_groups), copies).astype(str)
+    folds = make_folds(y, g, 4, 0)
+    kw = dict(candidates=[("texture", "svm")], inner_folds=3, seed=0, tune=False, n_boot=10, progress=False)
+    plain = cross_validate("density", {"texture": X}, y, g, folds, density_decision="argmax", **kw)["texture+svm"]
+    cut = cross_validate("density", {"texture": X}, y, g, folds, density_decision="qwk", **kw)["texture+svm"]
+    assert np.allclose(plain["oof_proba"], cut["oof_proba"])  # same models, same probabilities
+    assert np.array_equal(plain["oof_pred"], plain["oof_proba"].argmax(1) + 1)
+    assert not np.array_equal(cut["oof_pred"], plain["oof_pred"])
+    assert cut["pooled"]["qwk"] == pytest.approx(cohen_kappa_score(y, cut["oof_pred"], weights="quadratic"))
+    assert cut["pooled"]["qwk"] > plain["pooled"]["qwk"] + 0.02
+    # the outer grades, which argmax rarely predicts, are predicted more often
+    assert np.isin(cut["oof_pred"], [1, 4]).sum() > np.isin(plain["oof_pred"], [1, 4]).sum()
+
+
+def test_density_decision_reaches_the_saved_model_and_its_predictions(tmp_path, cache_env):
+    import io
+
+    from mammo.predict import predict_to_csv
+
+    csv = make_manifest(tmp_path / "man", n_patients=12)
+    out = tmp_path / "run"
+    assert run([csv, "--tasks", "density", "--folds", "2", "--no-leaky", "--out", out, *FAST]) == 0  # qwk: the default
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["density_decision"] == "qwk"
+    assert "texture__svm__pred" in np.load(out / "oof_density.npz").files
+    model = load_model(out / "model.joblib")
+    clf = model.pipelines["density"].steps[-1][1]
+    assert clf.decision == "qwk" and clf.cut_points_.shape == (3,)
+    paths = sorted(str(p) for p in (tmp_path / "man").glob("*.png"))
+    proba = model.predict_proba(paths)["density"]
+    labels = model.predict(paths)["density"]
+    assert np.array_equal(labels, clf.classes_[np.searchsorted(clf.cut_points_, proba @ np.arange(4))])
+    assert [r["density"]["label"] for r in model.predict_records(paths)] == labels.tolist()
+    # Mass split between grades 1 and 4: argmax says 1 or 4, the expected grade passes through 2 and 3.
+    a = np.linspace(0, 1, 41)
+    two_point = np.column_stack([1 - a, 0 * a, 0 * a, a])
+    assert set(model.labels("density", two_point)) == {1, 2, 3, 4}
+    assert model.record({"density": two_point[20]})["density"]["label"] in (2, 3)
+    buf = io.StringIO()
+    predict_to_csv(model, paths, buf, progress=False)
+    rows = buf.getvalue().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows] == labels.tolist()

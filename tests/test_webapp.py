@@ -184,6 +184,12 @@ def test_api_predict_matches_the_model(client, model_path):
     assert sum(body["density"]["probabilities"].values()) == pytest.approx(1.0)
     assert body["tumour"]["p_malignant"] == pytest.approx(body["tumour"]["probabilities"]["1"])
     assert 0 < body["tumour"]["threshold"] < 1
+    # the density grade comes from the expected grade and the model's cut points (1-4 scale)
+    d = body["density"]
+    grade = sum(int(c) * p for c, p in d["probabilities"].items())
+    assert d["expected_grade"] == pytest.approx(grade)
+    assert len(d["cut_points"]) == 3 and d["cut_points"] == sorted(d["cut_points"])
+    assert d["label"] == 1 + sum(grade > c for c in d["cut_points"])
     assert body["image"] == {"width": 128, "height": 160, "crop": None}
     assert body["model"]["pipeline_id"] == "demo-texture-svm"
     assert "not a diagnosis" in body["disclaimer"]
@@ -245,6 +251,7 @@ def test_html_predict_shows_everything(client):
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200, html
     assert 'id="density-label"' in html and 'id="p-malignant"' in html and 'id="threshold"' in html
+    assert 'id="expected-grade"' in html and 'id="cut-points"' in html and "Most likely" not in html
     images = re.findall(r'<img src="(data:image/png;base64,[^"]+)"', html)
     assert len(images) == 3  # original, enhanced, heatmap
     original, enhanced, heat = (decode_data_url(u) for u in images)

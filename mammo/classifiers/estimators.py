@@ -13,7 +13,16 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-__all__ = ["CappedPCA", "ClassWeighted", "OrdinalClassifier", "f_classif_constant_safe"]
+__all__ = [
+    "DECISIONS",
+    "CappedPCA",
+    "ClassWeighted",
+    "OrdinalClassifier",
+    "expected_grade",
+    "f_classif_constant_safe",
+    "fit_cut_points",
+    "quadratic_kappa",
+]
 
 
 def f_classif_constant_safe(X, y) -> tuple[np.ndarray, np.ndarray]:
@@ -101,6 +110,71 @@ class ClassWeighted(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return tags
 
 
+def quadratic_kappa(y_rank: np.ndarray, pred_rank: np.ndarray, n_classes: int) -> float:
+    """Quadratic-weighted kappa of two integer ratings in ``0 .. n_classes - 1``.
+
+    Equal to ``sklearn.metrics.cohen_kappa_score(..., weights="quadratic")`` (tested);
+    :func:`fit_cut_points` calls it thousands of times per fit, where sklearn's
+    input validation would dominate.
+    """
+    k = n_classes
+    observed = np.bincount(y_rank * k + pred_rank, minlength=k * k).reshape(k, k).astype(float)
+    expected = np.outer(observed.sum(1), observed.sum(0)) / max(observed.sum(), 1.0)
+    i = np.arange(k)
+    weights = (i[:, None] - i[None, :]) ** 2
+    denom = (weights * expected).sum()
+    return float(1.0 - (weights * observed).sum() / denom) if denom > 0 else float("nan")
+
+
+def expected_grade(proba: np.ndarray) -> np.ndarray:
+    """Expected class rank ``sum_k k * p_k`` (0-based) of ordinal class probabilities."""
+    proba = np.asarray(proba, dtype=float)
+    return proba @ np.arange(proba.shape[1])
+
+
+def fit_cut_points(score: np.ndarray, y_rank: np.ndarray, n_classes: int, *, n_candidates: int = 100,
+                   max_sweeps: int = 10) -> np.ndarray:
+    """Cut points on a continuous ``score`` that maximise quadratic-weighted kappa.
+
+    Rank ``k`` is predicted for ``cuts[k-1] < score <= cuts[k]``. The search starts
+    at the midpoints ``k + 0.5`` (the nearest rank to an expected grade) and moves
+    one cut at a time to the best of ``n_candidates`` quantiles of ``score``
+    between its neighbours, until a sweep improves nothing. No optimiser in
+    scipy or sklearn handles this step-shaped objective directly.
+
+    Returns
+    -------
+    ndarray of ``n_classes - 1`` increasing cut points
+    """
+    score = np.asarray(score, dtype=float)
+    y_rank = np.asarray(y_rank, dtype=int)
+    cuts = np.arange(n_classes - 1) + 0.5
+    candidates = np.unique(np.quantile(score, np.linspace(0.0, 1.0, n_candidates)))
+
+    def kappa(c):
+        q = quadratic_kappa(y_rank, np.searchsorted(c, score), n_classes)
+        return -np.inf if np.isnan(q) else q
+
+    best = kappa(cuts)
+    for _ in range(max_sweeps):
+        improved = False
+        for j in range(len(cuts)):
+            lo = cuts[j - 1] if j > 0 else -np.inf
+            hi = cuts[j + 1] if j + 1 < len(cuts) else np.inf
+            for c in candidates[(candidates > lo) & (candidates < hi)]:
+                trial = cuts.copy()
+                trial[j] = c
+                q = kappa(trial)
+                if q > best + 1e-12:
+                    best, cuts, improved = q, trial, True
+        if not improved:
+            break
+    return cuts
+
+
+DECISIONS = ("argmax", "qwk")
+
+
 class OrdinalClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Ordinal classification by cumulative binary problems (Frank & Hall, 2001).
 
@@ -112,39 +186,94 @@ class OrdinalClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     estimator : binary classifier with ``predict_proba``
+    decision : {"argmax", "qwk"}, default="argmax"
+        How :meth:`predict` turns probabilities into a class. "argmax": the most
+        probable class. "qwk": cut points on the expected grade, chosen to
+        maximise quadratic-weighted kappa on out-of-fold predictions of the
+        training data. Calibrated probabilities lean towards the common middle
+        classes, which costs kappa at the extremes; the cut points undo that
+        without refitting anything. "qwk" needs a
+        :class:`~sklearn.calibration.CalibratedClassifierCV` (``ensemble``
+        true): its calibration folds already give the out-of-fold predictions.
+        With an integer ``cv`` all K-1 problems get the same stratified splits
+        of the ordinal labels; pass grouped splits as ``cv`` when samples are
+        related (patients, augmented copies).
 
     Attributes
     ----------
     estimators_ : list of K-1 fitted binary classifiers
     classes_ : ndarray of the K ordered classes
+    cut_points_ : ndarray of K-1 increasing cut points on the expected rank
+        (0-based), or None with ``decision="argmax"``
     """
 
-    def __init__(self, estimator):
+    def __init__(self, estimator, decision="argmax"):
         self.estimator = estimator
+        self.decision = decision
 
     def fit(self, X, y, **fit_params):
         X, y = validate_data(self, X, y, accept_sparse=False, ensure_all_finite=True)
         check_classification_targets(y)
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}, got {self.decision!r}")
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"only one class in y ({self.classes_.tolist()}): need at least 2 classes")
-        self.estimators_ = [
-            clone(self.estimator).fit(X, (y > c).astype(int), **fit_params) for c in self.classes_[:-1]
-        ]
+        base, splits = self.estimator, None
+        if self.decision == "qwk":
+            base, splits = self._shared_splits(X, y)
+        self.estimators_ = [clone(base).fit(X, (y > c).astype(int), **fit_params) for c in self.classes_[:-1]]
+        self.cut_points_ = None
+        if splits is not None:
+            above = np.full((len(y), len(self.estimators_)), np.nan)
+            for i, (_, test) in enumerate(splits):
+                above[test] = np.column_stack(
+                    [est.calibrated_classifiers_[i].predict_proba(X[test])[:, 1] for est in self.estimators_])
+            seen = ~np.isnan(above).any(axis=1)
+            rank = np.searchsorted(self.classes_, y)
+            self.cut_points_ = fit_cut_points(expected_grade(self._combine(above[seen])), rank[seen], len(self.classes_))
         return self
+
+    def _shared_splits(self, X, y):
+        """The estimator with one explicit list of calibration splits, and that list."""
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.model_selection import check_cv
+
+        est = self.estimator
+        if not isinstance(est, CalibratedClassifierCV) or est.ensemble is False or est.cv == "prefit":
+            raise ValueError(
+                'decision="qwk" needs a CalibratedClassifierCV with ensemble=True and cross-validation '
+                f"(its held-out folds give the out-of-fold predictions); got {est!r}"
+            )
+        cv = est.cv
+        if cv is None or isinstance(cv, (int, np.integer)) or hasattr(cv, "split"):
+            cv = check_cv(cv, y, classifier=True).split(X, y)
+        splits = [(np.asarray(tr), np.asarray(te)) for tr, te in cv]
+        return clone(est).set_params(cv=splits), splits
+
+    @staticmethod
+    def _combine(above: np.ndarray) -> np.ndarray:
+        above = np.minimum.accumulate(above, axis=1)  # P(y > c_k) cannot grow with k
+        cum = np.hstack([np.ones((len(above), 1)), above, np.zeros((len(above), 1))])
+        proba = np.clip(cum[:, :-1] - cum[:, 1:], 0.0, None)
+        return proba / proba.sum(axis=1, keepdims=True)
 
     def predict_proba(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite=True)
-        above = np.column_stack([est.predict_proba(X)[:, 1] for est in self.estimators_])
-        above = np.minimum.accumulate(above, axis=1)  # P(y > c_k) cannot grow with k
-        cum = np.hstack([np.ones((len(X), 1)), above, np.zeros((len(X), 1))])
-        proba = np.clip(cum[:, :-1] - cum[:, 1:], 0.0, None)
-        return proba / proba.sum(axis=1, keepdims=True)
+        return self._combine(np.column_stack([est.predict_proba(X)[:, 1] for est in self.estimators_]))
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Class labels from class probabilities (columns in ``classes_`` order), by ``decision``."""
+        check_is_fitted(self)
+        proba = np.asarray(proba, dtype=float)
+        cuts = getattr(self, "cut_points_", None)
+        if cuts is None:
+            return self.classes_[np.argmax(proba, axis=1)]
+        return self.classes_[np.searchsorted(cuts, expected_grade(proba))]
 
     def predict(self, X):
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return self.decide(self.predict_proba(X))
 
 
 class CappedPCA(TransformerMixin, BaseEstimator):

@@ -16,6 +16,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
 from ..features.cnn import CNNEmbedding
+from .estimators import expected_grade
 from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES
 
 __all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions", "split_pipeline", "step_key"]
@@ -251,15 +252,18 @@ class MammogramModel:
         return {task: Pipeline(split_pipeline(pipe)[1]).predict_proba(features[task]) for task, pipe in self.pipelines.items()}
 
     def predict(self, images, *, progress: bool = False) -> dict:
-        """``{task: labels}``: density is the most probable class; tumour uses the stored threshold."""
+        """``{task: labels}``: density by the classifier's decision rule (the most probable class,
+        or cut points on the expected grade); tumour by the stored threshold."""
         proba = self.predict_proba(images, progress=progress)
-        return {task: self._labels(task, p) for task, p in proba.items()}
+        return {task: self.labels(task, p) for task, p in proba.items()}
 
-    def _labels(self, task, proba):
+    def labels(self, task: str, proba: np.ndarray) -> np.ndarray:
+        """The labels of ``task`` for rows of its class probabilities (see :meth:`predict`)."""
         classes = np.asarray(self.classes(task))
         if task == "tumour":
             return classes[(proba[:, 1] >= self.threshold).astype(int)]
-        return classes[np.argmax(proba, axis=1)]
+        clf = self.pipelines[task].steps[-1][1]
+        return clf.decide(proba) if hasattr(clf, "decide") else classes[np.argmax(proba, axis=1)]
 
     def classes(self, task: str) -> list:
         return self.pipelines[task].steps[-1][1].classes_.tolist()
@@ -280,7 +284,7 @@ class MammogramModel:
         rec = {}
         for task, p in proba_row.items():
             meanings = self.metadata.get("tasks", {}).get(task, {}).get("class_meanings", {})
-            label = self._labels(task, np.asarray(p)[None])[0].item()
+            label = self.labels(task, np.asarray(p)[None])[0].item()
             rec[task] = {
                 "label": label,
                 "meaning": meanings.get(str(label), str(label)),
@@ -289,6 +293,11 @@ class MammogramModel:
             if task == "tumour":
                 rec[task]["p_malignant"] = float(p[1])
                 rec[task]["threshold"] = self.threshold
+            cuts = getattr(self.pipelines[task].steps[-1][1], "cut_points_", None)
+            if cuts is not None:
+                # on the grade scale (1 = the first class), as the page and API show them
+                rec[task]["expected_grade"] = float(expected_grade(np.asarray(p)[None])[0] + 1)
+                rec[task]["cut_points"] = [float(c + 1) for c in cuts]
         return rec
 
     # ------------------------------------------------------------ persistence

@@ -71,8 +71,15 @@ def make_features(
     return FeatureUnion(blocks, verbose_feature_names_out=False)
 
 
-def make_classifier(task: str, model: str = "xgboost", *, calibration: str = "sigmoid", cv: int = 3, random_state: int = 0):
-    """A class-balanced, calibrated classifier for ``task`` ("density" ordinal, "tumour" binary)."""
+def make_classifier(task: str, model: str = "xgboost", *, calibration: str = "sigmoid", cv: int = 3, random_state: int = 0,
+                    density_decision: str = "qwk"):
+    """A class-balanced, calibrated classifier for ``task`` ("density" ordinal, "tumour" binary).
+
+    ``density_decision`` is :class:`~mammo.classifiers.estimators.OrdinalClassifier`'s
+    ``decision``: "qwk" (cut points on the expected grade fitted on the calibration
+    folds' held-out predictions; raised grouped-CV kappa on every DPhi and RSNA
+    candidate, docs/results.md) or "argmax" (the most probable class).
+    """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if model == "xgboost":
@@ -99,7 +106,7 @@ def make_classifier(task: str, model: str = "xgboost", *, calibration: str = "si
     else:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     calibrated = CalibratedClassifierCV(base, method=calibration, cv=cv)
-    return OrdinalClassifier(calibrated) if task == "density" else calibrated
+    return OrdinalClassifier(calibrated, decision=density_decision) if task == "density" else calibrated
 
 
 def make_pipeline(
@@ -116,6 +123,7 @@ def make_pipeline(
     enhance: bool = True,
     svm_components: int = 128,
     xgb_features: int = 128,
+    density_decision: str = "qwk",
     random_state: int = 0,
 ) -> Pipeline:
     """One task's full pipeline from image sources (paths, bytes, arrays) to calibrated probabilities.
@@ -129,7 +137,7 @@ def make_pipeline(
     (:class:`~mammo.classifiers.estimators.CappedPCA`, at most ``svm_components``
     dimensions), both SVM only, ``select`` (the ``xgb_features`` columns with the
     highest ANOVA F, XGBoost on CNN features only) and ``clf`` (see
-    :func:`make_classifier`).
+    :func:`make_classifier`, which also takes ``density_decision``).
 
     Examples
     --------
@@ -157,5 +165,5 @@ def make_pipeline(
         # scores on DPhi and RSNA (density 0.502 -> 0.519, 0.636 -> 0.636), but cost
         # mini-MIAS (258 training images) ~0.03 accuracy (docs/results.md).
         steps.append(("select", SelectKBest(f_classif_constant_safe, k=xgb_features)))
-    steps.append(("clf", make_classifier(task, model, random_state=random_state)))
+    steps.append(("clf", make_classifier(task, model, random_state=random_state, density_decision=density_decision)))
     return Pipeline(steps)
