@@ -185,14 +185,16 @@ def _score(task: str, y, proba, classes, pred=None) -> float:
     return ev.tumour_metrics(y, proba[:, -1])["auc"]
 
 
-def _aligned_proba(tail, X, classes) -> np.ndarray:
-    """predict_proba with one column per class in ``classes`` (a class missing in training gets 0)."""
+def _predict(task, tail, X, classes) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(proba, pred)``: predict_proba with one column per class in ``classes`` (a class missing
+    in training gets 0), and for density the classifier's own grades from the same probabilities
+    (one pass through the model, not two)."""
     p = tail.predict_proba(X)
-    fitted = list(tail.steps[-1][1].classes_)
+    clf = tail.steps[-1][1]
     out = np.zeros((len(X), len(classes)))
-    for j, c in enumerate(fitted):
+    for j, c in enumerate(clf.classes_):
         out[:, list(classes).index(c)] = p[:, j]
-    return out
+    return out, (clf.decide(p) if task == "density" else None)
 
 
 def _group_subset(y, groups, n: int, seed: int) -> np.ndarray:
@@ -264,8 +266,9 @@ def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid, tune_
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 clf.fit(X_tr, y[tr])
-            proba[key][te] = _aligned_proba(clf, X_te, classes)
-            pred[key][te] = clf.predict(X_te)
+            proba[key][te], grades = _predict(task, clf, X_te, classes)
+            if grades is not None:
+                pred[key][te] = grades
     # scored as the model will predict (density: by its decision rule)
     scores = {key: _score(task, y, proba[key], classes, pred[key] if task == "density" else None) for key in keys}
     best = max(scores, key=lambda s: -np.inf if np.isnan(scores[s]) else scores[s])
@@ -297,9 +300,9 @@ def _fit_predict_1(task, feature_set, model, X, y, groups, train, test, classes,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tail.fit(X[train], y[train])
-    # The model's own decision rule (cut points with density_decision="qwk"), not argmax of proba
-    pred = tail.predict(X[test]) if task == "density" else None
-    return {"proba": _aligned_proba(tail, X[test], classes), "pred": pred, "params": params, "inner_scores": scores,
+    # density: the model's own decision rule (cut points with density_decision="qwk"), not argmax of proba
+    proba, pred = _predict(task, tail, X[test], classes)
+    return {"proba": proba, "pred": pred, "params": params, "inner_scores": scores,
             "searched": bool(scores), "grouped_calibration": grouped_cal}
 
 

@@ -122,6 +122,11 @@ def test_ordinal_qwk_decision_uses_held_out_predictions(rng, monkeypatch):
     assert qwk > cohen_kappa_score(y[test], plain.predict(X[test]), weights="quadratic") + 0.02
     # Same probabilities: only the decision rule differs.
     assert np.allclose(est.predict_proba(X[test]), plain.predict_proba(X[test]))
+    # At most max_cut_samples held-out predictions fit the cut points, from every fold.
+    OrdinalClassifier(CalibratedClassifierCV(LogisticRegression(), cv=splits), decision="qwk",
+                      max_cut_samples=100).fit(X[train], y[train])
+    assert 90 <= len(seen["score"]) <= 100
+    assert np.bincount(seen["rank"], minlength=4).min() > 0
 
 
 def test_ordinal_qwk_decision_needs_cross_validated_calibration(rng):
@@ -130,6 +135,8 @@ def test_ordinal_qwk_decision_needs_cross_validated_calibration(rng):
         OrdinalClassifier(LogisticRegression(), decision="qwk").fit(X, y)
     with pytest.raises(ValueError, match="decision must be one of"):
         OrdinalClassifier(LogisticRegression(), decision="median").fit(X, y)
+    with pytest.raises(ValueError, match="max_cut_samples must be >= 2"):
+        OrdinalClassifier(CalibratedClassifierCV(LogisticRegression()), decision="qwk", max_cut_samples=1).fit(X, y)
 
 
 def test_make_pipeline_steps_and_errors():

@@ -479,7 +479,7 @@ def test_search_scores_equal_refitting_every_grid_point(model):
         proba = np.zeros((len(y), 2))
         for tr, te in inner:
             tail, _ = tp._configure(tp._tail("tumour", "cnn", model, 0), params, y[tr], groups[tr], 0)
-            proba[te] = tp._aligned_proba(tail.fit(X[tr], y[tr]), X[te], [0, 1])
+            proba[te] = tp._predict("tumour", tail.fit(X[tr], y[tr]), X[te], [0, 1])[0]
         assert scores[json.dumps(params, sort_keys=True)] == pytest.approx(tp._score("tumour", y, proba, [0, 1]), abs=1e-12)
 
 

@@ -198,6 +198,10 @@ class OrdinalClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         With an integer ``cv`` all K-1 problems get the same stratified splits
         of the ordinal labels; pass grouped splits as ``cv`` when samples are
         related (patients, augmented copies).
+    max_cut_samples : int, default=2000
+        At most this many held-out predictions (evenly spaced in each
+        calibration fold) fit the cut points. Predicting them is the rule's only
+        cost: for an RBF-SVM on 4,500 DPhi images, about a third of the fit.
 
     Attributes
     ----------
@@ -207,15 +211,18 @@ class OrdinalClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         (0-based), or None with ``decision="argmax"``
     """
 
-    def __init__(self, estimator, decision="argmax"):
+    def __init__(self, estimator, decision="argmax", max_cut_samples=2000):
         self.estimator = estimator
         self.decision = decision
+        self.max_cut_samples = max_cut_samples
 
     def fit(self, X, y, **fit_params):
         X, y = validate_data(self, X, y, accept_sparse=False, ensure_all_finite=True)
         check_classification_targets(y)
         if self.decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}, got {self.decision!r}")
+        if int(self.max_cut_samples) < 2:
+            raise ValueError(f"max_cut_samples must be >= 2, got {self.max_cut_samples!r}")
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"only one class in y ({self.classes_.tolist()}): need at least 2 classes")
@@ -226,7 +233,11 @@ class OrdinalClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.cut_points_ = None
         if splits is not None:
             above = np.full((len(y), len(self.estimators_)), np.nan)
+            total = sum(len(te) for _, te in splits)
             for i, (_, test) in enumerate(splits):
+                if total > int(self.max_cut_samples):  # evenly spaced, in proportion to the fold's size
+                    k = max(1, len(test) * int(self.max_cut_samples) // total)
+                    test = test[np.unique(np.linspace(0, len(test) - 1, k).round().astype(int))]
                 above[test] = np.column_stack(
                     [est.calibrated_classifiers_[i].predict_proba(X[test])[:, 1] for est in self.estimators_])
             seen = ~np.isnan(above).any(axis=1)
