@@ -201,7 +201,8 @@ class OrdinalClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     max_cut_samples : int, default=2000
         At most this many held-out predictions (evenly spaced in each
         calibration fold) fit the cut points. Predicting them is the rule's only
-        cost: for an RBF-SVM on 4,500 DPhi images, about a third of the fit.
+        real cost, and it grows with the training set (DPhi: 4,500 images per
+        fold); 2,000 gave kappa within 0.003 of all of them there.
 
     Attributes
     ----------
