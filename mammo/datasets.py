@@ -107,6 +107,20 @@ class Dataset:
         keep = np.flatnonzero(~np.isnan(values))
         return [self.paths[i] for i in keep], values[keep].astype(int), self.groups[keep]
 
+    def breasts(self) -> np.ndarray | None:
+        """One breast id per image (group + laterality), or None without a ``laterality`` column.
+
+        RSNA's labels are per breast and a breast has several views; per-breast
+        metrics average its images' predictions (:func:`mammo.evaluation.per_breast_tumour`).
+        """
+        col = next((c for c in self.meta.columns if str(c).strip().lower() == "laterality"), None)
+        if col is None:
+            return None
+        side = self.meta[col].fillna("").astype(str).str.strip().str.upper().to_numpy()
+        if (side == "").any():
+            return None
+        return np.asarray([f"{g}|{s}" for g, s in zip(self.groups, side)], dtype=object)
+
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable counts: images, groups, and images per class for each task."""
         out: dict[str, Any] = {

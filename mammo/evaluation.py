@@ -33,6 +33,7 @@ __all__ = [
     "sensitivity_at_specificity",
     "bootstrap_ci",
     "fast_auc",
+    "per_breast_tumour",
     "fold_summary",
     "plot_roc",
     "plot_confusion",
@@ -124,6 +125,31 @@ def tumour_metrics(y_true: Sequence[int], p_malignant: Sequence[float], y_pred: 
     if two and len(y) >= 2 * n_bins:
         obs, mean_pred = calibration_curve(y, p, n_bins=n_bins, strategy="quantile")
         out["calibration"] = {"mean_predicted": mean_pred.tolist(), "observed": obs.tolist()}
+    return out
+
+
+def per_breast_tumour(y_true: Sequence[int], p_malignant: Sequence[float], breasts: Sequence, groups: Sequence, *,
+                      n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
+    """Tumour metrics per breast, from the mean P(malignant) of each breast's images (its views).
+
+    The CI resamples whole ``groups`` (patients) of breasts. Returns None when a
+    breast's images disagree on the label (the label is then not per breast).
+    """
+    y = np.asarray(y_true).astype(int)
+    ids, inverse = np.unique(np.asarray(breasts).astype(str), return_inverse=True)
+    n = np.bincount(inverse, minlength=len(ids))
+    p = np.bincount(inverse, weights=np.asarray(p_malignant, dtype=float), minlength=len(ids)) / n
+    label = np.bincount(inverse, weights=y, minlength=len(ids)) / n
+    if not np.all((label == 0) | (label == 1)):
+        return None
+    label = label.astype(int)
+    first = np.full(len(ids), -1)
+    first[inverse[::-1]] = np.arange(len(y))[::-1]  # the first image of each breast
+    unit_groups = np.asarray(groups).astype(str)[first]
+    out = {k: v for k, v in tumour_metrics(label, p).items() if k in ("n", "n_pos", "auc", "sens_at_90spec", "brier")}
+    out["views_per_breast"] = float(n.mean())
+    if len(np.unique(label)) == 2:
+        out["auc_ci95"] = list(bootstrap_ci(label, p, groups=unit_groups, n_boot=n_boot, seed=seed))
     return out
 
 
@@ -294,16 +320,21 @@ def comparison_table(task: str, candidates: Mapping[str, Mapping[str, Any]], bes
             for name, c in candidates.items()
         ]
     else:
-        head = ("| candidate | AUC (pooled) [95% CI] | AUC (folds) | sens. @ 90% spec. | balanced acc. | Brier |\n"
-                "|---|---|---|---|---|---|\n")
+        breast = any(c.get("per_breast") for c in candidates.values())
+        head = ("| candidate | AUC (pooled) [95% CI] | AUC (folds) | sens. @ 90% spec. | balanced acc. | Brier |"
+                + (" AUC per breast [95% CI] |" if breast else "") + "\n"
+                + "|---|---|---|---|---|---|" + ("---|" if breast else "") + "\n")
         rows = []
         for name, c in candidates.items():
             p = c["pooled"]
             ci = p.get("auc_ci95") or [float("nan")] * 2
-            rows.append(
-                f"| {name}{' **(selected)**' if name == best else ''} | {_fmt(p['auc'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] | "
-                f"{_pm(c['folds_summary'], 'auc')} | {_fmt(p['sens_at_90spec'])} | {_fmt(p['balanced_accuracy'])} | {_fmt(p['brier'])} |"
-            )
+            row = (f"| {name}{' **(selected)**' if name == best else ''} | {_fmt(p['auc'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] | "
+                   f"{_pm(c['folds_summary'], 'auc')} | {_fmt(p['sens_at_90spec'])} | {_fmt(p['balanced_accuracy'])} | {_fmt(p['brier'])} |")
+            if breast:
+                b = c.get("per_breast") or {}
+                bci = b.get("auc_ci95") or [float("nan")] * 2
+                row += f" {_fmt(b.get('auc'))} [{_fmt(bci[0])}, {_fmt(bci[1])}] |" if b else " - |"
+            rows.append(row)
     return head + "\n".join(rows) + "\n"
 
 

@@ -733,6 +733,8 @@ def _run_1(args) -> int:
                                              seed=args.seed, epochs=args.fine_tune_epochs,
                                              input_size=args.cnn_input_size, n_boot=args.bootstrap,
                                              progress=not args.quiet)
+        if task == "tumour":
+            _per_breast(ds, paths, y, g, res, notes, n_boot=args.bootstrap, seed=args.seed)
         entry = {
             "n_images": int(len(y)), "n_groups": int(len(set(g))),
             "class_counts": {str(int(c)): int((y == c).sum()) for c in classes},
@@ -808,6 +810,30 @@ def _run_1(args) -> int:
     say(f"wrote {out / 'report.md'}")
     print(out)
     return 0
+
+
+def _per_breast(ds: Dataset, paths, y, g, res: dict, notes: list, *, n_boot: int, seed: int) -> None:
+    """Add per-breast tumour metrics (views averaged) to every result when breasts have several images.
+
+    A breast lies inside one patient, hence inside one test fold: its views' out-of-fold
+    probabilities all come from the same model.
+    """
+    breasts = ds.breasts()
+    if breasts is None:
+        return
+    index = {p: i for i, p in enumerate(ds.paths)}
+    tb = breasts[[index[p] for p in paths]]
+    if len(set(tb)) == len(tb):
+        return  # one image per breast: nothing to average
+    for r in res.values():
+        r["per_breast"] = ev.per_breast_tumour(y, r["oof_proba"][:, 1], tb, g, n_boot=n_boot, seed=seed)
+    first = next(iter(res.values()))["per_breast"]
+    if first is None:
+        notes.append("tumour: labels differ between images of one breast, so no per-breast metrics")
+        return
+    notes.append(f"tumour: 'AUC per breast' scores the mean P(malignant) of each breast's images (patient + "
+                 f"laterality; {first['n']} breasts, {first['views_per_breast']:.1f} images each on average). "
+                 "Selection stays per image")
 
 
 def _leaky_contrast(args, task, X, y, g, candidate, grouped_params) -> dict:

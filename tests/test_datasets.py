@@ -217,6 +217,19 @@ def test_rsna_layout_never_reads_holdout(tmp_path, monkeypatch):
     assert ds.tumour.tolist() == [0, 0, 1, 1]
     p, y, g = ds.task("density")
     assert y.tolist() == [2, 4] and set(g) == {"7"}
+    assert ds.breasts().tolist() == ["5|L", "5|L", "7|L", "7|L"]
+
+
+def test_breasts_need_a_complete_laterality_column(tmp_path):
+    csv = tmp_path / "m.csv"
+    for i in range(3):
+        _img(tmp_path / f"{i}.png", i)
+    csv.write_text("path,patient_id,tumour,laterality\n0.png,a,0,l\n1.png,a,1,R\n2.png,b,0,\n")
+    assert load_dataset(csv).breasts() is None  # one side unknown: no breast ids at all
+    csv.write_text("path,patient_id,tumour,laterality\n0.png,a,0,l\n1.png,a,1,R\n2.png,b,0,L\n")
+    assert load_dataset(csv).breasts().tolist() == ["a|L", "a|R", "b|L"]
+    csv.write_text("path,patient_id,tumour\n0.png,a,0\n")
+    assert load_dataset(csv).breasts() is None
 
 
 def test_rsna_refuses_holdout_rows(tmp_path):

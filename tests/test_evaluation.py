@@ -50,6 +50,22 @@ def test_tumour_metrics_values():
     assert np.isnan(one_class["auc"])
 
 
+def test_per_breast_tumour_averages_each_breasts_views():
+    y = np.array([1, 1, 0, 0, 0, 0, 1, 1])
+    p = np.array([0.9, 0.1, 0.4, 0.2, 0.3, 0.5, 0.6, 0.7])
+    breasts = np.array(["a|L", "a|L", "a|R", "a|R", "b|L", "b|L", "c|R", "c|R"])
+    groups = np.array(["a", "a", "a", "a", "b", "b", "c", "c"])
+    out = ev.per_breast_tumour(y, p, breasts, groups, n_boot=50)
+    # breast means: a|L 0.5 (1), a|R 0.3 (0), b|L 0.4 (0), c|R 0.65 (1)
+    assert out["n"] == 4 and out["n_pos"] == 2 and out["views_per_breast"] == 2
+    assert out["auc"] == pytest.approx(roc_auc_score([1, 0, 0, 1], [0.5, 0.3, 0.4, 0.65]))
+    assert out["auc"] > roc_auc_score(y, p)  # the views disagree; their mean does not
+    assert len(out["auc_ci95"]) == 2
+    y_mixed = y.copy()
+    y_mixed[1] = 0  # a breast whose images disagree on the label
+    assert ev.per_breast_tumour(y_mixed, p, breasts, groups) is None
+
+
 def test_group_bootstrap_is_wider_than_image_bootstrap_for_copies():
     rng = np.random.default_rng(0)
     n = 30

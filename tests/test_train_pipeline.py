@@ -552,3 +552,33 @@ def test_density_decision_reaches_the_saved_model_and_its_predictions(tmp_path, 
     predict_to_csv(model, paths, buf, progress=False)
     rows = buf.getvalue().splitlines()[1:]
     assert [int(r.split(",")[1]) for r in rows] == labels.tolist()
+
+
+def test_per_breast_tumour_metrics_when_breasts_have_several_views(tmp_path, cache_env):
+    """RSNA-style labels: one per breast, two views each; the report adds AUC per breast."""
+    from sklearn.metrics import roc_auc_score
+
+    root = tmp_path / "man"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    rows = ["path,patient_id,laterality,view,tumour"]
+    for p in range(12):
+        for side in "LR":
+            t = int(side == "L" and p % 2 == 0)  # a cancer in the left breast of every other patient
+            for view in ("CC", "MLO"):
+                name = f"p{p:02d}_{side}_{view}.png"
+                _save(synthetic_mammogram(rng, 2, t), root / name)
+                rows.append(f"{name},pat{p},{side},{view},{t}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert run([root / "labels.csv", "--tasks", "tumour", "--folds", "3", "--no-leaky", "--no-model", "--out", out,
+                *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    b = m["tasks"]["tumour"]["candidates"]["texture+svm"]["per_breast"]
+    assert (b["n"], b["n_pos"], b["views_per_breast"]) == (24, 6, 2.0)
+    oof = np.load(out / "oof_tumour.npz")
+    breast = np.repeat(np.arange(24), 2)  # rows follow the manifest: two views per breast
+    mean_p = np.bincount(breast, weights=oof["texture__svm"][:, 1]) / 2
+    assert b["auc"] == pytest.approx(roc_auc_score(oof["y"][::2], mean_p))
+    report = (out / "report.md").read_text()
+    assert "AUC per breast [95% CI]" in report and "24 breasts, 2.0 images each" in report
