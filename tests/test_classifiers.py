@@ -129,6 +129,18 @@ def test_ordinal_qwk_decision_uses_held_out_predictions(rng, monkeypatch):
     assert np.bincount(seen["rank"], minlength=4).min() > 0
 
 
+def test_ordinal_classifier_pickled_before_cut_points_still_predicts_argmax(rng):
+    X, y = _compressed_ordinal(rng, 300)
+    est = OrdinalClassifier(LogisticRegression()).fit(X, y)
+    state = est.__getstate__()
+    for key in ("decision", "max_cut_samples", "cut_points_"):
+        state.pop(key)
+    old = OrdinalClassifier.__new__(OrdinalClassifier)
+    old.__setstate__(state)
+    assert old.get_params()["decision"] == "argmax" and old.cut_points_ is None
+    assert np.array_equal(old.predict(X), old.classes_[old.predict_proba(X).argmax(1)])
+
+
 def test_ordinal_qwk_decision_needs_cross_validated_calibration(rng):
     X, y = _compressed_ordinal(rng, 200)
     with pytest.raises(ValueError, match="needs a CalibratedClassifierCV"):

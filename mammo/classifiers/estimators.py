@@ -246,6 +246,13 @@ class OrdinalClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.cut_points_ = fit_cut_points(expected_grade(self._combine(above[seen])), rank[seen], len(self.classes_))
         return self
 
+    def __setstate__(self, state):
+        # artifacts saved before the cut points existed predicted the most probable class
+        state.setdefault("decision", "argmax")
+        state.setdefault("max_cut_samples", 2000)
+        state.setdefault("cut_points_", None)
+        super().__setstate__(state)
+
     def _shared_splits(self, X, y):
         """The estimator with one explicit list of calibration splits, and that list."""
         from sklearn.calibration import CalibratedClassifierCV
