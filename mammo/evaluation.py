@@ -136,15 +136,13 @@ def per_breast_tumour(y_true: Sequence[int], p_malignant: Sequence[float], breas
     breast's images disagree on the label (the label is then not per breast).
     """
     y = np.asarray(y_true).astype(int)
-    ids, inverse = np.unique(np.asarray(breasts).astype(str), return_inverse=True)
+    ids, first, inverse = np.unique(np.asarray(breasts).astype(str), return_index=True, return_inverse=True)
     n = np.bincount(inverse, minlength=len(ids))
     p = np.bincount(inverse, weights=np.asarray(p_malignant, dtype=float), minlength=len(ids)) / n
     label = np.bincount(inverse, weights=y, minlength=len(ids)) / n
     if not np.all((label == 0) | (label == 1)):
         return None
     label = label.astype(int)
-    first = np.full(len(ids), -1)
-    first[inverse[::-1]] = np.arange(len(y))[::-1]  # the first image of each breast
     unit_groups = np.asarray(groups).astype(str)[first]
     out = {k: v for k, v in tumour_metrics(label, p).items() if k in ("n", "n_pos", "auc", "sens_at_90spec", "brier")}
     out["views_per_breast"] = float(n.mean())
