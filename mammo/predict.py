@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
+#: tumour_label in the CSV, by class (0/1)
+TUMOUR_NAMES = {0: "Benign", 1: "Malignant"}
 DEFAULT_MODEL = "runs/default/model.joblib"  # where make run puts it
 
 
@@ -61,16 +63,17 @@ def predict_to_csv(model, paths: list[str], out, *, progress: bool = True) -> in
     failed = 0
     for indices, proba, failures in model.iter_predict_proba(paths, errors="record", progress=progress):
         rows = {}
+        # one decision rule for the CSV, the API and the web page: the model's
+        labels = {task: model.labels(task, p) for task, p in proba.items() if p is not None}
         for k, i in enumerate(indices):
             row = {"file": paths[i], "pipeline_id": pipeline_id, "error": ""}
             if "density" in proba:
                 p = proba["density"][k]
-                row["density_label"] = model.labels("density", p[None])[0]
+                row["density_label"] = labels["density"][k]
                 row.update({f"p_density_{c}": f"{v:.6f}" for c, v in zip(model.classes("density"), p)})
             if "tumour" in proba:
-                p = float(proba["tumour"][k][1])
-                row["tumour_label"] = "Malignant" if p >= model.threshold else "Benign"
-                row["p_malignant"] = f"{p:.6f}"
+                row["tumour_label"] = TUMOUR_NAMES[int(labels["tumour"][k])]
+                row["p_malignant"] = f"{float(proba['tumour'][k][1]):.6f}"
                 row["tumour_threshold"] = f"{model.threshold:.6f}"
             rows[i] = row
         for i, message in failures.items():

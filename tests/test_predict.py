@@ -66,7 +66,7 @@ def test_folder_with_good_and_bad_files(folder, texture_model_path, capsys):
     assert any(r["file"].endswith("scan.dcm") for r in good)
     for r in good:
         p = [float(r[f"p_density_{c}"]) for c in (1, 2, 3, 4)]
-        assert abs(sum(p) - 1) < 1e-4 and int(r["density_label"]) == 1 + int(np.argmax(p))
+        assert abs(sum(p) - 1) < 1e-4 and int(r["density_label"]) in (1, 2, 3, 4)
         assert r["tumour_label"] in ("Benign", "Malignant") and 0 <= float(r["p_malignant"]) <= 1
 
 
@@ -80,6 +80,28 @@ def test_csv_file_and_exit_zero_when_all_good(folder, texture_model_path, tmp_pa
     assert [r["file"].rsplit("/", 1)[-1] for r in rows] == ["img_003.png", "scan.dcm"]
     expected = texture_model.predict_proba([synthetic_set[0][3]])["tumour"][0, 1]
     assert float(rows[0]["p_malignant"]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_labels_follow_the_models_own_rule(folder, texture_model, tmp_path):
+    """The CSV's labels are the model's (cut points, tumour threshold), as in the API and web page."""
+    import copy
+
+    images = sorted(str(p) for p in folder.glob("img_*.png"))
+    recs = texture_model.predict_records(images)
+    for threshold, forced in ((None, None), (0.0, "Malignant"), (1.01, "Benign")):
+        model = copy.deepcopy(texture_model)
+        if threshold is not None:
+            model.metadata["tasks"]["tumour"]["threshold"] = threshold
+        path = model.save(tmp_path / f"model-{threshold}.joblib")
+        out = tmp_path / f"pred-{threshold}.csv"
+        assert main([*images, "--model", str(path), "--out", str(out), "--quiet"]) == 0
+        rows = _rows(out.read_text())
+        assert [int(r["density_label"]) for r in rows] == [rec["density"]["label"] for rec in recs]
+        names = [r["tumour_label"] for r in rows]
+        if forced is None:
+            assert names == [("Benign", "Malignant")[rec["tumour"]["label"]] for rec in recs]
+        else:
+            assert set(names) == {forced} and {float(r["tumour_threshold"]) for r in rows} == {threshold}
 
 
 def test_usage_errors(tmp_path, texture_model_path, capsys):
