@@ -249,7 +249,8 @@ def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid, tune_
         return {}, {}
     keys = [json.dumps(params, sort_keys=True) for params in grid]
     proba = {key: np.zeros((len(y), len(classes))) for key in keys}
-    pred = {key: np.zeros(len(y), y.dtype) for key in keys}
+    # density is scored by the model's own grades; tumour by AUC, which needs none
+    pred = {key: np.zeros(len(y), y.dtype) for key in keys} if task == "density" else None
     for tr, te in inner:
         # The grid only varies the classifier: the steps before it (scaling, PCA, column
         # selection) are fitted once per inner split, not once per grid point.
@@ -267,10 +268,10 @@ def _tune(task, feature_set, model, X, y, groups, inner_folds, seed, grid, tune_
                 warnings.simplefilter("ignore")
                 clf.fit(X_tr, y[tr])
             proba[key][te], grades = _predict(task, clf, X_te, classes)
-            if grades is not None:
+            if pred is not None:
                 pred[key][te] = grades
     # scored as the model will predict (density: by its decision rule)
-    scores = {key: _score(task, y, proba[key], classes, pred[key] if task == "density" else None) for key in keys}
+    scores = {key: _score(task, y, proba[key], classes, None if pred is None else pred[key]) for key in keys}
     best = max(scores, key=lambda s: -np.inf if np.isnan(scores[s]) else scores[s])
     return json.loads(best), scores
 
