@@ -367,6 +367,12 @@ def write_report(metrics: Mapping[str, Any], path, plots: Mapping[str, str] | No
         lines.append(comparison_table(task, t["candidates"], t.get("best")))
         if t.get("best"):
             lines += [f"Selected by grouped CV ({PRIMARY_METRIC[task]}, pooled out-of-fold): **{t['best']}**.", ""]
+        sel = t.get("selection_estimate")
+        if sel:
+            lines += [f"With the choice inside the evaluation (each fold predicted by the candidate that scored best on "
+                      f"the other folds: {', '.join(sel['chosen'])}): {sel['metric']} {_fmt(sel['score'])}, against "
+                      f"{_fmt(sel['selected_score'])} for {sel['selected']} chosen on all folds. The gap is what picking the "
+                      "best of several candidates on the same folds adds to its score.", ""]
         cost = {n: c["fit_s"] for n, c in t["candidates"].items() if "fit_s" in c}
         if cost:
             what = "inner search, fit and prediction" if cfg.get("tune", True) else "fit and prediction"

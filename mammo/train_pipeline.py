@@ -60,6 +60,7 @@ __all__ = [
     "cross_validate",
     "deep_head_cv",
     "finetune_cv",
+    "selection_estimate",
     "PARAM_GRIDS",
     "BLOCKS",
 ]
@@ -336,6 +337,40 @@ def _summarise(task, y, groups, proba, classes, folds, n_boot, seed, y_pred=None
         pooled["auc_ci_method"] = f"percentile bootstrap over groups ({n_boot} resamples), pooled out-of-fold"
     per_fold = _fold_metrics(task, y, proba, classes, folds, y_pred)
     return {"pooled": pooled, "folds": per_fold, "folds_summary": ev.fold_summary(per_fold)}
+
+
+def selection_estimate(task: str, y: np.ndarray, classes, folds, results: dict) -> dict:
+    """Score of the whole procedure "take the best candidate", selection included.
+
+    The best candidate's pooled score is the maximum over several noisy scores of the
+    same folds, so it is biased upwards. Here each outer fold's predictions come from
+    the candidate with the best pooled score on the OTHER folds' out-of-fold
+    predictions; the fold's own labels never take part in choosing its candidate.
+    It reuses ``results`` (from :func:`cross_validate`): no model is refitted.
+
+    Returns
+    -------
+    dict with ``score`` (pooled over the folds, the primary metric), ``chosen``
+    (the candidate used for each fold) and ``selected_score`` (the pooled score of
+    the candidate chosen on all folds, the number it is to be read against).
+    """
+    key = ev.PRIMARY_METRIC[task]
+    names = list(results)
+    proba = np.zeros((len(y), len(classes)))
+    pred = np.zeros(len(y), y.dtype) if task == "density" else None
+    chosen = []
+    for i, (_, test) in enumerate(folds):
+        rest = np.concatenate([te for j, (_, te) in enumerate(folds) if j != i])
+        scores = {n: _score(task, y[rest], results[n]["oof_proba"][rest], classes,
+                            results[n]["oof_pred"][rest] if pred is not None else None) for n in names}
+        pick = max(names, key=lambda n: np.nan_to_num(scores[n], nan=-np.inf))
+        chosen.append(pick)
+        proba[test] = results[pick]["oof_proba"][test]
+        if pred is not None:
+            pred[test] = results[pick]["oof_pred"][test]
+    best = max(names, key=lambda n: np.nan_to_num(results[n]["pooled"][key], nan=-np.inf))
+    return {"metric": key, "score": _score(task, y, proba, classes, pred), "chosen": chosen,
+            "selected": best, "selected_score": results[best]["pooled"][key]}
 
 
 def cross_validate(task: str, X: dict, y: np.ndarray, groups: np.ndarray, folds, candidates: Sequence[tuple[str, str]], *,
@@ -721,6 +756,7 @@ def _run_1(args) -> int:
         key = ev.PRIMARY_METRIC[task]
         name = max(res, key=lambda n: np.nan_to_num(res[n]["pooled"][key], nan=-np.inf))
         best[task] = tuple(name.split("+"))
+        selection = selection_estimate(task, y, classes, folds, res) if len(res) > 1 else None
         leaky = None
         if not args.no_leaky and len(set(g)) < len(g):  # the deliberately leaky contrast
             leaky = _leaky_contrast(args, task, X, y, g, best[task], res[name]["params"])
@@ -757,6 +793,8 @@ def _run_1(args) -> int:
                          "those used sklearn's stratified 3-fold calibration inside the training fold")
         if leaky is not None:
             entry["leaky"] = leaky
+        if selection is not None:
+            entry["selection_estimate"] = selection
         metrics["tasks"][task] = entry
         timing[f"cv_{task}_s"] = time.time() - t
         # ---- plots

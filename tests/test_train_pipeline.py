@@ -24,7 +24,9 @@ from mammo.train_pipeline import (
     limit_dataset,
     main,
     make_folds,
+    selection_estimate,
 )
+from mammo.evaluation import fast_auc
 
 FAST = ["--feature-sets", "texture", "--models", "svm", "--no-deep", "--jobs", "1", "--quiet", "--bootstrap", "200"]
 TUNED = [*FAST, "--tune"]
@@ -132,9 +134,14 @@ def make_mias(root):
 def test_mias_layout(tmp_path, cache_env):
     root = make_mias(tmp_path / "mias")
     out = tmp_path / "run"
-    assert run([root, "--folds", "3", "--out", out, "--no-model", *FAST]) == 0
+    assert run([root, "--folds", "3", "--out", out, "--no-model", *FAST, "--models", "svm", "xgboost"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["dataset"]["name"] == "mias"
+    # two candidates: the score of choosing between them, with the choice made on other folds
+    sel = m["tasks"]["density"]["selection_estimate"]
+    assert len(sel["chosen"]) == 3 and set(sel["chosen"]) <= {"texture+svm", "texture+xgboost"}
+    assert sel["selected"] == m["tasks"]["density"]["best"]
+    assert "With the choice inside the evaluation" in (out / "report.md").read_text()
     # no search unless --tune: the models' fixed defaults in every fold
     assert m["config"]["tune"] is False and m["config"]["param_grids"] is None
     assert m["tasks"]["density"]["candidates"]["texture+svm"]["searched_folds"] == 0
@@ -582,3 +589,49 @@ def test_per_breast_tumour_metrics_when_breasts_have_several_views(tmp_path, cac
     assert b["auc"] == pytest.approx(roc_auc_score(oof["y"][::2], mean_p))
     report = (out / "report.md").read_text()
     assert "AUC per breast [95% CI]" in report and "24 breasts, 2.0 images each" in report
+
+
+def _folds(n_folds, per_fold):
+    idx = np.arange(n_folds * per_fold).reshape(n_folds, per_fold)
+    return [(np.setdiff1d(idx, te), te) for te in idx]
+
+
+def test_selection_estimate_never_lets_a_fold_choose_its_own_candidate():
+    folds = _folds(5, 20)
+    y = np.tile(np.repeat([0, 1], 10), 5)
+    good = y + 0.1 * np.random.default_rng(0).random(len(y))  # separates every fold perfectly
+    a = good.copy()
+    a[folds[0][1]] = 1 - a[folds[0][1]]  # "a": perfect on folds 1-4, inverted on fold 0
+    b = np.random.default_rng(1).random(len(y))  # "b": noise, except perfect on fold 0
+    b[folds[0][1]] = good[folds[0][1]]
+    results = {}
+    for name, score in (("a", a), ("b", b)):
+        proba = np.column_stack([1 - score, score])
+        results[name] = {"oof_proba": proba, "pooled": {"auc": fast_auc(y, score)}}
+    sel = selection_estimate("tumour", y, np.array([0, 1]), folds, results)
+    # fold 0 is predicted by "a", the best on folds 1-4, although "b" is perfect on fold 0 itself
+    assert sel["chosen"] == ["a"] * 5 and sel["selected"] == "a"
+    assert sel["score"] == pytest.approx(fast_auc(y, a)) and sel["selected_score"] == pytest.approx(fast_auc(y, a))
+    # "c" is perfect on folds 0-1 and "d" on folds 2-3, noise elsewhere: every fold is predicted by the
+    # candidate that is perfect on MORE of the other folds, which is the one that is noise on it
+    folds = _folds(4, 20)
+    y = np.tile(np.repeat([0, 1], 10), 4)
+    on_01 = np.isin(np.arange(len(y)), np.concatenate([folds[0][1], folds[1][1]]))
+    noise = np.random.default_rng(2).random(len(y))
+    results = {n: {"oof_proba": np.column_stack([1 - sc, sc]), "pooled": {"auc": fast_auc(y, sc)}}
+               for n, sc in (("c", np.where(on_01, y, noise)), ("d", np.where(on_01, noise, y)))}
+    sel = selection_estimate("tumour", y, np.array([0, 1]), folds, results)
+    assert sel["chosen"] == ["d", "d", "c", "c"]
+    assert sel["score"] == pytest.approx(fast_auc(y, noise), abs=1e-9) and sel["score"] < 0.7 < sel["selected_score"]
+
+
+def test_selection_estimate_scores_density_by_the_models_own_grades():
+    folds = _folds(4, 12)
+    classes = np.array([1, 2, 3, 4])
+    y = np.tile(np.repeat(classes, 3), 4)
+    flat = np.full((len(y), 4), 0.25)
+    flat[:, 0] = 0.4  # the most probable grade is always 1
+    results = {"cut": {"oof_proba": flat, "oof_pred": y.copy(), "pooled": {"qwk": 1.0}},
+               "argmax": {"oof_proba": flat, "oof_pred": np.ones_like(y), "pooled": {"qwk": 0.0}}}
+    sel = selection_estimate("density", y, classes, folds, results)
+    assert sel["chosen"] == ["cut"] * 4 and sel["score"] == pytest.approx(1.0)
