@@ -13,22 +13,21 @@ import pydicom
 import pytest
 import tifffile
 from PIL import Image, ImageFile
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_windowing, get_decoder
 from pydicom.uid import (
     JPEG2000Lossless,
-    DigitalMammographyXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     HTJ2KLossless,
     ImplicitVRLittleEndian,
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 from sklearn.base import clone
 
+from conftest import write_dicom
 from mammo.features.io import (
     DEFAULT_MAX_PIXELS,
     EmptyImageError,
@@ -229,39 +228,6 @@ def test_non_contiguous_array_gives_contiguous_output():
 # ------------------------------------------------------------------ DICOM
 
 
-def _dicom(
-    arr: np.ndarray,
-    path: Path,
-    *,
-    photometric: str = "MONOCHROME2",
-    bits_stored: int | None = None,
-    syntax=ExplicitVRLittleEndian,
-    compress=None,
-    preamble: bool = True,
-    **elements,
-) -> Path:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = syntax
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.Modality = "MG"
-    ds.set_pixel_data(arr, photometric, bits_stored or arr.dtype.itemsize * 8)
-    ds.file_meta.TransferSyntaxUID = syntax  # set_pixel_data resets it
-    for key, value in elements.items():
-        setattr(ds, key, value)
-    if compress is not None:
-        ds.compress(compress)
-    if preamble:
-        ds.save_as(path, enforce_file_format=True)
-    else:  # bare dataset: no preamble, no "DICM", no meta header
-        del ds.file_meta
-        pydicom.dcmwrite(path, ds, implicit_vr=True, little_endian=True)
-    return path
-
-
 def _ramp16(bits: int = 12, shape=(32, 48)) -> np.ndarray:
     n = shape[0] * shape[1]
     return np.linspace(0, 2**bits - 1, n).round().astype(np.uint16).reshape(shape)
@@ -271,7 +237,7 @@ def _ramp16(bits: int = 12, shape=(32, 48)) -> np.ndarray:
 def test_dicom_8bit(tmp_path, syntax):
     arr = RNG.integers(0, 256, (32, 48), dtype=np.uint8)
     arr[0, :2] = [0, 255]
-    img = read_image(_dicom(arr, tmp_path / "a.dcm", syntax=syntax))
+    img = read_image(write_dicom(arr, tmp_path / "a.dcm", syntax=syntax))
     _check_out(img, arr.shape)
     np.testing.assert_allclose(img, arr / 255, atol=1e-6)
 
@@ -279,15 +245,15 @@ def test_dicom_8bit(tmp_path, syntax):
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 def test_dicom_16bit_min_max(tmp_path, syntax):
     arr = _ramp16() + 100
-    img = read_image(_dicom(arr, tmp_path / "a.dcm", bits_stored=13, syntax=syntax))
+    img = read_image(write_dicom(arr, tmp_path / "a.dcm", bits_stored=13, syntax=syntax))
     _check_out(img, arr.shape)
     np.testing.assert_allclose(img, (arr - 100) / 4095, atol=1e-6)
 
 
 def test_dicom_monochrome1_is_inverted(tmp_path):
     arr = _ramp16()
-    m2 = read_image(_dicom(arr, tmp_path / "m2.dcm", bits_stored=12))
-    m1 = read_image(_dicom(arr, tmp_path / "m1.dcm", bits_stored=12, photometric="MONOCHROME1"))
+    m2 = read_image(write_dicom(arr, tmp_path / "m2.dcm", bits_stored=12))
+    m1 = read_image(write_dicom(arr, tmp_path / "m1.dcm", bits_stored=12, photometric="MONOCHROME1"))
     np.testing.assert_allclose(m1, 1.0 - m2, atol=1e-6)
     assert m1[0, 0] == 1.0 and m2[0, 0] == 0.0
 
@@ -295,7 +261,7 @@ def test_dicom_monochrome1_is_inverted(tmp_path):
 def test_dicom_window(tmp_path):
     arr = _ramp16()
     img = read_image(
-        _dicom(arr, tmp_path / "w.dcm", bits_stored=12, WindowCenter=2048, WindowWidth=1024)
+        write_dicom(arr, tmp_path / "w.dcm", bits_stored=12, WindowCenter=2048, WindowWidth=1024)
     )
     assert np.all(img[arr < 1536] == 0.0)
     assert np.all(img[arr > 2560] == 1.0)
@@ -310,7 +276,7 @@ def test_dicom_window(tmp_path):
 )
 def test_dicom_window_matches_pydicom(tmp_path, func, centre, width):
     arr = _ramp16()
-    path = _dicom(
+    path = write_dicom(
         arr, tmp_path / "w.dcm", bits_stored=12,
         WindowCenter=centre, WindowWidth=width, VOILUTFunction=func,
     )
@@ -327,7 +293,7 @@ def test_dicom_voi_lut_sequence(tmp_path):
     item = Dataset()
     item.LUTDescriptor = [4096, 0, 16]
     item.LUTData = lut.round().astype("<u2").tobytes()
-    path = _dicom(arr, tmp_path / "lut.dcm", bits_stored=12, VOILUTSequence=[item],
+    path = write_dicom(arr, tmp_path / "lut.dcm", bits_stored=12, VOILUTSequence=[item],
                   WindowCenter=10, WindowWidth=2)  # the LUT takes precedence
     img = read_image(path)
     want = lut.round()[arr]
@@ -337,7 +303,7 @@ def test_dicom_voi_lut_sequence(tmp_path):
 def test_dicom_rescale_then_window(tmp_path):
     arr = (_ramp16(bits=10) // 1).astype(np.uint16)  # 0..1023
     # Rescaled values run from -1000 to +1046; the window is in rescaled units.
-    path = _dicom(
+    path = write_dicom(
         arr, tmp_path / "r.dcm", bits_stored=10,
         RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=0, WindowWidth=1000,
     )
@@ -352,38 +318,38 @@ def test_dicom_rescale_then_window(tmp_path):
 
 def test_dicom_rle_lossless(tmp_path):
     arr = _ramp16()
-    path = _dicom(arr, tmp_path / "rle.dcm", bits_stored=12, compress=RLELossless)
+    path = write_dicom(arr, tmp_path / "rle.dcm", bits_stored=12, compress=RLELossless)
     assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == RLELossless
     np.testing.assert_allclose(read_image(path), arr / 4095, atol=1e-6)
 
 
 def test_dicom_multiframe_gives_first_frame(tmp_path):
     frames = np.stack([_ramp16(), 4095 - _ramp16()])
-    img = read_image(_dicom(frames, tmp_path / "mf.dcm", bits_stored=12))
+    img = read_image(write_dicom(frames, tmp_path / "mf.dcm", bits_stored=12))
     np.testing.assert_allclose(img, _ramp16() / 4095, atol=1e-6)
 
 
 def test_dicom_rgb(tmp_path):
     rgb = RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8)
     rgb[0, 0] = 255
-    img = read_image(_dicom(rgb, tmp_path / "rgb.dcm", photometric="RGB"))
+    img = read_image(write_dicom(rgb, tmp_path / "rgb.dcm", photometric="RGB"))
     np.testing.assert_allclose(img, (rgb / 255) @ LUMA, atol=1e-6)
 
 
 def test_dicom_without_preamble_bytes_and_file_object(tmp_path):
     arr = RNG.integers(0, 256, (32, 48), dtype=np.uint8)
     arr[0, :2] = [0, 255]
-    bare = _dicom(arr, tmp_path / "bare.dcm", preamble=False)
+    bare = write_dicom(arr, tmp_path / "bare.dcm", preamble=False)
     assert bare.read_bytes()[128:132] != b"DICM"
     np.testing.assert_allclose(read_image(bare), arr / 255, atol=1e-6)
     np.testing.assert_allclose(read_image(bare.read_bytes()), arr / 255, atol=1e-6)
-    full = _dicom(arr, tmp_path / "full.dcm")
+    full = write_dicom(arr, tmp_path / "full.dcm")
     with open(full, "rb") as fp:
         np.testing.assert_allclose(read_image(fp), arr / 255, atol=1e-6)
 
 
 def test_dicom_without_pixel_data(tmp_path):
-    path = _dicom(_ramp16(), tmp_path / "np.dcm")
+    path = write_dicom(_ramp16(), tmp_path / "np.dcm")
     ds = pydicom.dcmread(path)
     del ds.PixelData
     ds.save_as(path)
@@ -399,7 +365,7 @@ def _undecodable_syntax():
 
 
 def _encapsulated_junk(path: Path, syntax) -> Path:
-    path = _dicom(_ramp16(), path, bits_stored=12)
+    path = write_dicom(_ramp16(), path, bits_stored=12)
     ds = pydicom.dcmread(path)
     ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(100)])
     ds["PixelData"].VR = "OB"
@@ -424,14 +390,14 @@ def test_dicom_corrupt_data_in_decodable_syntax(tmp_path):
 
 
 def test_dicom_truncated(tmp_path):
-    path = _dicom(_ramp16(shape=(64, 64)), tmp_path / "t.dcm", bits_stored=12)
+    path = write_dicom(_ramp16(shape=(64, 64)), tmp_path / "t.dcm", bits_stored=12)
     data = path.read_bytes()
     with pytest.raises(TruncatedImageError, match="<bytes>"):
         read_image(data[: len(data) - 3000])
 
 
 def test_dicom_pixel_count_checked_before_decoding(tmp_path):
-    path = _dicom(_ramp16(), tmp_path / "big.dcm", bits_stored=12)
+    path = write_dicom(_ramp16(), tmp_path / "big.dcm", bits_stored=12)
     ds = pydicom.dcmread(path)
     ds.Rows, ds.Columns = 20000, 20000  # header lies; pixel data is tiny
     ds.save_as(path)

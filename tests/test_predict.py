@@ -9,27 +9,11 @@ import subprocess
 import sys
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from conftest import write_dicom
 from mammo.cli import main as mammo_main
 from mammo.predict import find_images, main
-
-
-def _dicom(path, image):
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = image.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (image * 4095).astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 @pytest.fixture
@@ -42,7 +26,8 @@ def folder(tmp_path, synthetic_set):
     shutil.copy(paths[3], root / "sub")
     from PIL import Image
 
-    _dicom(root / "sub" / "scan.dcm", np.asarray(Image.open(paths[4]), np.float32) / 255)
+    image = np.asarray(Image.open(paths[4]), np.float32) / 255
+    write_dicom((image * 4095).astype(np.uint16), root / "sub" / "scan.dcm", bits_stored=12)
     (root / "empty.png").write_bytes(b"")
     (root / "notes.txt").write_text("not an image, and not picked up from a folder")
     (root / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 20)

@@ -16,7 +16,7 @@ from PIL import Image
 
 pytest.importorskip("flask_wtf", reason="Flask-WTF is needed for the web app's CSRF protection")
 
-from conftest import run_until_closed  # noqa: E402
+from conftest import run_until_closed, write_dicom  # noqa: E402
 from mammo.classifiers import load_model  # noqa: E402
 from mammo.webapp import ModelLoadError, create_app, make_server, serve  # noqa: E402
 from mammo.webapp.__main__ import main as cli_main  # noqa: E402
@@ -91,28 +91,8 @@ def api_post(client, data: dict):
 
 
 def dicom_bytes(arr: np.ndarray, with_pixels: bool = True) -> bytes:
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import (
-        DigitalMammographyXRayImageStorageForPresentation,
-        ExplicitVRLittleEndian,
-        generate_uid,
-    )
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.Modality = "MG"
-    ds.set_pixel_data(arr, "MONOCHROME2", 12)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    if not with_pixels:
-        del ds.PixelData
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    write_dicom(arr, buf, bits_stored=12, with_pixels=with_pixels)
     return buf.getvalue()
 
 
