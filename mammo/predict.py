@@ -63,7 +63,7 @@ def predict_to_csv(model, paths: list[str], out, *, progress: bool = True) -> in
     failed = 0
     for indices, proba, failures in model.iter_predict_proba(paths, errors="record", progress=progress):
         rows = {}
-        # one decision rule for the CSV, the API and the web page: the model's
+        # labels by the model's own rule (cut points, tumour threshold), as in the API and on the page
         labels = {task: model.labels(task, p) for task, p in proba.items() if p is not None}
         for k, i in enumerate(indices):
             row = {"file": paths[i], "pipeline_id": pipeline_id, "error": ""}
