@@ -60,6 +60,7 @@ __all__ = [
     "cross_validate",
     "deep_head_cv",
     "finetune_cv",
+    "best_candidate",
     "selection_estimate",
     "PARAM_GRIDS",
     "BLOCKS",
@@ -339,6 +340,12 @@ def _summarise(task, y, groups, proba, classes, folds, n_boot, seed, y_pred=None
     return {"pooled": pooled, "folds": per_fold, "folds_summary": ev.fold_summary(per_fold)}
 
 
+def best_candidate(task: str, results: dict) -> str:
+    """The candidate with the best pooled out-of-fold primary metric (a NaN score never wins)."""
+    key = ev.PRIMARY_METRIC[task]
+    return max(results, key=lambda n: np.nan_to_num(results[n]["pooled"][key], nan=-np.inf))
+
+
 def selection_estimate(task: str, y: np.ndarray, classes, folds, results: dict) -> dict:
     """Score of the whole procedure "take the best candidate", selection included.
 
@@ -368,7 +375,7 @@ def selection_estimate(task: str, y: np.ndarray, classes, folds, results: dict) 
         proba[test] = results[pick]["oof_proba"][test]
         if pred is not None:
             pred[test] = results[pick]["oof_pred"][test]
-    best = max(names, key=lambda n: np.nan_to_num(results[n]["pooled"][key], nan=-np.inf))
+    best = best_candidate(task, results)
     return {"metric": key, "score": _score(task, y, proba, classes, pred), "chosen": chosen,
             "selected": best, "selected_score": results[best]["pooled"][key]}
 
@@ -754,7 +761,7 @@ def _run_1(args) -> int:
                              tune=args.tune, tune_max=args.tune_max, n_jobs=args.jobs, n_boot=args.bootstrap,
                              progress=not args.quiet, density_decision=args.density_decision)
         key = ev.PRIMARY_METRIC[task]
-        name = max(res, key=lambda n: np.nan_to_num(res[n]["pooled"][key], nan=-np.inf))
+        name = best_candidate(task, res)
         best[task] = tuple(name.split("+"))
         selection = selection_estimate(task, y, classes, folds, res) if len(res) > 1 else None
         leaky = None
