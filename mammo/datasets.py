@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .conventions import TASKS
+
 __all__ = [
+    "DATASET_KINDS",
     "Dataset",
     "DatasetError",
     "MIAS_DENSITY_CLASSES",
@@ -35,7 +38,8 @@ __all__ = [
     "TASKS",
 ]
 
-TASKS = ("density", "tumour")
+#: What ``load_dataset(kind=...)`` and ``mammo train --kind`` accept ("auto": detect the layout).
+DATASET_KINDS = ("auto", "dphi", "mias", "rsna", "manifest")
 
 
 class DatasetError(ValueError):
@@ -503,9 +507,8 @@ def load_dataset(path: str | os.PathLike, kind: str = "auto", **kwargs: Any) -> 
     p = Path(path).expanduser()
     if not p.exists():
         raise DatasetError(f"{path}: no such file or folder")
-    kinds = ("auto", "dphi", "mias", "rsna", "manifest")
-    if kind not in kinds:
-        raise DatasetError(f"unknown dataset kind {kind!r}; expected one of {kinds}")
+    if kind not in DATASET_KINDS:
+        raise DatasetError(f"unknown dataset kind {kind!r}; expected one of {DATASET_KINDS}")
     if kind == "auto":
         kind = _detect(p)
     if kind == "dphi":

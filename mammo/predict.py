@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
+from .conventions import IMAGE_SUFFIXES
 #: tumour_label in the CSV, by class (0/1)
 TUMOUR_NAMES = {0: "Benign", 1: "Malignant"}
 DEFAULT_MODEL = "runs/default/model.joblib"  # where make run puts it

@@ -45,7 +45,7 @@ from .classifiers.finetune import LEARNING_RATE, balanced_class_weight, fit_pred
 from .classifiers.estimators import DECISIONS
 from .classifiers.model import MammogramModel, file_sha256, split_pipeline
 from .classifiers.pipelines import FEATURE_SETS, MODELS, TASKS, make_pipeline
-from .datasets import Dataset, DatasetError, load_dataset
+from .datasets import DATASET_KINDS, Dataset, DatasetError, load_dataset
 from .featcache import FeatureCache, FeatureComputationError
 from .features.cnn import LAYER_SETS, CNNActivations
 from .features.extra import EXTRA_BLOCKS, make_extra_block
@@ -589,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("data", help="data set folder (DPhi, mini-MIAS, rsna-screening) or a CSV manifest "
                                 "(path, group/patient_id, density, tumour/cancer)")
-    p.add_argument("--kind", default="auto", choices=("auto", "dphi", "mias", "rsna", "manifest"),
+    p.add_argument("--kind", default="auto", choices=DATASET_KINDS,
                    help="data set layout (default: detected)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="tasks to evaluate (default: both)")
     p.add_argument("--feature-sets", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS,

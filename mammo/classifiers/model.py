@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -16,8 +15,9 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
 from ..features.cnn import CNNEmbedding
+from ..storage import atomic_open, atomic_write, file_sha256, step_key
 from .estimators import expected_grade
-from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES
+from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES, split_pipeline
 
 __all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions", "split_pipeline", "step_key"]
 
@@ -26,14 +26,6 @@ FORMAT_VERSION = 1
 
 class ArtifactIntegrityError(RuntimeError):
     """A model file's sha256 does not match its manifest."""
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def library_versions() -> dict:
@@ -47,22 +39,6 @@ def library_versions() -> dict:
         except md.PackageNotFoundError:
             pass
     return out
-
-
-def split_pipeline(pipe: Pipeline) -> tuple[list, list]:
-    """(stateless image/feature steps, fitted per-task tail) of a task pipeline, as step lists.
-
-    The tail's step objects are the pipeline's own: ``Pipeline(tail).fit(features, y)``
-    fits them in place.
-    """
-    names = [name for name, _ in pipe.steps]
-    cut = names.index("features") + 1 if "features" in names else len(PREPROCESS_STEPS)
-    return pipe.steps[:cut], pipe.steps[cut:]
-
-
-def step_key(step) -> str:
-    """Identity of a stateless step: its class and parameters (what its output depends on)."""
-    return f"{type(step).__module__}.{type(step).__qualname__}{sorted(step.get_params(deep=False).items())!r}"
 
 
 @dataclass
@@ -305,9 +281,10 @@ class MammogramModel:
         """Write the model with joblib and a manifest ``<path>.manifest.json`` holding its sha256."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, path)
+        with atomic_open(path) as fh:  # a server reloading the file never sees half of it
+            joblib.dump(self, fh)
         manifest = {"file": path.name, "sha256": file_sha256(path), "metadata": self.metadata}
-        Path(str(path) + ".manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        atomic_write(str(path) + ".manifest.json", json.dumps(manifest, indent=2, default=str))
         return path
 
 

@@ -8,6 +8,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from ..conventions import TASKS
 from ..features.cnn import CNNEmbedding
 from ..features.enhance import Enhancer
 from ..features.io import ImageReader
@@ -25,9 +26,9 @@ __all__ = [
     "make_features",
     "make_classifier",
     "make_pipeline",
+    "split_pipeline",
 ]
 
-TASKS = ("density", "tumour")
 FEATURE_SETS = ("texture", "cnn", "combined")
 MODELS = ("xgboost", "svm")
 PREPROCESS_STEPS = ("read", "crop", "enhance")
@@ -167,3 +168,14 @@ def make_pipeline(
         steps.append(("select", SelectKBest(f_classif_constant_safe, k=xgb_features)))
     steps.append(("clf", make_classifier(task, model, random_state=random_state, density_decision=density_decision)))
     return Pipeline(steps)
+
+
+def split_pipeline(pipe: Pipeline) -> tuple[list, list]:
+    """(stateless image/feature steps, fitted per-task tail) of a task pipeline, as step lists.
+
+    The tail's step objects are the pipeline's own: ``Pipeline(tail).fit(features, y)``
+    fits them in place.
+    """
+    names = [name for name, _ in pipe.steps]
+    cut = names.index("features") + 1 if "features" in names else len(PREPROCESS_STEPS)
+    return pipe.steps[:cut], pipe.steps[cut:]

@@ -17,7 +17,6 @@ on disk, and run with ONNX Runtime when both are installed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ..storage import cache_root as cache_dir  # re-exported: the root moved to mammo.storage
+from ..storage import file_sha256
 from ._base import ImageFeatures
 from .region import as_mammogram, resize_image
 
@@ -132,13 +133,7 @@ def resolve_weights(weights: str, input_size: int = 224) -> str:
 def weights_sha256(weights: str, input_size: int = 224) -> str | None:
     """sha256 of the weights file, or None when it is not on disk (yet)."""
     path = Path(resolve_weights(weights, input_size))
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path) if path.is_file() else None
 
 
 def load_backbone(weights: str = "imagenet", input_size: int = 224, layers: str = "last"):
@@ -196,15 +191,6 @@ def _multi_layer_model(pooled):
         if name != "out_relu":
             stats.append(keras.layers.Lambda(lambda t: keras.ops.std(t, axis=(1, 2)), name=f"{name}_std")(fmap))
     return keras.Model(x, keras.layers.Concatenate()(stats))
-
-
-def cache_dir() -> Path:
-    """Root of every derived file (ONNX models, feature blocks, grouping signatures).
-
-    ``$MAMMO_CACHE_DIR`` when set and not empty, else ``~/.cache/mammo``. The one place
-    that decides it: :mod:`mammo.featcache`, :mod:`mammo.grouping` and ``mammo cache`` ask here.
-    """
-    return Path(os.environ.get("MAMMO_CACHE_DIR") or Path.home() / ".cache" / "mammo")
 
 
 def _onnx_available() -> bool:
