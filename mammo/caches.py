@@ -4,21 +4,21 @@ Everything mammo derives from images lives under one root, ``$MAMMO_CACHE_DIR`` 
 ``~/.cache/mammo``:
 
 * ``features/<block>-<hash>/``: feature blocks per image (:mod:`mammo.featcache`),
-  with a readable ``chain.json`` of the settings that made them;
+  with a ``chain.json`` of the settings that made them;
 * ``<signature version>/``: duplicate-grouping signatures per image (:mod:`mammo.grouping`);
 * ``groups/``: final duplicate groups per list of images;
 * ``onnx/``: MobileNetV2 converted for ONNX Runtime (:mod:`mammo.features.cnn`).
 
-The cache keys carry a version, so an upgrade never reads stale entries, but it
-leaves them on disk (a signature version is ~270 MB for DPhi). ``--prune`` removes
-exactly those entries no current version can read, plus temporary files of
-interrupted writes; feature blocks of other settings stay (they are valid).
+The cache keys carry a version (the registry in :mod:`mammo.storage`), so an upgrade
+never reads stale entries, but it leaves them on disk (a signature version is over
+100 MB for DPhi). ``--prune`` removes exactly those entries no current version can
+read, plus temporary files of interrupted writes; feature blocks of other settings
+stay (they are valid).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
 import inspect
 import json
@@ -29,14 +29,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .featcache import CACHE_VERSION
-from .features.cnn import cache_dir
-from .grouping import GROUPS_VERSION, SIGNATURE_VERSION
+from .storage import VERSIONS, SIGNATURE_PREFIX, cache_root, jsonable
 
 __all__ = ["CacheEntry", "main", "prune", "scan"]
 
-_SIGNATURE_DIR = re.compile(r"^sift-clahe-v\d+$")
+_SIGNATURE_DIR = re.compile(rf"^{re.escape(SIGNATURE_PREFIX)}\d+$")
 _TMP_AGE_S = 3600
 
 
@@ -57,44 +56,55 @@ def _usage(path: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def _describe_step(line: str) -> str:
-    """``pkg.mod.Class[(param, value), ...]`` as ``Class(non-default params)``; the line itself if unparsable."""
-    m = re.match(r"^([\w.]+)\[(.*)\]$", line)
-    if not m:
-        return line
-    qualname, inner = m.groups()
-    name = qualname.rsplit(".", 1)[-1]
+def _defaults(qualname: str) -> dict[str, Any] | None:
+    """The constructor defaults of ``pkg.mod.Class`` as JSON values, or None if it cannot be imported."""
+    module, _, name = qualname.rpartition(".")
     try:
-        params = dict(ast.literal_eval(f"[{inner}]"))
-        module, _, cls = qualname.rpartition(".")
-        defaults = {k: v.default for k, v in inspect.signature(getattr(importlib.import_module(module), cls)).parameters.items()}
-    except (ValueError, SyntaxError, TypeError, ImportError, AttributeError):
-        # an old or foreign class, or a non-literal value: show what was recorded
-        return f"{name}[{inner}]"
+        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ValueError, TypeError, ImportError, AttributeError):
+        return None
+    return {k: jsonable(p.default) for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def _describe_step(step: dict) -> str:
+    """A ``{"class", "params"}`` record as ``Class(params that differ from the defaults)``."""
+    qualname, params = str(step.get("class", "?")), dict(step.get("params") or {})
+    defaults = _defaults(qualname)
+    if defaults is None:  # an old or foreign class: show everything recorded
+        defaults = {}
     changed = ", ".join(f"{k}={v!r}" for k, v in params.items() if k not in defaults or defaults[k] != v)
-    return f"{name}({changed})"
+    return f"{qualname.rsplit('.', 1)[-1]}({changed})"
 
 
 def _feature_summary(d: Path) -> tuple[bool, str]:
     """(stale, short description) of a feature block folder from its chain.json."""
     try:
-        chain = json.loads((d / "chain.json").read_text())["chain"]
+        data = json.loads((d / "chain.json").read_text())
+        chain = data["chain"]
     except (OSError, ValueError, KeyError, TypeError):
         return True, "no readable chain.json"
-    stale = chain[0] != f"mammo-featcache-v{CACHE_VERSION}"
-    return stale, " > ".join(_describe_step(line) for line in chain[1:])
+    if isinstance(data.get("format"), int) and data["format"] >= 2:
+        stale = data.get("version") != VERSIONS["features"]
+        return stale, " > ".join(_describe_step(step) for step in chain)
+    # format 1 (before structured JSON): a version line, then one step_key text per
+    # step; the folder key is unchanged, so the features are still read
+    if not chain or not isinstance(chain[0], str):
+        return True, "no readable chain.json"
+    stale = chain[0] != f"mammo-featcache-v{VERSIONS['features']}"
+    names = " > ".join(str(line).split("[", 1)[0].rsplit(".", 1)[-1] for line in chain[1:])
+    return stale, f"{names} (old chain.json, settings shown after the next run that uses it)"
 
 
 def _group_result_stale(path: Path) -> bool:
     try:
-        return json.loads(path.read_text()).get("version") != GROUPS_VERSION
+        return json.loads(path.read_text()).get("version") != VERSIONS["groups"]
     except (OSError, ValueError, AttributeError):
         return True
 
 
 def scan(root: str | Path | None = None) -> list[CacheEntry]:
     """Every cache entry under ``root`` (default: ``$MAMMO_CACHE_DIR`` or ``~/.cache/mammo``)."""
-    root = Path(root) if root is not None else cache_dir()
+    root = Path(root) if root is not None else cache_root()
     out: list[CacheEntry] = []
     if not root.is_dir():
         return out
@@ -104,7 +114,7 @@ def scan(root: str | Path | None = None) -> list[CacheEntry]:
             stale, what = _feature_summary(d)
             out.append(CacheEntry("features", d, *_usage(d), stale=stale, what=what))
     for d in sorted(p for p in root.iterdir() if p.is_dir() and _SIGNATURE_DIR.match(p.name)):
-        current = d.name == SIGNATURE_VERSION
+        current = d.name == VERSIONS["signatures"]
         out.append(CacheEntry("signatures", d, *_usage(d), stale=not current,
                               what="duplicate-grouping signatures" + ("" if current else " of an older version")))
     groups = root / "groups"
@@ -169,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    root = args.root if args.root is not None else cache_dir()
+    root = args.root if args.root is not None else cache_root()
     if not root.is_dir():
         print(f"{root}: no cache yet")
         return 0

@@ -9,8 +9,9 @@ A feature block (GLCM, LBP, CNN, ...) of one image is stored once under a key ma
   :class:`~mammo.classifiers.MammogramModel` uses to share work between tasks).
 
 Layout: ``<root>/<block name>-<chain hash>/<sha[:2]>/<sha>.npy`` plus a ``chain.json``
-that records the parameter chain in readable form. Files are written atomically
-(temporary name, then ``os.replace``), so concurrent runs can share one cache.
+that records the chain as structured JSON (``{"block", "version", "chain": [{"class",
+"params"}, ...]}``), which ``mammo cache`` reads. Files are written atomically
+(:func:`mammo.storage.atomic_open`), so concurrent runs can share one cache.
 
 Examples
 --------
@@ -21,7 +22,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -34,12 +34,13 @@ from sklearn.base import clone
 from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
-from .classifiers.model import split_pipeline, step_key
-from .features.cnn import cache_dir
+from .classifiers.pipelines import split_pipeline
+from .storage import FEATURES_VERSION, atomic_open, atomic_write, cache_root, content_sha256, step_key, step_record
 
-__all__ = ["FeatureCache", "FeatureComputationError", "default_cache_dir", "content_sha256", "chain_key"]
+__all__ = ["FeatureCache", "FeatureComputationError", "default_cache_dir", "content_sha256", "chain_key", "chain_record"]
 
-CACHE_VERSION = "1"  # bump when the on-disk layout or the feature semantics change
+CACHE_VERSION = FEATURES_VERSION  # the registry in mammo.storage holds it; this name stays for old imports
+CHAIN_FORMAT = 2  # chain.json: 1 (no "format" key) held step_key strings, 2 holds step_record dicts
 
 
 class FeatureComputationError(RuntimeError):
@@ -48,28 +49,18 @@ class FeatureComputationError(RuntimeError):
 
 def default_cache_dir() -> Path:
     """``$MAMMO_CACHE_DIR/features`` or ``~/.cache/mammo/features``."""
-    return cache_dir() / "features"
-
-
-def content_sha256(item: Any) -> str:
-    """sha256 of an image source: a file's bytes, raw bytes, or an array's dtype/shape/data."""
-    h = hashlib.sha256()
-    if isinstance(item, (str, os.PathLike)):
-        with open(item, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    elif isinstance(item, (bytes, bytearray, memoryview)):
-        h.update(bytes(item))
-    else:
-        a = np.ascontiguousarray(item)
-        h.update(f"array:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    return cache_root() / "features"
 
 
 def chain_key(steps: Sequence, block) -> str:
-    """Readable key of a block and every step before it (class + parameters)."""
+    """Key of a block and every step before it (class + parameters); its sha256 names the block's folder."""
     return "\n".join([f"mammo-featcache-v{CACHE_VERSION}"] + [step_key(s) for s in steps] + [step_key(block)])
+
+
+def chain_record(name: str, steps: Sequence, block) -> dict:
+    """What ``chain.json`` holds: the same chain as :func:`chain_key`, as structured JSON."""
+    return {"format": CHAIN_FORMAT, "block": name, "version": CACHE_VERSION,
+            "chain": [step_record(s) for s in [*steps, block]]}
 
 
 class FeatureCache:
@@ -114,11 +105,10 @@ class FeatureCache:
         return content_sha256(item)
 
     def block_dir(self, steps: Sequence, name: str, block) -> Path:
-        key = chain_key(steps, block)
-        d = self.root / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
-        if not (d / "chain.json").is_file():
-            d.mkdir(parents=True, exist_ok=True)
-            _atomic_write(d / "chain.json", json.dumps({"block": name, "chain": key.split("\n")}, indent=1).encode())
+        d = self.root / f"{name}-{content_sha256(chain_key(steps, block).encode())[:20]}"
+        if _chain_format(d / "chain.json") != CHAIN_FORMAT:
+            # new, or written by an older mammo: same key, so the features stay valid
+            atomic_write(d / "chain.json", json.dumps(chain_record(name, steps, block), indent=1))
         return d
 
     # --------------------------------------------------------------- compute
@@ -182,9 +172,8 @@ class FeatureCache:
                 for idx, res in zip(chunks, pool.map(work, chunks)):
                     for name, (rows, feats) in res.items():
                         for i, f in zip(rows, feats):
-                            p = paths[name][i]
-                            p.parent.mkdir(parents=True, exist_ok=True)
-                            _save_npy(p, _stored(f))
+                            with atomic_open(paths[name][i]) as fh:
+                                np.save(fh, _stored(f))
                         self.stats[f"computed:{name}"] += len(rows)
                     bar.update(len(idx))
 
@@ -223,14 +212,10 @@ def _stored(row: np.ndarray) -> np.ndarray:
     return row if row.dtype == np.float16 else np.asarray(row, dtype=np.float32)
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{id(arr)}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, arr)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _chain_format(path: Path) -> int | None:
+    """The format of a ``chain.json`` (None when absent or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("format", 1) if isinstance(data, dict) else None

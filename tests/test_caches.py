@@ -14,7 +14,7 @@ from mammo.features.enhance import Enhancer
 from mammo.features.io import ImageReader
 from mammo.features.region import BreastCropper
 from mammo.features.texture import GLCMFeatures
-from mammo.grouping import GROUPS_VERSION, SIGNATURE_VERSION
+from mammo.storage import GROUPS_VERSION, SIGNATURE_VERSION
 
 
 def _write(path, data=b"x" * 100, age_s=0.0):
@@ -96,8 +96,52 @@ def test_every_cache_uses_one_root(tmp_path, monkeypatch):
     from mammo import grouping
     from mammo.featcache import default_cache_dir
     from mammo.features.cnn import cache_dir
+    from mammo.storage import cache_root
 
     for value, root in ((str(tmp_path), tmp_path), ("", Path.home() / ".cache" / "mammo")):
         monkeypatch.setenv("MAMMO_CACHE_DIR", value)
         assert cache_dir() == root and grouping._cache_dir(None) == root and default_cache_dir() == root / "features"
+        assert cache_root() == root
     assert grouping._cache_dir(tmp_path / "x") == tmp_path / "x"
+
+
+class _Step:
+    """A stateless step with fixed parameters, so the expected key below never changes."""
+
+    def __init__(self, size=256, mode="a"):
+        self.size, self.mode = size, mode
+
+    def get_params(self, deep=False):
+        return {"size": self.size, "mode": self.mode}
+
+
+def test_chain_json_is_structured_and_the_folder_key_unchanged(tmp_path):
+    import hashlib
+
+    d = FeatureCache(tmp_path).block_dir([_Step(512)], "blk", _Step(mode="b"))
+    # the folder key is the sha256 of the step_key texts, as before chain.json was structured
+    name = f"{__name__}._Step"
+    old_key = f"mammo-featcache-v1\n{name}[('mode', 'a'), ('size', 512)]\n{name}[('mode', 'b'), ('size', 256)]"
+    assert d.name == f"blk-{hashlib.sha256(old_key.encode()).hexdigest()[:20]}"
+    chain = json.loads((d / "chain.json").read_text())
+    assert chain["format"] == 2 and chain["version"] == "1" and chain["block"] == "blk"
+    assert chain["chain"] == [{"class": name, "params": {"mode": "a", "size": 512}},
+                              {"class": name, "params": {"mode": "b", "size": 256}}]
+    stale, what = caches._feature_summary(d)
+    assert not stale and what == "_Step(size=512) > _Step(mode='b')"
+
+
+def test_old_chain_json_is_described_and_rewritten_on_use(tmp_path):
+    """A chain.json written before the structured format: same folder, so its features are still read."""
+    fc = FeatureCache(tmp_path / "features")
+    steps, block = [ImageReader(), BreastCropper(size=512), Enhancer()], GLCMFeatures()
+    d = fc.block_dir(steps, "glcm", block)
+    from mammo.featcache import chain_key
+
+    (d / "chain.json").write_text(json.dumps({"block": "glcm", "chain": chain_key(steps, block).split("\n")}))
+    (e,) = [e for e in caches.scan(tmp_path) if e.area == "features"]
+    assert not e.stale and e.what.startswith("ImageReader > BreastCropper > Enhancer > GLCMFeatures (old chain.json")
+    assert fc.block_dir(steps, "glcm", block) == d
+    assert json.loads((d / "chain.json").read_text())["format"] == 2
+    (e,) = [e for e in caches.scan(tmp_path) if e.area == "features"]
+    assert e.what == "ImageReader() > BreastCropper(size=512) > Enhancer() > GLCMFeatures()"
