@@ -26,8 +26,9 @@ import psutil
 import requests
 from PIL import Image
 
+from mammo.testing import synthetic_mammogram
 from mammo.webapp import create_app, make_server
-from mammo.webapp.demo import fit_demo_model, synthetic_mammogram
+from mammo.webapp.demo import fit_demo_model
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dphi-sprint31" / "train" / "Image_1.jpg"
 
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
         img = Image.open(args.image).convert("L").resize((224, 224))
         source = args.image
     else:
-        img = Image.fromarray(synthetic_mammogram(np.random.default_rng(0), 3, 224)).resize((224, 224))
+        img = Image.fromarray(synthetic_mammogram(np.random.default_rng(0), 3, shape=(224, 224), uint8=True))
         source = "synthetic"
     buf = io.BytesIO()
     img.save(buf, format="PNG")

@@ -914,42 +914,10 @@ def audit(
     return report
 
 
-def augment_like_dphi(image: np.ndarray, rng: np.random.Generator, *, size: int = 224,
-                      enhanced: bool | None = None) -> np.ndarray:
-    """One DPhi-style augmented copy of a grey image, for building ground truth.
+def __getattr__(name: str) -> Any:
+    # the DPhi augmentation simulator moved to mammo.testing (it is for tests)
+    if name in ("augment_like_dphi", "simulate_copies"):
+        from . import testing
 
-    Resize to ``size`` x ``size``, rotate by any angle with black fill, random
-    horizontal/vertical flips, zoom 1.0-1.3 (centre crop), shift up to 10 % with black
-    fill, and (with probability 1/2 unless ``enhanced`` is given) a CLAHE-enhanced
-    rendering instead of the plain one.
-    """
-    from skimage.exposure import equalize_adapthist
-    from skimage.transform import AffineTransform, resize, rotate, warp
-
-    im = resize(np.asarray(image, dtype=np.float32), (size, size), anti_aliasing=True, preserve_range=True)
-    if enhanced if enhanced is not None else rng.random() < 0.5:
-        im = equalize_adapthist(np.clip(im, 0, 1), clip_limit=0.02)
-    im = rotate(im, rng.uniform(0, 360), resize=False, mode="constant", cval=0.0, order=1)
-    if rng.random() < 0.5:
-        im = im[:, ::-1]
-    if rng.random() < 0.5:
-        im = im[::-1]
-    zoom = rng.uniform(1.0, 1.3)
-    shift = rng.uniform(-0.1, 0.1, size=2) * size
-    c = size / 2
-    # output pixel -> input pixel: scale about the centre, then shift
-    tf = AffineTransform(translation=(-c, -c)) + AffineTransform(scale=1 / zoom) + AffineTransform(translation=(c + shift[0], c + shift[1]))
-    im = warp(np.ascontiguousarray(im), tf, mode="constant", cval=0.0, order=1)
-    return np.clip(im, 0, 1).astype(np.float32)
-
-
-def simulate_copies(images: Sequence[np.ndarray], n_copies: int, *, seed: int = 0,
-                    size: int = 224) -> tuple[list[np.ndarray], np.ndarray]:
-    """``n_copies`` DPhi-style augmented copies of each image, with the true groups."""
-    rng = np.random.default_rng(seed)
-    out, truth = [], []
-    for k, im in enumerate(images):
-        for c in range(n_copies):
-            out.append(augment_like_dphi(im, rng, size=size, enhanced=bool(c % 2)))
-            truth.append(k)
-    return out, np.array(truth)
+        return getattr(testing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,21 @@
-"""Shared fixtures: synthetic mammograms, the real-data folder, and offline CNN weights."""
+"""Shared fixtures: synthetic mammograms, the real-data folder, and offline CNN weights.
+
+The synthetic images come from :mod:`mammo.testing`; test functions get them through
+the fixtures here (``mammogram``, ``synthetic_set``, ``dphi_copies``). Module-level
+helpers that write whole data sets to disk import :mod:`mammo.testing` themselves.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from mammo.testing import simulate_copies, synthetic_mammogram
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
@@ -38,32 +46,6 @@ needs_weights = pytest.mark.skipif(
     not weights_available() and not WEIGHTS_FILE.is_file(),
     reason="MobileNetV2 ImageNet weights not found in $KERAS_HOME/models nor ../shared/weights",
 )
-
-
-def synthetic_mammogram(rng, density: int = 2, tumour: int = 0, shape=(192, 160), side="left", inverted=False):
-    """A grey image that looks enough like a mammogram to exercise every step.
-
-    A bright half-ellipse breast against the chest wall on ``side``, textured
-    noise whose brightness and fraction of dense blobs grow with ``density``,
-    a small bright spiculated blob when ``tumour``, and a film label in a
-    background corner that segmentation must drop.
-    """
-    h, w = shape
-    rows, cols = np.mgrid[0:h, 0:w]
-    cx = 0 if side == "left" else w - 1
-    breast = ((rows - h / 2) / (0.42 * h)) ** 2 + ((cols - cx) / (0.7 * w)) ** 2 <= 1
-    img = np.full(shape, 0.03, np.float32) + rng.normal(0, 0.01, shape).astype(np.float32)
-    tissue = 0.35 + 0.08 * density + 0.05 * rng.standard_normal(shape)
-    blobs = rng.random(shape) < 0.01 * density
-    tissue = tissue + 0.25 * np.minimum(1, _blur(blobs.astype(np.float32), 3) * 8)
-    img[breast] = tissue[breast]
-    if tumour:
-        r0, c0 = int(h * rng.uniform(0.35, 0.65)), int(abs(cx - w * rng.uniform(0.2, 0.4)))
-        spot = ((rows - r0) ** 2 + (cols - c0) ** 2) < (0.05 * h) ** 2
-        img[spot & breast] = 0.95
-    img[4:14, w - 24 if side == "left" else 8 : w - 8 if side == "left" else 24] = 1.0  # film label
-    img = np.clip(img, 0, 1)
-    return 1 - img if inverted else img
 
 
 def write_dicom(arr: np.ndarray, dest, *, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
@@ -104,12 +86,6 @@ def write_dicom(arr: np.ndarray, dest, *, photometric: str = "MONOCHROME2", bits
     return dest
 
 
-def _blur(a, sigma):
-    from scipy.ndimage import gaussian_filter
-
-    return gaussian_filter(a, sigma)
-
-
 @pytest.fixture(scope="session")
 def synthetic_set(tmp_path_factory):
     """48 synthetic mammograms saved as PNG, with density (1-4) and tumour (0/1) labels."""
@@ -147,6 +123,31 @@ def texture_model_path(texture_model, tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def mammogram(rng):
+    """:func:`mammo.testing.synthetic_mammogram` drawing from the test's ``rng``: ``mammogram(density=3)``."""
+    return functools.partial(synthetic_mammogram, rng)
+
+
+def _original(rng: np.random.Generator, k: int = 0) -> np.ndarray:
+    """A distinct original for the grouping tests: structured tissue, no film label (it would match across originals)."""
+    return synthetic_mammogram(rng, 1 + k % 4, 0, (256, 256), "left" if k % 2 else "right", structure=True,
+                               film_label=False)
+
+
+@pytest.fixture
+def original(rng):
+    """One original mammogram for the duplicate-grouping tests, from the test's ``rng``."""
+    return _original(rng)
+
+
+@pytest.fixture(scope="session")
+def dphi_copies():
+    """6 originals x 10 DPhi-style augmented copies (:func:`mammo.testing.simulate_copies`), and the true groups."""
+    rng = np.random.default_rng(7)
+    return simulate_copies([_original(rng, k) for k in range(6)], 10, seed=3)
 
 
 def run_until_closed(server) -> None:

@@ -9,7 +9,7 @@ import pytest
 from skimage.feature import local_binary_pattern
 from sklearn.base import clone
 
-from conftest import needs_weights, require_data, synthetic_mammogram
+from conftest import needs_weights, require_data
 from mammo.features import BreastCropper, CNNActivations, CNNEmbedding, Enhancer, GLCMFeatures, LBPFeatures, read_image
 from mammo.features.region import Mammogram, breast_mask, crop_breast, is_inverted
 from mammo.features.texture import glcm_features, lbp8_uniform, lbp_features
@@ -42,8 +42,8 @@ def test_bad_params_raise_in_fit_not_init(est):
 
 
 # ------------------------------------------------------------------ region
-def test_crop_finds_breast_drops_label_and_flips(rng):
-    img = synthetic_mammogram(rng, side="right")
+def test_crop_finds_breast_drops_label_and_flips(mammogram):
+    img = mammogram(side="right")
     m = crop_breast(img, size=None)
     assert m.flipped and not m.inverted
     # The film label sat in a background corner: it is outside the crop or blanked.
@@ -53,15 +53,15 @@ def test_crop_finds_breast_drops_label_and_flips(rng):
     assert m.mask.mean() > 0.6  # cropped tightly
 
 
-def test_inverted_image_is_detected_and_undone(rng):
-    img = synthetic_mammogram(rng, density=3)
+def test_inverted_image_is_detected_and_undone(mammogram):
+    img = mammogram(density=3)
     normal, inverted = crop_breast(img), crop_breast(1 - img)
     assert not normal.inverted and inverted.inverted and is_inverted(1 - img)
     np.testing.assert_allclose(normal.pixels, inverted.pixels, atol=1e-5)
 
 
-def test_mask_is_largest_component_and_resize_keeps_aspect(rng):
-    img = synthetic_mammogram(rng, shape=(300, 200))
+def test_mask_is_largest_component_and_resize_keeps_aspect(mammogram):
+    img = mammogram(shape=(300, 200))
     mask = breast_mask(img)
     assert mask.shape == img.shape and not mask[4:14, -24:-8].any()
     m = BreastCropper(size=128).fit_transform([img])[0]
@@ -74,8 +74,8 @@ def test_constant_image_does_not_crash():
 
 
 # ------------------------------------------------------------------ enhance
-def test_enhancement_raises_local_contrast_and_stays_in_range(rng):
-    m = crop_breast(synthetic_mammogram(rng, density=2))
+def test_enhancement_raises_local_contrast_and_stays_in_range(mammogram):
+    m = crop_breast(mammogram(density=2))
     out = Enhancer().fit_transform([m])[0]
     assert out.pixels.min() >= 0 and out.pixels.max() <= 1
     inside = m.mask
@@ -140,8 +140,8 @@ def test_transformers_pickle_without_fitted_surprises(rng):
 
 # ------------------------------------------------------------------ CNN
 @needs_weights
-def test_cnn_embedding_shape_batches_and_pickle(rng):
-    imgs = [synthetic_mammogram(rng, d) for d in (1, 2, 3)]
+def test_cnn_embedding_shape_batches_and_pickle(mammogram):
+    imgs = [mammogram(d) for d in (1, 2, 3)]
     est = CNNEmbedding(batch_size=2).fit(imgs)
     X = est.transform(imgs)
     assert X.shape == (3, 1280) and np.isfinite(X).all() and X.std() > 0
@@ -153,10 +153,10 @@ def test_cnn_embedding_shape_batches_and_pickle(rng):
 
 
 @needs_weights
-def test_cnn_multi_layer_embedding(rng):
+def test_cnn_multi_layer_embedding(mammogram):
     from mammo.features.cnn import MULTI_LAYERS, n_features
 
-    imgs = [synthetic_mammogram(rng, d) for d in (1, 4)]
+    imgs = [mammogram(d) for d in (1, 4)]
     last = CNNEmbedding().fit(imgs).transform(imgs)
     multi = CNNEmbedding(layers="multi", backend="onnx").fit(imgs)
     X = multi.transform(imgs)
@@ -181,12 +181,12 @@ def test_cnn_multi_layer_embedding(rng):
 
 
 @needs_weights
-def test_cnn_activations_are_the_backbone_map_at_the_cut(rng):
+def test_cnn_activations_are_the_backbone_map_at_the_cut(mammogram):
     import keras
 
     from mammo.features.cnn import FINETUNE_CUT, load_backbone
 
-    imgs = [synthetic_mammogram(rng, d) for d in (1, 4, 2)]
+    imgs = [mammogram(d) for d in (1, 4, 2)]
     est = CNNActivations(batch_size=2).fit(imgs)
     A = est.transform(imgs)
     assert est.map_shape_ == (14, 14, 96) and A.shape == (3, 14 * 14 * 96) == (3, len(est.get_feature_names_out()))
@@ -217,20 +217,20 @@ def test_cnn_embedding_pickled_before_layers_existed_loads_as_last():
 
 
 @needs_weights
-def test_onnx_and_keras_backends_agree(rng):
-    imgs = [synthetic_mammogram(rng, d) for d in (1, 4)]
+def test_onnx_and_keras_backends_agree(mammogram):
+    imgs = [mammogram(d) for d in (1, 4)]
     onnx = CNNEmbedding(backend="onnx").fit(imgs).transform(imgs)
     keras = CNNEmbedding(backend="keras").fit(imgs).transform(imgs)
     assert np.abs(onnx - keras).max() <= 1e-4
 
 
 @needs_weights
-def test_cnn_weights_from_path_and_missing_file(tmp_path, rng):
+def test_cnn_weights_from_path_and_missing_file(tmp_path, mammogram):
     from conftest import WEIGHTS_FILE
 
     from mammo.features.cnn import WeightsUnavailableError
 
-    img = [synthetic_mammogram(rng)]
+    img = [mammogram()]
     by_path = CNNEmbedding(weights=str(WEIGHTS_FILE), backend="keras").fit(img)
     np.testing.assert_allclose(by_path.transform(img), CNNEmbedding(backend="keras").fit(img).transform(img), atol=1e-5)
     with pytest.raises(WeightsUnavailableError, match="not found"):

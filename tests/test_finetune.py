@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import WEIGHTS_FILE, needs_weights, synthetic_mammogram
+from conftest import WEIGHTS_FILE, needs_weights
 
 pytestmark = needs_weights
 
@@ -61,14 +61,14 @@ def test_fine_tuning_leaves_the_shared_backbone_and_batchnorm_statistics_untouch
         np.testing.assert_array_equal(a, b)
 
 
-def test_fine_tuning_learns_a_visual_signal_under_grouped_folds(rng):
+def test_fine_tuning_learns_a_visual_signal_under_grouped_folds(rng, mammogram):
     from mammo.features import CNNActivations
     from mammo.train_pipeline import finetune_cv, make_folds
 
     # 20 "originals" per class, 2 copies each (noise differs); tumours are bright blobs
     y = np.repeat(np.arange(40) % 2, 2)
     g = np.repeat(np.arange(40), 2).astype(str)
-    imgs = [synthetic_mammogram(rng, density=2, tumour=int(t), shape=(96, 96)) for t in y]
+    imgs = [mammogram(density=2, tumour=int(t), shape=(96, 96)) for t in y]
     act = CNNActivations(weights=W, input_size=SIZE).fit(imgs)
     maps = act.transform(imgs)
     folds = make_folds(y, g, 2, 0)

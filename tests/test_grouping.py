@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from scipy import ndimage as ndi
 from sklearn.metrics import adjusted_rand_score
 
 from mammo.grouping import (
@@ -24,45 +23,21 @@ from mammo.grouping import (
     find_duplicate_groups,
     group_report,
     image_signature,
-    simulate_copies,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
-def _fake_mammogram(rng: np.random.Generator, size: int = 256) -> np.ndarray:
-    """A bright half-ellipse 'breast' on black with multi-scale random texture and blobs."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    a, b = rng.uniform(0.55, 0.8), rng.uniform(0.35, 0.45)
-    cy = rng.uniform(0.45, 0.55)
-    mask = ((xx / a) ** 2 + ((yy - cy) / b) ** 2) < 1
-    tex = sum(ndi.gaussian_filter(rng.normal(size=(size, size)), s) * s for s in (1.5, 4, 10))
-    tex = (tex - tex.min()) / (tex.max() - tex.min())
-    for _ in range(4):
-        y0, x0, r = rng.uniform(0.3, 0.7), rng.uniform(0.1, 0.5), rng.uniform(0.02, 0.06)
-        tex += 0.4 * np.exp(-(((yy - y0) ** 2 + (xx - x0) ** 2) / r**2))
-    img = np.where(mask, 0.25 + 0.6 * tex / tex.max(), 0.05)
-    return np.clip(img, 0, 1).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def synthetic():
-    rng = np.random.default_rng(7)
-    originals = [_fake_mammogram(rng) for _ in range(6)]
-    return simulate_copies(originals, 10, seed=3)
-
-
-def test_signature_shape_and_blank():
-    rng = np.random.default_rng(0)
-    sig = image_signature(_fake_mammogram(rng))
+def test_signature_shape_and_blank(original):
+    sig = image_signature(original)
     assert sig.ndim == 2 and sig.shape[1] == 131 and len(sig) > 20
     assert set(np.unique(sig[:, 2])) == {0.0, 1.0}  # image and mirror
     assert image_signature(np.zeros((64, 64))).shape == (0, 131)
 
 
-def test_synthetic_copies_are_grouped_exactly(synthetic, tmp_path):
-    images, truth = synthetic
+def test_synthetic_copies_are_grouped_exactly(dphi_copies, tmp_path):
+    images, truth = dphi_copies
     groups, det = find_duplicate_groups(images, progress=False, cache_dir=tmp_path, return_details=True)
     assert adjusted_rand_score(truth, groups) == 1.0, group_report(groups, truth)
     assert len(set(groups)) == 6
@@ -72,9 +47,9 @@ def test_synthetic_copies_are_grouped_exactly(synthetic, tmp_path):
     assert (find_duplicate_groups(images, progress=False, cache_dir=tmp_path) == groups).all()
 
 
-def test_mirror_rows_are_sift_of_the_mirror_image():
+def test_mirror_rows_are_sift_of_the_mirror_image(original):
     """The derived mirror keypoints are what SIFT finds on the mirrored image."""
-    im = _fake_mammogram(np.random.default_rng(1))
+    im = original
     sig = image_signature(im)
     mirrored = sig[sig[:, 2] == 1]
     direct = image_signature(im[:, ::-1].copy())
@@ -103,10 +78,10 @@ def _reference_inliers(a: np.ndarray, b: np.ndarray, ratio: float = 0.8, reproj:
     return best
 
 
-def test_matrix_product_matching_agrees_with_bfmatcher(synthetic):
+def test_matrix_product_matching_agrees_with_bfmatcher(dphi_copies):
     from mammo.grouping import _match_inliers, _signature_parts
 
-    images, truth = synthetic
+    images, truth = dphi_copies
     idx = [0, 1, 2, 5, 10, 11, 20, 35, 59]
     parts = {i: _signature_parts(images[i]) for i in idx}
     rows = {i: image_signature(images[i]) for i in idx}
@@ -123,8 +98,8 @@ def test_matrix_product_matching_agrees_with_bfmatcher(synthetic):
     assert min(same) >= 15 and max(other) < 15, scores
 
 
-def test_identical_images_are_signed_once(synthetic, tmp_path):
-    images, truth = synthetic
+def test_identical_images_are_signed_once(dphi_copies, tmp_path):
+    images, truth = dphi_copies
     images = list(images[:20])
     dup = images + [images[3].copy(), images[15].copy()]
     groups, det = find_duplicate_groups(dup, progress=False, cache_dir=tmp_path, return_details=True)
@@ -152,8 +127,8 @@ def test_audit_split_finds_leaks():
     assert audit_split([0, 0, 1], ["train", "train", "test"]).empty
 
 
-def test_audit_cli_detects_leaky_split(synthetic, tmp_path):
-    images, truth = synthetic
+def test_audit_cli_detects_leaky_split(dphi_copies, tmp_path):
+    images, truth = dphi_copies
     folder = tmp_path / "imgs"
     folder.mkdir()
     names = []
@@ -192,8 +167,8 @@ def test_audit_errors(tmp_path):
         audit(tmp_path / "empty", tmp_path / "out")
 
 
-def test_contact_sheet(synthetic, tmp_path):
-    images, truth = synthetic
+def test_contact_sheet(dphi_copies, tmp_path):
+    images, truth = dphi_copies
     contact_sheet(images, truth, tmp_path / "s.png", max_groups=3, per_group=4, thumb=32)
     im = Image.open(tmp_path / "s.png")
     assert im.size == (110 + 4 * 34, 3 * 34)
@@ -224,8 +199,8 @@ def count_groupings(monkeypatch):
     return calls
 
 
-def test_result_cache_returns_the_uncached_result(synthetic, tmp_path, count_groupings, monkeypatch):
-    images = synthetic[0][:30]
+def test_result_cache_returns_the_uncached_result(dphi_copies, tmp_path, count_groupings, monkeypatch):
+    images = dphi_copies[0][:30]
     ref, ref_det = find_duplicate_groups(images, progress=False, cache_dir=False, return_details=True)
     assert len(count_groupings) == 1
     assert not (tmp_path / "groups").exists()
@@ -250,8 +225,8 @@ def test_result_cache_returns_the_uncached_result(synthetic, tmp_path, count_gro
     assert len(count_groupings) == 2
 
 
-def test_result_cache_misses_on_parameters_content_and_corruption(synthetic, tmp_path, count_groupings):
-    images = synthetic[0][:30]
+def test_result_cache_misses_on_parameters_content_and_corruption(dphi_copies, tmp_path, count_groupings):
+    images = dphi_copies[0][:30]
     folder = tmp_path / "imgs"
     folder.mkdir()
     paths = []
@@ -291,8 +266,8 @@ def test_result_cache_misses_on_parameters_content_and_corruption(synthetic, tmp
     assert len(count_groupings) == n + 3
 
 
-def test_result_does_not_depend_on_n_jobs(synthetic):
-    images = synthetic[0][:30]
+def test_result_does_not_depend_on_n_jobs(dphi_copies):
+    images = dphi_copies[0][:30]
     g1, d1 = find_duplicate_groups(images, progress=False, cache_dir=False, n_jobs=1, return_details=True)
     g2, d2 = find_duplicate_groups(images, progress=False, cache_dir=False, n_jobs=2, return_details=True)
     assert np.array_equal(g1, g2)

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import needs_weights, synthetic_mammogram
+from conftest import needs_weights
 from mammo.classifiers import load_model, make_pipeline
 from mammo.featcache import FeatureCache
+from mammo.testing import synthetic_mammogram
 from mammo.train_pipeline import (
     TrainingDataError,
     check_task_data,

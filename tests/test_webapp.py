@@ -20,7 +20,8 @@ from conftest import run_until_closed, write_dicom  # noqa: E402
 from mammo.classifiers import load_model  # noqa: E402
 from mammo.webapp import ModelLoadError, create_app, make_server, serve  # noqa: E402
 from mammo.webapp.__main__ import main as cli_main  # noqa: E402
-from mammo.webapp.demo import fit_demo_model, synthetic_mammogram  # noqa: E402
+from mammo.testing import synthetic_mammogram  # noqa: E402
+from mammo.webapp.demo import fit_demo_model  # noqa: E402
 from mammo.webapp.inference import (  # noqa: E402
     Crop,
     UploadError,
@@ -69,8 +70,14 @@ def png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def demo_image(seed: int = 1, density: int = 3, size: int = 160) -> np.ndarray:
+    """A uint8 synthetic mammogram like the demo model's (``size`` tall, 0.8 x ``size`` wide)."""
+    return synthetic_mammogram(np.random.default_rng(seed), density, shape=(size, int(size * 0.8)), film_label=False,
+                               uint8=True)
+
+
 def mammo_png(seed: int = 1, density: int = 3, size: int = 160) -> bytes:
-    return png(synthetic_mammogram(np.random.default_rng(seed), density, size))
+    return png(demo_image(seed, density, size))
 
 
 def token(client) -> str:
@@ -181,7 +188,7 @@ def test_api_predict_matches_the_model(client, model_path):
     [{"crop": "8,20,100,120"}, {"crop": " 8, 20 ,100,120 "}, {"crop_x": "8", "crop_y": "20", "crop_w": "100", "crop_h": "120"}],
 )
 def test_api_predict_applies_the_crop(client, model_path, crop_fields):
-    raw = synthetic_mammogram(np.random.default_rng(7), 2)
+    raw = demo_image(7, 2)
     resp = api_post(client, {"file": upload(png(raw)), **crop_fields})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
@@ -203,7 +210,7 @@ def test_api_predict_heatmap(client):
 
 
 def test_api_predict_dicom_and_tiff(client):
-    arr = (synthetic_mammogram(np.random.default_rng(2), 2).astype(np.uint16) * 16)  # 12-bit
+    arr = demo_image(2, 2).astype(np.uint16) * 16  # 12-bit
     resp = api_post(client, {"file": upload(dicom_bytes(arr), "scan.dcm")})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     buf = io.BytesIO()
@@ -213,7 +220,7 @@ def test_api_predict_dicom_and_tiff(client):
 
 
 def test_preview_returns_thumbnail_and_original_size(app, client):
-    big = synthetic_mammogram(np.random.default_rng(4), 1, size=900)  # 720 x 900
+    big = demo_image(4, 1, size=900)  # 720 x 900
     for data in (png(big), dicom_bytes(big.astype(np.uint16) * 16)):
         resp = client.post("/api/preview", data={"file": upload(data)}, content_type="multipart/form-data")
         assert resp.status_code == 200
@@ -527,7 +534,7 @@ def test_cnn_model_predicts_with_heatmap_in_time(tmp_path_factory):
         pytest.skip(f"MobileNetV2 weights not in {keras_home}/models (set KERAS_HOME)")
     path = fit_demo_model(tmp_path_factory.mktemp("cnn") / "cnn.joblib", n=16, feature_set="cnn")
     client = create_app({"MAMMO_MODEL": str(path), "TESTING": True}).test_client()
-    img = png(synthetic_mammogram(np.random.default_rng(11), 3, size=224))
+    img = png(demo_image(11, 3, size=224))
     t0 = time.perf_counter()
     resp = api_post(client, {"file": upload(img), "heatmap": "1"})
     elapsed = time.perf_counter() - t0
@@ -538,12 +545,11 @@ def test_cnn_model_predicts_with_heatmap_in_time(tmp_path_factory):
     assert elapsed < 15, f"CNN prediction + heatmap took {elapsed:.1f} s"
 
 
-def test_enhanced_view_of_a_model_trained_without_enhancement(tmp_path):
+def test_enhanced_view_of_a_model_trained_without_enhancement(tmp_path, mammogram):
     from mammo.classifiers import MammogramModel, make_pipeline
     from mammo.features.enhance import enhance
 
-    rng = np.random.default_rng(0)
-    images = [synthetic_mammogram(rng, density=1 + i % 4) for i in range(16)]
+    images = [mammogram(density=1 + i % 4) for i in range(16)]
     model = MammogramModel({t: make_pipeline(t, "texture", "svm", enhance=False) for t in ("density", "tumour")})
     model.fit(images, density=[1 + i % 4 for i in range(16)], tumour=[i % 2 for i in range(16)])
     path = model.save(tmp_path / "plain.joblib")

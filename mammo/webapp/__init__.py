@@ -137,11 +137,12 @@ def _load(path, manifest) -> tuple[MammogramModel, dict]:
 
 
 def _warm_up(model: MammogramModel) -> None:
-    from .demo import synthetic_mammogram
     import numpy as np
 
+    from ..testing import synthetic_mammogram
+
     try:
-        model.predict_proba([synthetic_mammogram(np.random.default_rng(0), 2, 96).astype(np.float32) / 255])
+        model.predict_proba([synthetic_mammogram(np.random.default_rng(0), 2, shape=(96, 76))])
     except Exception as exc:  # e.g. CNN weights unavailable: fail at start-up, not on the first upload
         raise ModelLoadError(f"The model loaded but cannot predict: {type(exc).__name__}: {exc}") from exc
 
