@@ -1,12 +1,150 @@
-"""Find augmented copies of the same mammogram in a folder and audit a split for leakage.
+"""``mammo audit``: find augmented copies of the same mammogram in a folder and audit a split for leakage.
 
-Thin command-line wrapper around :func:`mammo.grouping.audit`.
+:func:`audit` runs :func:`mammo.grouping.find_duplicate_groups` on a user's images and
+writes what a person checks: the groups, their sizes (the same plot as the training
+report's, :func:`mammo.evaluation.plot_group_sizes`), contact sheets, label purity and
+the groups a split puts on both sides.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .conventions import IMAGE_SUFFIXES, list_images
+
+__all__ = ["audit", "main"]
+
+_LABEL_COLUMNS = ("label", "labels", "class")
+_SPLIT_COLUMNS = ("split", "set", "subset", "fold", "partition")
+
+
+def _key_table(csv: str | os.PathLike, value_cols: Sequence[str], what: str) -> pd.DataFrame:
+    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    cols = {c.lower(): c for c in df.columns}
+    key = next((cols[c] for c in ("path", "filename", "file", "image") if c in cols), None)
+    if key is None:
+        raise ValueError(f"{csv}: the {what} CSV needs a path or filename column; found {list(df.columns)}")
+    val = next((cols[c] for c in value_cols if c in cols), None)
+    if val is None:
+        others = [c for c in df.columns if c != key]
+        if len(others) != 1:
+            raise ValueError(f"{csv}: cannot tell which column is the {what}; name it one of {list(value_cols)}")
+        val = others[0]
+    return pd.DataFrame({"key": df[key].astype(str), "value": df[val].astype(str)})
+
+
+def _lookup(paths: Sequence[str], table: pd.DataFrame, base: Path, what: str) -> np.ndarray:
+    """Match table rows to image paths by absolute path, path relative to base, or file name."""
+    by_key = dict(zip(table["key"], table["value"]))
+    out, missing = [], []
+    for p in paths:
+        pp = Path(p)
+        cands = [str(pp), str(pp.relative_to(base)) if pp.is_relative_to(base) else None, pp.name]
+        v = next((by_key[c] for c in cands if c is not None and c in by_key), None)
+        if v is None:
+            missing.append(pp.name)
+        out.append(v)
+    if missing:
+        raise ValueError(f"the {what} CSV has no row for {len(missing)} images, e.g. {', '.join(missing[:3])}")
+    return np.asarray(out, dtype=object)
+
+
+def _image_paths(source: Path) -> tuple[Path, list[str]]:
+    """(base folder, image paths) of a folder (recursive) or of a CSV listing them."""
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder")
+    if source.is_dir():
+        base = source.resolve()
+        paths = list_images(base)
+    else:
+        base = source.resolve().parent
+        t = _key_table(source, ["label"], "image list")
+        paths = [str(Path(k) if os.path.isabs(k) else (base / k).resolve()) for k in t["key"]]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"{source}: {len(missing)} listed images do not exist, e.g. {', '.join(missing[:3])}")
+    if not paths:
+        raise ValueError(f"{source}: no images found (suffixes {', '.join(IMAGE_SUFFIXES)})")
+    return base, paths
+
+
+def audit(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    labels_csv: str | os.PathLike | None = None,
+    split_csv: str | os.PathLike | None = None,
+    n_jobs: int = 1,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    n_sheets: int = 3,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Group a user's images by original and check a split for leakage.
+
+    Parameters
+    ----------
+    source : path
+        A folder of images (searched recursively) or a CSV with a ``path`` or
+        ``filename`` column (relative to the CSV's folder).
+    out_dir : path
+        Receives ``groups.csv``, ``group_sizes.png``, ``contact_sheet_N.png``,
+        ``report.json`` and, with a split, ``leaks.csv``.
+    labels_csv : path, optional
+        path/filename + label columns: reports groups that mix labels.
+    split_csv : path, optional
+        path/filename + a split column (``split``, ``set``, ``subset``, ``fold``, or the
+        only other column): reports every group with images on more than one side.
+    n_jobs, progress, cache_dir, **kwargs
+        Passed to :func:`mammo.grouping.find_duplicate_groups`.
+
+    Returns
+    -------
+    dict
+        The report, as written to ``report.json``; ``n_leaking_groups`` is set when a
+        split is given.
+    """
+    from . import evaluation as ev
+    from .grouping import audit_split, contact_sheet, find_duplicate_groups, group_report
+
+    source = Path(source)
+    base, paths = _image_paths(source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    groups, details = find_duplicate_groups(paths, n_jobs=n_jobs, progress=progress, cache_dir=cache_dir,
+                                            return_details=True, **kwargs)
+    rel = [str(Path(p).relative_to(base)) if Path(p).is_relative_to(base) else p for p in paths]
+    table = pd.DataFrame({"path": rel, "group": groups})
+    labels = split = None
+    if labels_csv is not None:
+        labels = _lookup(paths, _key_table(labels_csv, _LABEL_COLUMNS, "label"), base, "label")
+        table["label"] = labels
+    if split_csv is not None:
+        split = _lookup(paths, _key_table(split_csv, _SPLIT_COLUMNS, "split"), base, "split")
+        table["split"] = split
+    table.to_csv(out / "groups.csv", index=False)
+    report = group_report(groups, labels)
+    report["source"] = str(source)
+    report["grouping"] = {k: v for k, v in details.items() if k not in ("edges", "verified", "best_inliers")}
+    ev.plot_group_sizes(groups, out / "group_sizes.png", title=f"{len(paths)} images")
+    for k in range(n_sheets):
+        contact_sheet(paths, groups, out / f"contact_sheet_{k + 1}.png", seed=k)
+    if split is not None:
+        leaks = audit_split(groups, split, rel)
+        leaks.to_csv(out / "leaks.csv", index=False)
+        report["n_leaking_groups"] = int(len(leaks))
+        report["n_leaking_images"] = int(leaks["size"].sum()) if len(leaks) else 0
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
 
 EPILOG = """\
 outputs in --out:
@@ -47,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default=None, help="signature cache (default $MAMMO_CACHE_DIR or ~/.cache/mammo)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-
-    from mammo.grouping import audit
 
     try:
         rep = audit(a.source, a.out, labels_csv=a.labels, split_csv=a.split, n_jobs=a.jobs,

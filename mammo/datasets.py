@@ -239,8 +239,8 @@ def load_dphi(
     groups : "auto", "filename" or array
         "auto": near-duplicate groups found from the pixels with
         :func:`mammo.grouping.find_duplicate_groups`; the result is cached under
-        ``cache_dir`` (for DPhi a warm call takes about a second, a cold one 1-2 min
-        on 2 cores);
+        ``cache_dir``, so a second call only hashes the files (timings in
+        docs/grouping.md);
         "filename": one group per image (leaky, for the deliberate leaky baseline only);
         an array: one group id per CSV row.
     n_jobs, progress, cache_dir

@@ -49,11 +49,13 @@ FEATURES_VERSION = "1"
 #: Folder-name prefix of the duplicate-grouping signatures; ``mammo cache`` treats
 #: every ``<prefix><n>`` folder but the current one as stale.
 SIGNATURE_PREFIX = "sift-clahe-v"
-#: Grouping signatures per image: bump when ``image_signature`` or its key changes.
-SIGNATURE_VERSION = f"{SIGNATURE_PREFIX}3"
+#: Grouping signatures per image: bump when ``image_signature`` or its key changes
+#: (v4: the key became the shared content sha256 instead of a sha1 of the bytes).
+SIGNATURE_VERSION = f"{SIGNATURE_PREFIX}4"
 #: Final duplicate groups: bump when anything after the signatures changes
-#: (candidates, verification, passes, orphans, details) or their key does.
-GROUPS_VERSION = "dup-groups-v2"
+#: (candidates, verification, passes, orphans, details) or their key does
+#: (v3: keyed by the v4 signature keys).
+GROUPS_VERSION = "dup-groups-v3"
 #: Every on-disk cache's version, by the area ``mammo cache`` lists it under.
 VERSIONS = {"features": FEATURES_VERSION, "signatures": SIGNATURE_VERSION, "groups": GROUPS_VERSION}
 

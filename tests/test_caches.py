@@ -93,16 +93,16 @@ def test_every_cache_uses_one_root(tmp_path, monkeypatch):
     """Feature blocks, grouping signatures, ONNX models and `mammo cache` agree on the root, even for an empty variable."""
     from pathlib import Path
 
-    from mammo import grouping
     from mammo.featcache import default_cache_dir
     from mammo.features.cnn import cache_dir
+    from mammo.grouping import find
     from mammo.storage import cache_root
 
     for value, root in ((str(tmp_path), tmp_path), ("", Path.home() / ".cache" / "mammo")):
         monkeypatch.setenv("MAMMO_CACHE_DIR", value)
-        assert cache_dir() == root and grouping._cache_dir(None) == root and default_cache_dir() == root / "features"
+        assert cache_dir() == root and find._cache_dir(None) == root and default_cache_dir() == root / "features"
         assert cache_root() == root
-    assert grouping._cache_dir(tmp_path / "x") == tmp_path / "x"
+    assert find._cache_dir(tmp_path / "x") == tmp_path / "x"
 
 
 class _Step:

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 
+from mammo.audit import audit
 from mammo.grouping import (
     SIGNATURE_VERSION,
-    audit,
     audit_split,
     contact_sheet,
     find_duplicate_groups,
@@ -79,17 +79,18 @@ def _reference_inliers(a: np.ndarray, b: np.ndarray, ratio: float = 0.8, reproj:
 
 
 def test_matrix_product_matching_agrees_with_bfmatcher(dphi_copies):
-    from mammo.grouping import _match_inliers, _signature_parts
+    from mammo.grouping.signature import signature_parts
+    from mammo.grouping.verification import match_inliers
 
     images, truth = dphi_copies
     idx = [0, 1, 2, 5, 10, 11, 20, 35, 59]
-    parts = {i: _signature_parts(images[i]) for i in idx}
+    parts = {i: signature_parts(images[i]) for i in idx}
     rows = {i: image_signature(images[i]) for i in idx}
     scores = []
     for i in idx:
         for j in idx:
             if i < j:
-                ours, ref = _match_inliers(parts[i], parts[j]), _reference_inliers(rows[i], rows[j])
+                ours, ref = match_inliers(parts[i], parts[j]), _reference_inliers(rows[i], rows[j])
                 scores.append((truth[i] == truth[j], ours, ref))
                 # same matches; RANSAC draws differ with the direction of the mirror
                 assert abs(ours - ref) <= max(2, 0.1 * ref), (i, j, ours, ref)
@@ -186,16 +187,16 @@ def _same_details(a: dict, b: dict) -> None:
 @pytest.fixture()
 def count_groupings(monkeypatch):
     """Count the groupings actually computed (cache misses)."""
-    import mammo.grouping as grouping
+    from mammo.grouping import find
 
     calls = []
-    real = grouping._group_signatures
+    real = find._group_signatures
 
     def spy(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(grouping, "_group_signatures", spy)
+    monkeypatch.setattr(find, "_group_signatures", spy)
     return calls
 
 
@@ -209,12 +210,12 @@ def test_result_cache_returns_the_uncached_result(dphi_copies, tmp_path, count_g
     assert np.array_equal(first, ref)
     _same_details(first_det, ref_det)
 
-    import mammo.grouping as grouping
+    from mammo.grouping import find
 
     def fail(*args, **kwargs):
         raise AssertionError("a cache hit must not compute signatures")
 
-    monkeypatch.setattr(grouping, "_signatures", fail)
+    monkeypatch.setattr(find, "signatures", fail)
     hit, hit_det = find_duplicate_groups(images, progress=False, cache_dir=tmp_path, return_details=True)
     assert len(count_groupings) == 2  # nothing recomputed
     assert np.array_equal(hit, ref) and hit.dtype == ref.dtype

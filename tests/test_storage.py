@@ -1,4 +1,4 @@
-"""mammo.storage: one sha256, atomic writes, step records."""
+"""mammo.storage: one sha256, atomic writes, step records; mammo.conventions: one list of image suffixes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mammo import storage
+from mammo.conventions import IMAGE_SUFFIXES, list_images
 
 
 def test_one_sha256_for_files_bytes_and_arrays(tmp_path):
@@ -46,3 +47,22 @@ def test_step_record_is_step_key_as_json():
     assert rec["class"] == "mammo.features.texture.GLCMFeatures"
     assert rec["params"]["levels"] == 16 and isinstance(rec["params"]["distances"], list)
     assert storage.step_key(step).startswith("mammo.features.texture.GLCMFeatures[")
+
+
+def test_every_cache_version_is_in_the_registry():
+    from mammo import featcache, grouping
+
+    assert storage.VERSIONS == {"features": featcache.CACHE_VERSION, "signatures": grouping.SIGNATURE_VERSION,
+                                "groups": grouping.GROUPS_VERSION}
+    assert grouping.SIGNATURE_VERSION.startswith(storage.SIGNATURE_PREFIX)
+
+
+def test_image_suffixes_are_one_list(tmp_path):
+    from mammo import grouping, predict
+
+    assert ".dicom" in IMAGE_SUFFIXES and ".dcm" in IMAGE_SUFFIXES
+    assert grouping.IMAGE_SUFFIXES is IMAGE_SUFFIXES and predict.IMAGE_SUFFIXES is IMAGE_SUFFIXES
+    for name in ("b/scan.DICOM", "a.png", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert list_images(tmp_path) == [str(tmp_path / "a.png"), str(tmp_path / "b" / "scan.DICOM")]
