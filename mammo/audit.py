@@ -134,7 +134,7 @@ def audit(
     report = group_report(groups, labels)
     report["source"] = str(source)
     report["grouping"] = {k: v for k, v in details.items() if k not in ("edges", "verified", "best_inliers")}
-    ev.plot_group_sizes(groups, out / "group_sizes.png", title=f"{len(paths)} images")
+    ev.plot_group_sizes(groups, out / "group_sizes.png")
     for k in range(n_sheets):
         contact_sheet(paths, groups, out / f"contact_sheet_{k + 1}.png", seed=k)
     if split is not None:
