@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .storage import VERSIONS, SIGNATURE_PREFIX, cache_root, jsonable
+from .storage import SIGNATURE_PREFIX, VERSIONS, cache_root, jsonable
 
 __all__ = ["CacheEntry", "main", "prune", "scan"]
 

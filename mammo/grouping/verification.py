@@ -122,7 +122,8 @@ class _Verifier:
                 uf.union(i, j)
                 self.edges.append((i, j, sc))
 
-    def pairs(self, pairs: list[tuple[int, int]], bar: Any = None) -> None:
+    def verify(self, pairs: list[tuple[int, int]], bar: Any = None) -> None:
+        """Verify ``pairs`` in order, chunk by chunk (``bar``: a tqdm bar to advance)."""
         # The chunk size is fixed, not tied to n_jobs, so the result does not depend on n_jobs.
         for start in range(0, len(pairs), _VERIFY_CHUNK):
             self.chunk(pairs[start:start + _VERIFY_CHUNK])
@@ -135,10 +136,10 @@ def _component_passes(v: _Verifier, bow: np.ndarray, n_component_neighbors: int,
     """Verify pairs between nearby components until a pass merges nothing; returns the passes run."""
     n_passes = 0
     for _ in range(max_passes):
-        roots = v.uf.roots()  # fixed for the pass, as merges within it happen
+        roots = v.uf.roots()  # once per pass: its own merges do not change which pairs it verifies
         before = len(v.edges)
         for c in np.unique(roots):
-            v.pairs(component_pairs(bow, roots, c, n_component_neighbors, pairs_per_component))
+            v.verify(component_pairs(bow, roots, c, n_component_neighbors, pairs_per_component))
         n_passes += 1
         if len(v.edges) == before:
             break
@@ -181,7 +182,7 @@ def verify_pairs(sigs: list[Signature], bow: np.ndarray, order: list[tuple[int, 
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(order), desc="verify", unit="pair", mininterval=1.0)
-        v.pairs(order, bar)
+        v.verify(order, bar)
         if bar is not None:
             bar.close()
         n_passes = _component_passes(v, bow, n_component_neighbors, pairs_per_component, max_passes)
