@@ -154,18 +154,19 @@ def _size(n: int) -> str:
     return f"{n:.1f} GB"
 
 
+DESCRIPTION = ("Show what mammo's on-disk caches hold (feature blocks and the settings that made them, "
+               "duplicate-grouping signatures and groups, ONNX models) and remove entries that no current version "
+               "reads.")
+EPILOG = """\
+Examples:
+  mammo cache                # list the entries, their sizes, and which are stale
+  mammo cache --prune        # remove the stale ones
+  mammo cache --clear        # remove the whole cache (everything is recomputed on the next run)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="mammo cache",
-        description="Show what mammo's on-disk caches hold (feature blocks and the settings that made them, "
-                    "duplicate-grouping signatures and groups, ONNX models) and remove entries that no current "
-                    "version reads.",
-        epilog="Examples:\n"
-               "  mammo cache                # list the entries, their sizes, and which are stale\n"
-               "  mammo cache --prune        # remove the stale ones\n"
-               "  mammo cache --clear        # remove the whole cache (everything is recomputed on the next run)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = argparse.ArgumentParser(prog="mammo cache", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=None,
                    help="cache root (default $MAMMO_CACHE_DIR or ~/.cache/mammo)")
     action = p.add_mutually_exclusive_group()

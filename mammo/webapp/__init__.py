@@ -16,8 +16,9 @@ from pathlib import Path
 
 from flask import Flask, Request
 
-from ..classifiers import ArtifactIntegrityError, MammogramModel, file_sha256, load_model
+from ..classifiers import ArtifactIntegrityError, MammogramModel, load_model
 from ..features.io import DEFAULT_MAX_PIXELS
+from ..storage import file_sha256
 
 __all__ = ["create_app", "serve", "make_server", "ModelLoadError", "DEFAULTS"]
 
