@@ -69,9 +69,7 @@ def _defaults(qualname: str) -> dict[str, Any] | None:
 def _describe_step(step: dict) -> str:
     """A ``{"class", "params"}`` record as ``Class(params that differ from the defaults)``."""
     qualname, params = str(step.get("class", "?")), dict(step.get("params") or {})
-    defaults = _defaults(qualname)
-    if defaults is None:  # an old or foreign class: show everything recorded
-        defaults = {}
+    defaults = _defaults(qualname) or {}  # an old or foreign class: show everything recorded
     changed = ", ".join(f"{k}={v!r}" for k, v in params.items() if k not in defaults or defaults[k] != v)
     return f"{qualname.rsplit('.', 1)[-1]}({changed})"
 
