@@ -1,7 +1,8 @@
 """The ``mammo`` command: one entry point for training, serving and prediction.
 
 Each sub-command is a thin dispatcher to the module that owns it, so
-``mammo train --help`` and ``python -m mammo.train_pipeline --help`` agree.
+``mammo train --help``, ``python -m mammo.train_pipeline --help`` and
+``python train_pipeline.py --help`` (in a checkout) agree.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 
 COMMANDS = {
-    "train": ("mammo.train_pipeline", "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model"),
+    "train": ("mammo.training.cli", "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model"),
     "serve": ("mammo.webapp.__main__", "serve the upload page and JSON API for a saved model (waitress)"),
     "predict": ("mammo.predict", "predict density and tumour for files, folders or globs into a CSV"),
     "audit": ("mammo.audit", "find near-duplicate images (augmented copies) and check a train/test split for leakage"),

@@ -63,7 +63,7 @@ def test_fine_tuning_leaves_the_shared_backbone_and_batchnorm_statistics_untouch
 
 def test_fine_tuning_learns_a_visual_signal_under_grouped_folds(rng):
     from mammo.features import CNNActivations
-    from mammo.train_pipeline import finetune_cv, make_folds
+    from mammo.training import finetune_cv, make_folds
 
     # 20 "originals" per class, 2 copies each (noise differs); tumours are bright blobs
     y = np.repeat(np.arange(40) % 2, 2)
@@ -83,7 +83,7 @@ def test_fine_tuning_learns_a_visual_signal_under_grouped_folds(rng):
 
 def test_fine_tuning_does_not_warn_about_retracing(caplog, rng):
     """One new model per fold, traced once by design: no TensorFlow warning in the user's run log."""
-    from mammo.train_pipeline import finetune_cv, make_folds
+    from mammo.training import finetune_cv, make_folds
 
     g = np.repeat(np.arange(30), 2)
     y = g % 2
