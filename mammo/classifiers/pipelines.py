@@ -130,15 +130,13 @@ def make_task_pipeline(
     (:class:`~mammo.features.region.BreastCropper`), ``enhance``
     (:class:`~mammo.features.enhance.Enhancer`; with ``enhance=False`` it only
     blanks the background, so features see the breast's original grey levels),
-    ``features`` (:func:`make_features`: the
-    feature set's blocks, then any ``extra_blocks``), ``scale`` (StandardScaler) and ``reduce``
+    ``features`` (:func:`make_features`: the feature set's blocks, then any
+    ``extra_blocks``), ``scale`` (StandardScaler) and ``reduce``
     (:class:`~mammo.classifiers.estimators.CappedPCA`, at most ``svm_components``
     dimensions), both SVM only, ``select`` (the ``xgb_features`` columns with the
     highest ANOVA F, XGBoost on CNN features only) and ``clf`` (see
-    :func:`make_classifier`, which also takes ``density_decision``).
-
-    ``make_pipeline`` is an older name for this function; it is not scikit-learn's
-    :func:`sklearn.pipeline.make_pipeline`.
+    :func:`make_classifier`, which also takes ``density_decision``). Its older name
+    ``make_pipeline`` still works; it is not :func:`sklearn.pipeline.make_pipeline`.
 
     Examples
     --------
