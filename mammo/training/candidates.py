@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 from ..classifiers.pipelines import MODELS
@@ -25,7 +26,9 @@ class Candidate:
     model: str
     extra_blocks: tuple[str, ...] = ()
 
-    @property
+    # Cached: one string object per candidate, so a saved model's pickle stores a name
+    # used twice in its metadata once (byte-identical model files for identical runs).
+    @cached_property
     def name(self) -> str:
         """Its name in the report, ``metrics.json`` and the model's metadata: "texture+svm"."""
         return f"{self.feature_set}+{self.model}"
