@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
     if argv[0] == "serve" and sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
         # glibc gives each server thread its own malloc arena, which grows the
-        # server's memory by ~100 MB under concurrent load; two arenas keep it
-        # flat. Only read at process start, hence the re-exec.
+        # server's memory under concurrent load (docs/results.md); two arenas
+        # keep it flat. Only read at process start, hence the re-exec.
         os.environ["MALLOC_ARENA_MAX"] = "2"
         os.execv(sys.executable, [sys.executable, "-m", "mammo.cli", *argv])
     module = importlib.import_module(COMMANDS[argv[0]][0])
