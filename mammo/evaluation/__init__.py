@@ -6,32 +6,9 @@ any predictions (or a saved ``metrics.json``) can be scored, plotted and reporte
 ``from mammo import evaluation as ev`` gives every public name below.
 """
 
-from .metrics import (
-    PRIMARY_METRIC,
-    bootstrap_ci,
-    density_metrics,
-    fast_auc,
-    fold_summary,
-    per_breast_tumour,
-    sensitivity_at_specificity,
-    tumour_metrics,
-)
-from .plots import plot_calibration, plot_confusion, plot_group_sizes, plot_roc
-from .report import comparison_table, write_report
+from . import metrics, plots, report
+from .metrics import *  # noqa: F401,F403 - the public names are each module's __all__
+from .plots import *  # noqa: F401,F403
+from .report import *  # noqa: F401,F403
 
-__all__ = [
-    "density_metrics",
-    "tumour_metrics",
-    "sensitivity_at_specificity",
-    "bootstrap_ci",
-    "fast_auc",
-    "per_breast_tumour",
-    "fold_summary",
-    "plot_roc",
-    "plot_confusion",
-    "plot_calibration",
-    "plot_group_sizes",
-    "comparison_table",
-    "write_report",
-    "PRIMARY_METRIC",
-]
+__all__ = [*metrics.__all__, *plots.__all__, *report.__all__]

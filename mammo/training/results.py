@@ -85,8 +85,15 @@ class SelectionEstimate:
                 "selected_score": self.selected_score}
 
 
+class _Fields:
+    """``to_json()``: the dataclass's fields, in order (they are JSON-ready already)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @dataclass
-class LeakyContrast:
+class LeakyContrast(_Fields):
     """The selected candidate under a split that ignores groups (what a careless split reports)."""
 
     candidate: str
@@ -97,9 +104,6 @@ class LeakyContrast:
     test_images_with_group_in_train: float
     fit_s: float
     split: str
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -147,7 +151,7 @@ class TaskResult:
 
 
 @dataclass
-class FinalModel:
+class FinalModel(_Fields):
     """The saved model of a run: file name, its sha256, pipeline id, refit hyper-parameters, how it was chosen."""
 
     path: str
@@ -155,9 +159,6 @@ class FinalModel:
     pipeline_id: str
     params: dict
     selection: str
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
