@@ -95,13 +95,13 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from mammo.classifiers import MammogramModel, make_pipeline
+    from mammo.classifiers import MammogramModel, make_task_pipeline
     from mammo.features import BreastCropper, CNNEmbedding, Enhancer, GLCMFeatures, ImageReader, LBPFeatures
 
     paths = image_paths(args.data, args.n)
     n = len(paths)
     kw = {} if args.texture_size is None else {"texture_size": args.texture_size}
-    model = MammogramModel({t: make_pipeline(t, args.feature_set, args.model, **kw) for t in ("density", "tumour")})
+    model = MammogramModel({t: make_task_pipeline(t, args.feature_set, args.model, **kw) for t in ("density", "tumour")})
     rng = np.random.default_rng(0)
     fit_paths = image_paths(args.data, 48)
     model.fit(fit_paths, density=rng.integers(1, 5, 48), tumour=np.arange(48) % 2)

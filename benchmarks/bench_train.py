@@ -1,6 +1,6 @@
 """Wall time and peak RSS of the full DPhi comparison, cold (empty caches) and warm.
 
-Runs ``python -m mammo.train_pipeline`` in a child process twice with the same
+Runs ``mammo train`` (``python -m mammo.cli train``) in a child process twice with the same
 ``MAMMO_CACHE_DIR``: first on an empty folder (cold: duplicate-group signatures, the
 ONNX conversion of MobileNetV2 and every feature block are computed), then again
 (warm: all of them are read from the cache; only the classifiers are fitted).
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
                    help="MAMMO_CACHE_DIR to use (default: a new empty temporary folder, removed at the end)")
     p.add_argument("--only", choices=("cold", "warm", "both"), default="both")
     p.add_argument("--out", default=None, help="folder for the two run folders (default: a temporary folder)")
-    p.add_argument("extra", nargs="*", help="extra train_pipeline arguments (after --)")
+    p.add_argument("extra", nargs="*", help="extra mammo train arguments (after --)")
     args = p.parse_args(argv)
     if not Path(args.data).exists():
         print(f"data not found: {args.data}", file=sys.stderr)
@@ -93,7 +93,7 @@ def _bench(args, cache: Path, out: Path) -> int:
             continue
         if phase == "cold" and any(cache.iterdir()):
             print(f"warning: {cache} is not empty; the 'cold' run is not cold", file=sys.stderr)
-        cmd = [sys.executable, "-m", "mammo.train_pipeline", args.data, "--quiet", "--out", str(out / phase), *args.extra]
+        cmd = [sys.executable, "-m", "mammo.cli", "train", args.data, "--quiet", "--out", str(out / phase), *args.extra]
         print(f"{phase}: {' '.join(cmd)}  (MAMMO_CACHE_DIR={cache})", file=sys.stderr, flush=True)
         results[phase] = run_measured(cmd, env)
     target = {"cold": 20 * 60, "warm": 3 * 60}
@@ -104,7 +104,7 @@ def _bench(args, cache: Path, out: Path) -> int:
               f"{r['peak_tree_rss'] / 2**30:13.2f} GB {r['peak_single_rss'] / 2**30:15.2f} GB  {ok}")
     if "cold" in results and "warm" in results:
         print(f"warm / cold wall time: {results['warm']['wall_s'] / results['cold']['wall_s']:.2f}")
-    for phase in results:  # where the time went (train_pipeline's own phase timing)
+    for phase in results:  # where the time went (the run's own phase timing, metrics.json)
         metrics = out / phase / "metrics.json"
         if metrics.is_file():
             timing = json.loads(metrics.read_text()).get("timing", {})

@@ -1,7 +1,8 @@
 """The ``mammo`` command: one entry point for training, serving and prediction.
 
 Each sub-command is a thin dispatcher to the module that owns it, so
-``mammo train --help`` and ``python -m mammo.train_pipeline --help`` agree.
+``mammo train --help``, ``python -m mammo.train_pipeline --help`` and
+``python train_pipeline.py --help`` (in a checkout) agree.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 
 COMMANDS = {
-    "train": ("mammo.train_pipeline", "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model"),
+    "train": ("mammo.training.cli", "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model"),
     "serve": ("mammo.webapp.__main__", "serve the upload page and JSON API for a saved model (waitress)"),
     "predict": ("mammo.predict", "predict density and tumour for files, folders or globs into a CSV"),
     "audit": ("mammo.audit", "find near-duplicate images (augmented copies) and check a train/test split for leakage"),
@@ -37,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
     if argv[0] == "serve" and sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
         # glibc gives each server thread its own malloc arena, which grows the
-        # server's memory by ~100 MB under concurrent load; two arenas keep it
-        # flat. Only read at process start, hence the re-exec.
+        # server's memory under concurrent load (docs/results.md); two arenas
+        # keep it flat. Only read at process start, hence the re-exec.
         os.environ["MALLOC_ARENA_MAX"] = "2"
         os.execv(sys.executable, [sys.executable, "-m", "mammo.cli", *argv])
     module = importlib.import_module(COMMANDS[argv[0]][0])

@@ -15,9 +15,9 @@ that records the chain as structured JSON (``{"block", "version", "chain": [{"cl
 
 Examples
 --------
->>> from mammo.classifiers import make_pipeline  # doctest: +SKIP
+>>> from mammo.classifiers import make_task_pipeline  # doctest: +SKIP
 >>> cache = FeatureCache()  # doctest: +SKIP
->>> X = cache.transform(paths, make_pipeline("tumour", "combined", "svm"))  # doctest: +SKIP
+>>> X = cache.transform(paths, make_task_pipeline("tumour", "combined", "svm"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class FeatureCache:
     def transform(self, images: Sequence, pipeline: Pipeline, *, desc: str = "features") -> np.ndarray:
         """The feature matrix ``pipeline``'s stateless part would produce, from the cache.
 
-        ``pipeline`` is a task pipeline from :func:`mammo.classifiers.make_pipeline`
+        ``pipeline`` is a task pipeline from :func:`mammo.classifiers.make_task_pipeline`
         (or just its stateless steps ending in a FeatureUnion).
         """
         steps = split_pipeline(pipeline)[0] if isinstance(pipeline, Pipeline) else list(pipeline)

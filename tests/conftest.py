@@ -108,10 +108,10 @@ def synthetic_set(tmp_path_factory):
 @pytest.fixture(scope="session")
 def texture_model(synthetic_set):
     """A real two-task model (texture + SVM: no TensorFlow) fitted on the synthetic set."""
-    from mammo.classifiers import MammogramModel, make_pipeline
+    from mammo.classifiers import MammogramModel, make_task_pipeline
 
     paths, density, tumour = synthetic_set
-    model = MammogramModel({t: make_pipeline(t, "texture", "svm") for t in ("density", "tumour")})
+    model = MammogramModel({t: make_task_pipeline(t, "texture", "svm") for t in ("density", "tumour")})
     return model.fit(paths, density=density, tumour=tumour)
 
 

@@ -24,7 +24,7 @@ from mammo.classifiers import (
     OrdinalClassifier,
     load_model,
     make_classifier,
-    make_pipeline,
+    make_task_pipeline,
 )
 from mammo.features.region import BreastCropper
 
@@ -151,14 +151,23 @@ def test_ordinal_qwk_decision_needs_cross_validated_calibration(rng):
         OrdinalClassifier(CalibratedClassifierCV(LogisticRegression()), decision="qwk", max_cut_samples=1).fit(X, y)
 
 
-def test_make_pipeline_steps_and_errors():
-    assert [n for n, _ in make_pipeline("density", "texture", "svm").steps] == ["read", "crop", "enhance", "features", "scale", "reduce", "clf"]
-    assert [n for n, _ in make_pipeline("tumour", "cnn", "xgboost").steps] == ["read", "crop", "enhance", "features", "select", "clf"]
-    assert [n for n, _ in make_pipeline("tumour", "texture", "xgboost").steps] == ["read", "crop", "enhance", "features", "clf"]
+def test_make_task_pipeline_steps_and_errors():
+    assert [n for n, _ in make_task_pipeline("density", "texture", "svm").steps] == ["read", "crop", "enhance", "features", "scale", "reduce", "clf"]
+    assert [n for n, _ in make_task_pipeline("tumour", "cnn", "xgboost").steps] == ["read", "crop", "enhance", "features", "select", "clf"]
+    assert [n for n, _ in make_task_pipeline("tumour", "texture", "xgboost").steps] == ["read", "crop", "enhance", "features", "clf"]
     assert isinstance(make_classifier("density", "svm"), OrdinalClassifier)
     for bad in [dict(task="age"), dict(task="density", feature_set="sift"), dict(task="density", model="knn")]:
         with pytest.raises(ValueError, match="must be one of"):
-            make_pipeline(**bad)
+            make_task_pipeline(**bad)
+
+
+def test_make_pipeline_is_the_old_name_of_make_task_pipeline():
+    from sklearn.pipeline import make_pipeline as sklearn_make_pipeline
+
+    from mammo.classifiers import make_pipeline
+
+    assert make_pipeline is make_task_pipeline and make_pipeline is not sklearn_make_pipeline
+    assert repr(make_pipeline("tumour", "combined", "svm")) == repr(make_task_pipeline("tumour", "combined", "svm"))
 
 
 def test_model_predicts_both_tasks(texture_model, synthetic_set):
@@ -217,7 +226,7 @@ def test_missing_labels_exclude_image_from_that_task_only(synthetic_set):
     paths, density, tumour = synthetic_set
     d = density.astype(float)
     d[:10] = np.nan
-    model = MammogramModel({t: make_pipeline(t, "texture", "svm") for t in ("density", "tumour")})
+    model = MammogramModel({t: make_task_pipeline(t, "texture", "svm") for t in ("density", "tumour")})
     model.fit(paths, density=d, tumour=tumour)
     assert model.metadata["tasks"]["density"]["n_train"] == 38
     assert model.metadata["tasks"]["tumour"]["n_train"] == 48
@@ -257,7 +266,7 @@ def test_bad_image_raises_documented_error(texture_model, tmp_path):
 @needs_weights
 def test_cnn_model_round_trip_in_fresh_process(synthetic_set, tmp_path):
     paths, density, tumour = synthetic_set
-    model = MammogramModel({t: make_pipeline(t, "combined", "xgboost") for t in ("density", "tumour")})
+    model = MammogramModel({t: make_task_pipeline(t, "combined", "xgboost") for t in ("density", "tumour")})
     model.fit(paths, density=density, tumour=tumour)
     assert len(model.metadata["cnn_weights"]["sha256"]) == 64
     path = model.save(tmp_path / "cnn.joblib")
@@ -289,7 +298,7 @@ def _dphi(n, seed=0):
 @needs_weights
 def test_fit_predict_on_real_images(tmp_path):
     paths, density, tumour = _dphi(96)
-    model = MammogramModel({t: make_pipeline(t, "combined", "svm") for t in ("density", "tumour")})
+    model = MammogramModel({t: make_task_pipeline(t, "combined", "svm") for t in ("density", "tumour")})
     model.fit(paths[:72], density=density[:72], tumour=tumour[:72])
     proba = model.predict_proba(paths[72:])
     assert proba["density"].shape == (24, 4) and np.isfinite(proba["tumour"]).all()
@@ -314,7 +323,7 @@ def test_pipeline_without_enhancement_keeps_grey_levels(synthetic_set):
     from mammo.classifiers.model import split_pipeline
 
     paths = synthetic_set[0][:2]
-    plain = make_pipeline("density", "texture", "svm", enhance=False)
+    plain = make_task_pipeline("density", "texture", "svm", enhance=False)
     steps = split_pipeline(plain)[0]
     read, crop, enh = (s for _, s in steps[:3])
     cropped = crop.transform(read.transform(paths))
@@ -322,7 +331,7 @@ def test_pipeline_without_enhancement_keeps_grey_levels(synthetic_set):
     for c, o in zip(cropped, out):
         np.testing.assert_array_equal(o.pixels[c.mask], c.pixels[c.mask])  # grey levels untouched in the breast
         assert not o.pixels[~c.mask].any()  # background blanked, as with enhancement
-    enhanced = split_pipeline(make_pipeline("density", "texture", "svm"))[0][2][1].transform(cropped)
+    enhanced = split_pipeline(make_task_pipeline("density", "texture", "svm"))[0][2][1].transform(cropped)
     assert not np.allclose(enhanced[0].pixels, out[0].pixels)
     feats = plain.named_steps["features"].fit(out)
     X_plain = feats.transform(out)

@@ -24,11 +24,11 @@ def cluster():
 
 @needs_weights
 def test_features_on_cluster_equal_local(cluster, synthetic_set):
-    from mammo.classifiers import MammogramModel, make_pipeline
+    from mammo.classifiers import MammogramModel, make_task_pipeline
     from mammo.features.cnn import n_features
 
     paths, density, tumour = synthetic_set
-    model = MammogramModel({t: make_pipeline(t, "combined", "svm") for t in ("density", "tumour")}, batch_size=4)
+    model = MammogramModel({t: make_task_pipeline(t, "combined", "svm") for t in ("density", "tumour")}, batch_size=4)
     model.fit(paths[:24], density=density[:24], tumour=tumour[:24])
     local = model.transform(paths[24:36])
     with distributed.Client(cluster) as client, joblib.parallel_config(backend="dask"):

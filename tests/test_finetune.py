@@ -63,7 +63,7 @@ def test_fine_tuning_leaves_the_shared_backbone_and_batchnorm_statistics_untouch
 
 def test_fine_tuning_learns_a_visual_signal_under_grouped_folds(rng, mammogram):
     from mammo.features import CNNActivations
-    from mammo.train_pipeline import finetune_cv, make_folds
+    from mammo.training import finetune_cv, make_folds
 
     # 20 "originals" per class, 2 copies each (noise differs); tumours are bright blobs
     y = np.repeat(np.arange(40) % 2, 2)
@@ -74,16 +74,16 @@ def test_fine_tuning_learns_a_visual_signal_under_grouped_folds(rng, mammogram):
     folds = make_folds(y, g, 2, 0)
     res = finetune_cv("tumour", maps, y, g, folds, map_shape=act.map_shape_, epochs=8, batch_size=8, weights=W,
                       input_size=SIZE, n_boot=50, progress=False)
-    assert res["oof_proba"].shape == (80, 2) and res["fit_s"] > 0 and len(res["folds"]) == 2
-    assert res["pooled"]["auc"] > 0.8
+    assert res.oof_proba.shape == (80, 2) and res.fit_s > 0 and len(res.folds) == 2
+    assert res.pooled["auc"] > 0.8
     shuffled = finetune_cv("tumour", maps, rng.permutation(y), g, folds, map_shape=act.map_shape_, epochs=8,
                            batch_size=8, weights=W, input_size=SIZE, n_boot=50, progress=False)
-    assert shuffled["pooled"]["auc"] < res["pooled"]["auc"] - 0.2
+    assert shuffled.pooled["auc"] < res.pooled["auc"] - 0.2
 
 
 def test_fine_tuning_does_not_warn_about_retracing(caplog, rng):
     """One new model per fold, traced once by design: no TensorFlow warning in the user's run log."""
-    from mammo.train_pipeline import finetune_cv, make_folds
+    from mammo.training import finetune_cv, make_folds
 
     g = np.repeat(np.arange(30), 2)
     y = g % 2

@@ -1,7 +1,8 @@
-"""train_pipeline + featcache: every layout end to end through the CLI on tiny synthetic sets.
+"""``mammo train`` + featcache: every layout end to end through the CLI on tiny synthetic sets.
 
 The texture feature set keeps these runs free of TensorFlow; ``--jobs 1`` avoids
-spawning worker processes for a few dozen images.
+spawning worker processes for a few dozen images. The protocol's parts (folds, CV,
+tuning, selection, deep baselines) are tested one by one in test_training.py.
 """
 
 from __future__ import annotations
@@ -14,20 +15,11 @@ import pytest
 from PIL import Image
 
 from conftest import needs_weights
-from mammo.classifiers import load_model, make_pipeline
+from mammo.classifiers import load_model, make_task_pipeline
 from mammo.featcache import FeatureCache
 from mammo.testing import synthetic_mammogram
-from mammo.train_pipeline import (
-    TrainingDataError,
-    check_task_data,
-    cross_validate,
-    deep_head_cv,
-    limit_dataset,
-    main,
-    make_folds,
-    selection_estimate,
-)
-from mammo.evaluation import fast_auc
+from mammo.training import make_folds
+from mammo.training.cli import main
 
 FAST = ["--feature-sets", "texture", "--models", "svm", "--no-deep", "--jobs", "1", "--quiet", "--bootstrap", "200"]
 TUNED = [*FAST, "--tune"]
@@ -218,38 +210,7 @@ def test_dphi_layout_groups_augmented_copies(tmp_path, cache_env):
     assert m["tasks"]["density"]["groups_shared_between_folds"] == 0
 
 
-# ----------------------------------------------------------------------------- folds and leakage
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_no_group_in_two_folds(seed):
-    rng = np.random.default_rng(seed)
-    groups = rng.integers(0, 40, 400).astype(str)
-    y = rng.integers(0, 3, 400)
-    folds = make_folds(y, groups, 5, seed)
-    seen = np.zeros(len(y), int)
-    for train, test in folds:
-        assert not set(groups[train]) & set(groups[test])
-        assert len(np.intersect1d(train, test)) == 0
-        seen[test] += 1
-    assert (seen == 1).all()  # a partition: every image tested exactly once
-    again = make_folds(y, groups, 5, seed)  # same seed, same folds for every candidate
-    assert all((a[1] == b[1]).all() for a, b in zip(folds, again))
-
-
-def test_deep_head_learns_a_separable_signal_under_grouped_folds():
-    rng = np.random.default_rng(1)
-    g = np.repeat(np.arange(30), 3).astype(str)
-    y = np.repeat(np.arange(30) % 3, 3)
-    X = rng.normal(size=(90, 40))
-    X[:, :12] += 3.0 * np.repeat(np.eye(3)[y], 4, axis=1)  # four informative columns per class
-    res = deep_head_cv("density", X, y, g, make_folds(y, g, 3, 0), epochs=30, batch_size=16, n_boot=50, progress=False)
-    assert res["oof_proba"].shape == (90, 3)
-    np.testing.assert_allclose(res["oof_proba"].sum(1), 1, rtol=1e-5)
-    assert res["pooled"]["qwk"] > 0.6 and res["fit_s"] > 0
-    shuffled = deep_head_cv("density", X, rng.permutation(y), g, make_folds(y, g, 3, 0), epochs=30, batch_size=16, n_boot=50,
-                            progress=False)
-    assert shuffled["pooled"]["qwk"] < res["pooled"]["qwk"] - 0.3
-
+# ----------------------------------------------------------------------------- deep baselines
 
 @needs_weights
 def test_keras_head_runs_beside_the_candidates_and_is_reported(tmp_path, cache_env):
@@ -291,45 +252,6 @@ def test_fine_tuned_baseline_is_reported_not_selected_and_its_maps_cached(tmp_pa
     np.testing.assert_allclose(a["cnn__fine-tuned"], b["cnn__fine-tuned"], atol=1e-5)
 
 
-def test_leaky_split_inflates_and_grouped_split_does_not():
-    """Copies of one original share a fingerprint and a label that carries no real signal."""
-    rng = np.random.default_rng(0)
-    n_groups, copies = 40, 6
-    fingerprint = rng.normal(size=(n_groups, 20))
-    label = rng.permutation(np.arange(n_groups) % 2)
-    g = np.repeat(np.arange(n_groups), copies).astype(str)
-    X = np.repeat(fingerprint, copies, axis=0) + 0.05 * rng.normal(size=(n_groups * copies, 20))
-    y = np.repeat(label, copies)
-    kw = dict(candidates=[("texture", "svm")], inner_folds=3, seed=0, tune=False, n_boot=100, progress=False)
-    grouped = cross_validate("tumour", {"texture": X}, y, g, make_folds(y, g, 5, 0), **kw)["texture+svm"]
-    ids = np.arange(len(y)).astype(str)
-    leaky = cross_validate("tumour", {"texture": X}, y, ids, make_folds(y, g, 5, 0, grouped=False), **kw)["texture+svm"]
-    assert leaky["pooled"]["auc"] > 0.95
-    assert grouped["pooled"]["auc"] < 0.75
-    assert grouped["pooled"]["auc_ci95"][0] < 0.5 < grouped["pooled"]["auc_ci95"][1] + 0.2
-
-
-def test_check_task_data_and_limit():
-    y = np.array([0, 0, 0, 1, 1, 1])
-    with pytest.raises(TrainingDataError, match="groups"):
-        check_task_data("tumour", y, np.array(list("aabbcc")), 5)
-    with pytest.raises(TrainingDataError, match="only one class"):
-        check_task_data("tumour", np.zeros(6, int), np.arange(6).astype(str), 2)
-    with pytest.raises(TrainingDataError, match="class 1"):
-        check_task_data("tumour", np.array([0, 0, 0, 0, 1, 1]), np.array(list("abcdee")), 2)
-    check_task_data("tumour", y, np.arange(6).astype(str), 3)
-
-    from mammo.datasets import Dataset
-
-    rng = np.random.default_rng(0)
-    ds = Dataset("x", [f"{i}.png" for i in range(200)], rng.integers(1, 5, 200), rng.integers(0, 2, 200),
-                 np.repeat(np.arange(50), 4).astype(str))
-    sub = limit_dataset(ds, 50, 0)
-    assert 30 <= len(sub) <= 70
-    kept = set(sub.groups)
-    assert all((ds.groups[np.isin(ds.groups, list(kept))] == g).sum() == 4 for g in kept)  # whole groups
-
-
 # ----------------------------------------------------------------------------- cache
 
 def test_second_run_reuses_cached_features(tmp_path, cache_env, monkeypatch):
@@ -363,7 +285,7 @@ def test_cache_is_keyed_by_content_not_name(tmp_path):
     _save(synthetic_mammogram(rng, 2, 0), a)
     shutil.copyfile(a, b)
     cache = FeatureCache(tmp_path / "c", progress=False)
-    pipe = make_pipeline("tumour", "texture", "svm", texture_size=128)
+    pipe = make_task_pipeline("tumour", "texture", "svm", texture_size=128)
     x1 = cache.transform([a], pipe)
     x2 = cache.transform([b], pipe)
     np.testing.assert_array_equal(x1, x2)
@@ -441,21 +363,6 @@ def test_no_enhance_trains_and_saves_on_unenhanced_crops(tmp_path, cache_env):
     assert json.loads((out2 / "metrics.json").read_text())["feature_cache"]["computed:glcm"] == 16
 
 
-def test_tuning_subset_keeps_every_group_when_groups_are_copies():
-    from mammo.train_pipeline import _group_subset
-
-    rng = np.random.default_rng(0)
-    groups = np.repeat(np.arange(60), 50).astype(str)  # 60 originals x 50 copies
-    y = np.repeat(rng.integers(1, 5, 60), 50)
-    keep = _group_subset(y, groups, 600, 0)
-    assert 550 <= len(keep) <= 650 and len(set(groups[keep])) == 60 and set(y[keep]) == set(y)
-    # small groups (patients): whole groups, about n images
-    pg = np.repeat(np.arange(1500), 2).astype(str)
-    keep = _group_subset(np.tile([0, 1], 1500), pg, 1000, 0)
-    assert 800 <= len(keep) <= 1200
-    assert all((pg[keep] == g).sum() == 2 for g in set(pg[keep]))
-
-
 def test_mias_model_explains_its_own_density_classes(tmp_path, cache_env):
     from mammo.classifiers import DENSITY_CLASSES
 
@@ -468,68 +375,6 @@ def test_mias_model_explains_its_own_density_classes(tmp_path, cache_env):
     record = model.predict_records([str(root / "mdb001.png")])[0]["density"]
     assert record["meaning"] == meanings[str(record["label"])]
     assert record["meaning"] not in DENSITY_CLASSES.values()
-
-
-@pytest.mark.parametrize("model", ["svm", "xgboost"])
-def test_search_scores_equal_refitting_every_grid_point(model):
-    """_tune fits the steps before the classifier once per inner split: same scores as whole tails."""
-    from mammo import train_pipeline as tp
-
-    rng = np.random.default_rng(0)
-    groups = np.repeat(np.arange(40), 3)
-    y = groups % 2
-    X = rng.normal(size=(len(y), 200)).astype(np.float32) + 0.6 * y[:, None]
-    best, scores = tp._tune("tumour", "cnn", model, X, y, groups, 3, 0, tp.PARAM_GRIDS[model])
-    assert len(scores) == len(tp.PARAM_GRIDS[model]) and json.dumps(best, sort_keys=True) in scores
-
-    inner = list(tp.StratifiedGroupKFold(3, shuffle=True, random_state=1).split(X, y, groups))
-    for params in tp.PARAM_GRIDS[model]:
-        proba = np.zeros((len(y), 2))
-        for tr, te in inner:
-            tail, _ = tp._configure(tp._tail("tumour", "cnn", model, 0), params, y[tr], groups[tr], 0)
-            proba[te] = tp._predict("tumour", tail.fit(X[tr], y[tr]), X[te], [0, 1])[0]
-        assert scores[json.dumps(params, sort_keys=True)] == pytest.approx(tp._score("tumour", y, proba, [0, 1]), abs=1e-12)
-
-
-def test_tuned_parameters_must_belong_to_the_classifier():
-    from mammo import train_pipeline as tp
-
-    y, groups = np.tile([0, 1], 20), np.arange(40)
-    with pytest.raises(ValueError, match="classifier step"):
-        tp._configure(tp._tail("tumour", "cnn", "svm", 0), {"max_components": 4}, y, groups, 0)
-
-
-def test_deep_head_does_not_warn_about_retracing(caplog):
-    """One new model per fold is traced once by design: no TensorFlow warning in the user's run log."""
-    rng = np.random.default_rng(0)
-    g = np.repeat(np.arange(30), 4)
-    y = g % 2
-    X = rng.normal(size=(len(y), 20)).astype(np.float32) + y[:, None]
-    deep_head_cv("tumour", X, y, g, make_folds(y, g, 5, 0), epochs=2, n_boot=10, progress=False)
-    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
-
-
-def test_density_cut_points_are_scored_by_their_own_predictions():
-    """With density_decision="qwk", metrics score the cut-point grade, not argmax of the probabilities."""
-    from sklearn.metrics import cohen_kappa_score
-
-    rng = np.random.default_rng(0)
-    n_groups, copies = 150, 3
-    z = np.repeat(rng.normal(size=n_groups), copies)
-    X = np.column_stack([z + 0.9 * rng.normal(size=len(z)), rng.normal(size=(len(z), 3))])
-    y = np.digitize(z, [-1.2, 0, 1.2]) + 1  # rare outer grades: probabilities lean to the middle
-    g = np.repeat(np.arange(n_groups), copies).astype(str)
-    folds = make_folds(y, g, 4, 0)
-    kw = dict(candidates=[("texture", "svm")], inner_folds=3, seed=0, tune=False, n_boot=10, progress=False)
-    plain = cross_validate("density", {"texture": X}, y, g, folds, density_decision="argmax", **kw)["texture+svm"]
-    cut = cross_validate("density", {"texture": X}, y, g, folds, density_decision="qwk", **kw)["texture+svm"]
-    assert np.allclose(plain["oof_proba"], cut["oof_proba"])  # same models, same probabilities
-    assert np.array_equal(plain["oof_pred"], plain["oof_proba"].argmax(1) + 1)
-    assert not np.array_equal(cut["oof_pred"], plain["oof_pred"])
-    assert cut["pooled"]["qwk"] == pytest.approx(cohen_kappa_score(y, cut["oof_pred"], weights="quadratic"))
-    assert cut["pooled"]["qwk"] > plain["pooled"]["qwk"] + 0.02
-    # the outer grades, which argmax rarely predicts, are predicted more often
-    assert np.isin(cut["oof_pred"], [1, 4]).sum() > np.isin(plain["oof_pred"], [1, 4]).sum()
 
 
 def test_density_decision_reaches_the_saved_model_and_its_predictions(tmp_path, cache_env):
@@ -590,49 +435,3 @@ def test_per_breast_tumour_metrics_when_breasts_have_several_views(tmp_path, cac
     assert b["auc"] == pytest.approx(roc_auc_score(oof["y"][::2], mean_p))
     report = (out / "report.md").read_text()
     assert "AUC per breast [95% CI]" in report and "24 breasts, 2.0 images each" in report
-
-
-def _folds(n_folds, per_fold):
-    idx = np.arange(n_folds * per_fold).reshape(n_folds, per_fold)
-    return [(np.setdiff1d(idx, te), te) for te in idx]
-
-
-def test_selection_estimate_never_lets_a_fold_choose_its_own_candidate():
-    folds = _folds(5, 20)
-    y = np.tile(np.repeat([0, 1], 10), 5)
-    good = y + 0.1 * np.random.default_rng(0).random(len(y))  # separates every fold perfectly
-    a = good.copy()
-    a[folds[0][1]] = 1 - a[folds[0][1]]  # "a": perfect on folds 1-4, inverted on fold 0
-    b = np.random.default_rng(1).random(len(y))  # "b": noise, except perfect on fold 0
-    b[folds[0][1]] = good[folds[0][1]]
-    results = {}
-    for name, score in (("a", a), ("b", b)):
-        proba = np.column_stack([1 - score, score])
-        results[name] = {"oof_proba": proba, "pooled": {"auc": fast_auc(y, score)}}
-    sel = selection_estimate("tumour", y, np.array([0, 1]), folds, results)
-    # fold 0 is predicted by "a", the best on folds 1-4, although "b" is perfect on fold 0 itself
-    assert sel["chosen"] == ["a"] * 5 and sel["selected"] == "a"
-    assert sel["score"] == pytest.approx(fast_auc(y, a)) and sel["selected_score"] == pytest.approx(fast_auc(y, a))
-    # "c" is perfect on folds 0-1 and "d" on folds 2-3, noise elsewhere: every fold is predicted by the
-    # candidate that is perfect on MORE of the other folds, which is the one that is noise on it
-    folds = _folds(4, 20)
-    y = np.tile(np.repeat([0, 1], 10), 4)
-    on_01 = np.isin(np.arange(len(y)), np.concatenate([folds[0][1], folds[1][1]]))
-    noise = np.random.default_rng(2).random(len(y))
-    results = {n: {"oof_proba": np.column_stack([1 - sc, sc]), "pooled": {"auc": fast_auc(y, sc)}}
-               for n, sc in (("c", np.where(on_01, y, noise)), ("d", np.where(on_01, noise, y)))}
-    sel = selection_estimate("tumour", y, np.array([0, 1]), folds, results)
-    assert sel["chosen"] == ["d", "d", "c", "c"]
-    assert sel["score"] == pytest.approx(fast_auc(y, noise), abs=1e-9) and sel["score"] < 0.7 < sel["selected_score"]
-
-
-def test_selection_estimate_scores_density_by_the_models_own_grades():
-    folds = _folds(4, 12)
-    classes = np.array([1, 2, 3, 4])
-    y = np.tile(np.repeat(classes, 3), 4)
-    flat = np.full((len(y), 4), 0.25)
-    flat[:, 0] = 0.4  # the most probable grade is always 1
-    results = {"cut": {"oof_proba": flat, "oof_pred": y.copy(), "pooled": {"qwk": 1.0}},
-               "argmax": {"oof_proba": flat, "oof_pred": np.ones_like(y), "pooled": {"qwk": 0.0}}}
-    sel = selection_estimate("density", y, classes, folds, results)
-    assert sel["chosen"] == ["cut"] * 4 and sel["score"] == pytest.approx(1.0)

@@ -546,11 +546,11 @@ def test_cnn_model_predicts_with_heatmap_in_time(tmp_path_factory):
 
 
 def test_enhanced_view_of_a_model_trained_without_enhancement(tmp_path, mammogram):
-    from mammo.classifiers import MammogramModel, make_pipeline
+    from mammo.classifiers import MammogramModel, make_task_pipeline
     from mammo.features.enhance import enhance
 
     images = [mammogram(density=1 + i % 4) for i in range(16)]
-    model = MammogramModel({t: make_pipeline(t, "texture", "svm", enhance=False) for t in ("density", "tumour")})
+    model = MammogramModel({t: make_task_pipeline(t, "texture", "svm", enhance=False) for t in ("density", "tumour")})
     model.fit(images, density=[1 + i % 4 for i in range(16)], tumour=[i % 2 for i in range(16)])
     path = model.save(tmp_path / "plain.joblib")
     app = create_app({"MAMMO_MODEL": str(path), "TESTING": True})

@@ -11,6 +11,7 @@ from .pipelines import (
     make_classifier,
     make_features,
     make_pipeline,
+    make_task_pipeline,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "make_classifier",
     "make_features",
     "make_pipeline",
+    "make_task_pipeline",
 ]

@@ -14,6 +14,7 @@ from joblib import Parallel, delayed
 from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
+from ..features.blocks import feature_set_name
 from ..features.cnn import CNNEmbedding
 from ..storage import atomic_open, atomic_write, file_sha256, step_key
 from .estimators import expected_grade
@@ -53,7 +54,7 @@ class MammogramModel:
     ----------
     pipelines : dict
         ``{"density": Pipeline, "tumour": Pipeline}`` (either may be missing),
-        as made by :func:`mammo.classifiers.make_pipeline`.
+        as made by :func:`mammo.classifiers.make_task_pipeline`.
     metadata : dict
         Free-form provenance; :meth:`fit` fills class names, meanings,
         training-data summary, library versions and the CNN weights' sha256.
@@ -65,8 +66,8 @@ class MammogramModel:
 
     Examples
     --------
-    >>> from mammo.classifiers import MammogramModel, make_pipeline  # doctest: +SKIP
-    >>> model = MammogramModel({t: make_pipeline(t, "texture", "svm") for t in ("density", "tumour")})  # doctest: +SKIP
+    >>> from mammo.classifiers import MammogramModel, make_task_pipeline  # doctest: +SKIP
+    >>> model = MammogramModel({t: make_task_pipeline(t, "texture", "svm") for t in ("density", "tumour")})  # doctest: +SKIP
     >>> model.fit(paths, density=d, tumour=t).save("models/dphi.joblib")  # doctest: +SKIP
     >>> load_model("models/dphi.joblib").predict_proba(["a.png"])["tumour"][:, 1]  # doctest: +SKIP
     """
@@ -138,7 +139,7 @@ class MammogramModel:
                 "features": [name for name, _ in split_pipeline(pipe)[0][-1][1].transformer_list] if "features" in pipe.named_steps else [],
                 "model": _model_name(pipe.steps[-1][1]),
             }
-            meta["tasks"][task]["feature_set"] = _feature_set_name(meta["tasks"][task]["features"])
+            meta["tasks"][task]["feature_set"] = feature_set_name(meta["tasks"][task]["features"])
             if task == "tumour":
                 # Calibrated probabilities follow the training prevalence; flag a
                 # case as malignant when P(malignant) exceeds that prevalence.
@@ -317,13 +318,6 @@ class _Identity:
 
     def transform(self, X):
         return X
-
-
-def _feature_set_name(blocks: list[str]) -> str:
-    texture, cnn = {"glcm", "lbp"} <= set(blocks), "cnn" in blocks
-    extra = sorted(set(blocks) - {"glcm", "lbp", "cnn"})
-    name = "combined" if texture and cnn else "texture" if texture else "cnn" if cnn else ""
-    return "+".join(filter(None, [name, *extra]))
 
 
 def _model_name(clf) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_selection import SelectKBest
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -9,11 +11,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from ..conventions import TASKS
-from ..features.cnn import CNNEmbedding
+from ..features.blocks import FEATURE_SETS, blocks_of, make_block
 from ..features.enhance import Enhancer
 from ..features.io import ImageReader
 from ..features.region import BreastCropper
-from ..features.texture import GLCMFeatures, LBPFeatures
 from .estimators import CappedPCA, ClassWeighted, OrdinalClassifier, f_classif_constant_safe
 
 __all__ = [
@@ -25,11 +26,11 @@ __all__ = [
     "PREPROCESS_STEPS",
     "make_features",
     "make_classifier",
+    "make_task_pipeline",
     "make_pipeline",
     "split_pipeline",
 ]
 
-FEATURE_SETS = ("texture", "cnn", "combined")
 MODELS = ("xgboost", "svm")
 PREPROCESS_STEPS = ("read", "crop", "enhance")
 
@@ -55,21 +56,18 @@ def make_features(
     flip_tta: bool = False,
     glcm_levels: int = 32,
     cnn_layers: str = "multi",
+    extra_blocks: Sequence[str] = (),
 ) -> FeatureUnion:
-    """The feature block for ``feature_set`` ("texture", "cnn" or "combined").
+    """The FeatureUnion of ``feature_set``'s blocks (:mod:`mammo.features.blocks`), then ``extra_blocks``.
 
     ``cnn_layers`` is :class:`~mammo.features.cnn.CNNEmbedding`'s ``layers``: "multi"
     (default) pools five intermediate layers as well as the last one; it scored
     higher in grouped CV than "last" on DPhi, mini-MIAS and RSNA (docs/results.md).
     """
-    if feature_set not in FEATURE_SETS:
-        raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
-    blocks = []
-    if feature_set in ("texture", "combined"):
-        blocks += [("glcm", GLCMFeatures(levels=glcm_levels)), ("lbp", LBPFeatures())]
-    if feature_set in ("cnn", "combined"):
-        blocks.append(("cnn", CNNEmbedding(weights=weights, input_size=cnn_input_size, flip_tta=flip_tta, layers=cnn_layers)))
-    return FeatureUnion(blocks, verbose_feature_names_out=False)
+    options = dict(weights=weights, cnn_input_size=cnn_input_size, flip_tta=flip_tta, glcm_levels=glcm_levels,
+                   cnn_layers=cnn_layers)
+    names = [*blocks_of(feature_set), *extra_blocks]
+    return FeatureUnion([(n, make_block(n, **options)) for n in names], verbose_feature_names_out=False)
 
 
 def make_classifier(task: str, model: str = "xgboost", *, calibration: str = "sigmoid", cv: int = 3, random_state: int = 0,
@@ -92,9 +90,8 @@ def make_classifier(task: str, model: str = "xgboost", *, calibration: str = "si
                 max_depth=3,
                 learning_rate=0.05,
                 subsample=0.8,
-                # 0.2 of the columns and 32 bins: ~6x faster fits on 1,334-d combined
-                # features than 0.5 / 64, at equal grouped-CV QWK (DPhi 0.502 vs 0.506,
-                # RSNA 0.636 vs 0.637; docs/results.md).
+                # 0.2 of the columns and 32 bins: several times faster fits on the wide
+                # combined features than 0.5 / 64, at equal grouped-CV QWK (docs/results.md).
                 colsample_bytree=0.2,
                 tree_method="hist",
                 n_jobs=1,  # 2 threads oversubscribe a 2-core box already busy with features
@@ -110,7 +107,7 @@ def make_classifier(task: str, model: str = "xgboost", *, calibration: str = "si
     return OrdinalClassifier(calibrated, decision=density_decision) if task == "density" else calibrated
 
 
-def make_pipeline(
+def make_task_pipeline(
     task: str,
     feature_set: str = "combined",
     model: str = "xgboost",
@@ -125,6 +122,7 @@ def make_pipeline(
     svm_components: int = 128,
     xgb_features: int = 128,
     density_decision: str = "qwk",
+    extra_blocks: Sequence[str] = (),
     random_state: int = 0,
 ) -> Pipeline:
     """One task's full pipeline from image sources (paths, bytes, arrays) to calibrated probabilities.
@@ -133,16 +131,17 @@ def make_pipeline(
     (:class:`~mammo.features.region.BreastCropper`), ``enhance``
     (:class:`~mammo.features.enhance.Enhancer`; with ``enhance=False`` it only
     blanks the background, so features see the breast's original grey levels),
-    ``features`` (a FeatureUnion
-    of GLCM, LBP and/or CNN blocks), ``scale`` (StandardScaler) and ``reduce``
+    ``features`` (:func:`make_features`: the feature set's blocks, then any
+    ``extra_blocks``), ``scale`` (StandardScaler) and ``reduce``
     (:class:`~mammo.classifiers.estimators.CappedPCA`, at most ``svm_components``
     dimensions), both SVM only, ``select`` (the ``xgb_features`` columns with the
     highest ANOVA F, XGBoost on CNN features only) and ``clf`` (see
-    :func:`make_classifier`, which also takes ``density_decision``).
+    :func:`make_classifier`, which also takes ``density_decision``). Its older name
+    ``make_pipeline`` still works; it is not :func:`sklearn.pipeline.make_pipeline`.
 
     Examples
     --------
-    >>> pipe = make_pipeline("tumour", "texture", "svm")
+    >>> pipe = make_task_pipeline("tumour", "texture", "svm")
     >>> [name for name, _ in pipe.steps]
     ['read', 'crop', 'enhance', 'features', 'scale', 'reduce', 'clf']
     """
@@ -154,17 +153,17 @@ def make_pipeline(
         # on mini-MIAS (film) that scored better in grouped CV, on DPhi and RSNA worse.
         ("enhance", Enhancer() if enhance else Enhancer(clip_limit=0.0, unsharp_amount=0.0)),
         ("features", make_features(feature_set, weights=weights, cnn_input_size=cnn_input_size, flip_tta=flip_tta,
-                                   cnn_layers=cnn_layers)),
+                                   cnn_layers=cnn_layers, extra_blocks=extra_blocks)),
     ]
     if model == "svm":
-        # An RBF-SVM's cost grows with the dimension: on 1,334-d combined features, PCA to
-        # 128 cut the DPhi fit time ~6-10x at equal grouped-CV scores (docs/results.md).
+        # An RBF-SVM's cost grows with the dimension: PCA to 128 made the fits on the
+        # combined features several times faster at equal grouped-CV scores (docs/results.md).
         steps += [("scale", StandardScaler()), ("reduce", CappedPCA(max_components=svm_components, random_state=random_state))]
     elif feature_set != "texture":
         # XGBoost's time per tree grows with ALL input columns, sampled or not; the 128
-        # best by ANOVA F (fitted in the training fold) cut fits ~6-9x at equal grouped-CV
-        # scores on DPhi and RSNA (density 0.502 -> 0.519, 0.636 -> 0.636), but cost
-        # mini-MIAS (258 training images) ~0.03 accuracy (docs/results.md).
+        # best by ANOVA F (fitted in the training fold) made fits several times faster at
+        # equal grouped-CV scores on DPhi and RSNA, but cost the small mini-MIAS some
+        # accuracy (docs/results.md).
         steps.append(("select", SelectKBest(f_classif_constant_safe, k=xgb_features)))
     steps.append(("clf", make_classifier(task, model, random_state=random_state, density_decision=density_decision)))
     return Pipeline(steps)
@@ -179,3 +178,7 @@ def split_pipeline(pipe: Pipeline) -> tuple[list, list]:
     names = [name for name, _ in pipe.steps]
     cut = names.index("features") + 1 if "features" in names else len(PREPROCESS_STEPS)
     return pipe.steps[:cut], pipe.steps[cut:]
+
+
+#: The older name of :func:`make_task_pipeline`, kept so that existing code keeps working.
+make_pipeline = make_task_pipeline

@@ -1,9 +1,10 @@
-"""Experimental feature blocks evaluated by ``python -m mammo.train_pipeline --extra-blocks``.
+"""Experimental feature blocks evaluated by ``mammo train --extra-blocks``.
 
 They follow the same contract as the core blocks (stateless transformers on
 :class:`~mammo.features.region.Mammogram` crops, ``get_feature_names_out``) so they can
 be appended to a task pipeline's FeatureUnion and saved in a
-:class:`~mammo.classifiers.MammogramModel`.
+:class:`~mammo.classifiers.MammogramModel`. Each is listed, with an empty set of
+feature sets, in the block registry (:mod:`mammo.features.blocks`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .region import as_mammogram
 
-__all__ = ["IntensityFeatures", "EXTRA_BLOCKS", "make_extra_block"]
+__all__ = ["IntensityFeatures"]
 
 
 class IntensityFeatures(TransformerMixin, BaseEstimator):
@@ -94,12 +95,11 @@ class IntensityFeatures(TransformerMixin, BaseEstimator):
         return tags
 
 
-#: name -> factory of the experimental blocks.
-EXTRA_BLOCKS = {"intensity": IntensityFeatures}
+def __getattr__(name: str):
+    # EXTRA_BLOCKS and make_extra_block moved to the block registry; imported lazily
+    # because the registry imports this module.
+    if name in ("EXTRA_BLOCKS", "make_extra_block"):
+        from . import blocks
 
-
-def make_extra_block(name: str):
-    """A fresh instance of the experimental block ``name``."""
-    if name not in EXTRA_BLOCKS:
-        raise ValueError(f"unknown extra block {name!r}; expected one of {sorted(EXTRA_BLOCKS)}")
-    return EXTRA_BLOCKS[name]()
+        return getattr(blocks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

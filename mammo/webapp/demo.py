@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..classifiers import MammogramModel, make_pipeline
+from ..classifiers import MammogramModel, make_task_pipeline
 from ..conventions import TASKS
 from ..testing import synthetic_mammogram
 
@@ -38,7 +38,7 @@ def fit_demo_model(path, n: int = 24, seed: int = 0, feature_set: str = "texture
         files.append(str(f))
         density.append(d)
         tumour.append(t)
-    model = MammogramModel({task: make_pipeline(task, feature_set, "svm", texture_size=texture_size) for task in TASKS})
+    model = MammogramModel({task: make_task_pipeline(task, feature_set, "svm", texture_size=texture_size) for task in TASKS})
     model.metadata = {"training_data": {"source": "synthetic mammograms (mammo.testing)", "n_images": n}, "pipeline_id": f"demo-{feature_set}-svm"}
     model.fit(files, density=density, tumour=tumour)
     return model.save(path)

@@ -50,7 +50,7 @@ def _flag(name: str) -> bool:
 
 def _display_pixels(prepared) -> np.ndarray:
     """The enhanced view: what the model sees, or, for a model trained on unenhanced
-    crops (``make_pipeline(enhance=False)``), the default enhancement of that crop."""
+    crops (``make_task_pipeline(enhance=False)``), the default enhancement of that crop."""
     step = next(iter(_state()["model"].pipelines.values())).named_steps.get("enhance")
     if step is not None and step.clip_limit == 0 and step.unsharp_amount == 0:
         return enhance(prepared.pixels, prepared.mask)
