@@ -38,7 +38,9 @@ from mammo.features.io import (
     NotAnImageError,
     TruncatedImageError,
     UnsupportedDicomError,
+    Scan,
     read_image,
+    read_scan,
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -586,9 +588,11 @@ def test_image_reader_estimator_contract(tmp_path):
     assert reader.fit(X) is reader
     out = reader.transform(X)
     assert isinstance(out, list) and len(out) == 4
-    for img in out:
-        assert img.ndim == 2 and img.dtype == np.float32
-    np.testing.assert_array_equal(out[0], out[2])
+    for scan in out:
+        assert isinstance(scan, Scan) and not scan.polarity_known
+        assert scan.pixels.ndim == 2 and scan.pixels.dtype == np.float32
+    np.testing.assert_array_equal(out[0].pixels, out[2].pixels)
+    assert reader.transform(out) == out  # scans pass through
     assert [o.shape for o in ImageReader().fit_transform(np.zeros((3, 20, 25)))] == [(20, 25)] * 3
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from typing import IO, Any, Sequence, Union
 
@@ -47,6 +48,8 @@ from sklearn.utils._param_validation import Interval
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "Scan",
+    "read_scan",
     "ImageReadError",
     "EmptyImageError",
     "NotAnImageError",
@@ -66,7 +69,7 @@ __all__ = [
 #: (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 MP) still applies on top of this.
 DEFAULT_MAX_PIXELS: int = 64_000_000
 
-Source = Union[str, "os.PathLike[str]", bytes, bytearray, IO[bytes], np.ndarray]
+Source = Union[str, "os.PathLike[str]", bytes, bytearray, IO[bytes], np.ndarray, "Scan"]
 
 # Rec. 601 luma, as in Pillow's RGB->L conversion and the Y of JPEG's YCbCr.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -109,17 +112,68 @@ class _UseTifffile(ImageReadError):
     """Internal: Pillow can open this TIFF but would lose precision."""
 
 
+#: DICOM attributes kept with a scan: who and what it shows (exam grouping, views).
+DICOM_TAGS = (
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "ImageLaterality",
+    "Laterality",
+    "ViewPosition",
+    "Modality",
+    "Manufacturer",
+    "PhotometricInterpretation",
+    "BitsStored",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Scan:
+    """One image as read, with what its file says about it.
+
+    Attributes
+    ----------
+    pixels : ndarray of shape (h, w), float32 in [0, 1]
+        Grey levels. For DICOM, bright means dense (MONOCHROME1 already inverted).
+    polarity_known : bool
+        True when the file's header fixed what its grey levels mean (DICOM
+        MONOCHROME1/2): the breast region then never guesses polarity from pixels.
+    chroma : float
+        Share of pixels whose colour channels differ clearly (0 for grey files):
+        a mammogram is monochrome.
+    tags : dict
+        DICOM attributes of :data:`DICOM_TAGS` present in the file, as strings.
+    """
+
+    pixels: np.ndarray
+    polarity_known: bool = False
+    chroma: float = 0.0
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple:
+        return self.pixels.shape
+
+    def __array__(self, dtype=None, copy=None):
+        return self.pixels if dtype is None else self.pixels.astype(dtype)
+
+    def crop(self, row0: int, row1: int, col0: int, col1: int) -> "Scan":
+        """The scan restricted to a box (a contiguous copy of the pixels)."""
+        return replace(self, pixels=np.ascontiguousarray(self.pixels[row0:row1, col0:col1]))
+
+
 # --------------------------------------------------------------------------- public API
 
 
-def read_image(
+def read_scan(
     source: Source,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = 16,
     max_aspect: float = 20.0,
 ) -> np.ndarray:
-    """Read one image as a grey float image.
+    """Read one image as a :class:`Scan`: grey float pixels and what the file says about them.
 
     Parameters
     ----------
@@ -136,8 +190,8 @@ def read_image(
 
     Returns
     -------
-    numpy.ndarray
-        2-D C-contiguous ``float32`` array with values in ``[0, 1]``.
+    Scan
+        ``pixels``: 2-D C-contiguous ``float32`` array with values in ``[0, 1]``.
 
     Raises
     ------
@@ -158,13 +212,16 @@ def read_image(
     Examples
     --------
     >>> import numpy as np
-    >>> img = read_image(np.full((32, 32), 128, dtype=np.uint8))
-    >>> img.dtype, img.shape, round(float(img.max()), 4)
-    (dtype('float32'), (32, 32), 0.502)
+    >>> scan = read_scan(np.full((32, 32), 128, dtype=np.uint8))
+    >>> scan.pixels.dtype, scan.shape, round(float(scan.pixels.max()), 4), scan.polarity_known
+    (dtype('float32'), (32, 32), 0.502, False)
     """
     limits = _Limits(max_pixels, min_side, max_aspect)
+    if isinstance(source, Scan):
+        limits.check(*source.pixels.shape, "<scan>")
+        return source
     if isinstance(source, np.ndarray):
-        return _finish(_array_to_grey(source, "<array>", limits))
+        return _finish(_array_scan(source, "<array>", limits))
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         name = repr(path)
@@ -190,11 +247,36 @@ def read_image(
     )
 
 
+def read_image(
+    source: Source,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = 16,
+    max_aspect: float = 20.0,
+) -> np.ndarray:
+    """Read one image as a grey float image: the pixels of :func:`read_scan`.
+
+    Returns
+    -------
+    numpy.ndarray
+        2-D C-contiguous ``float32`` array with values in ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = read_image(np.full((32, 32), 128, dtype=np.uint8))
+    >>> img.dtype, img.shape, round(float(img.max()), 4)
+    (dtype('float32'), (32, 32), 0.502)
+    """
+    return read_scan(source, max_pixels=max_pixels, min_side=min_side, max_aspect=max_aspect).pixels
+
+
 class ImageReader(TransformerMixin, BaseEstimator):
-    """Read a sequence of images (paths, bytes, file objects or arrays) with :func:`read_image`.
+    """Read a sequence of images (paths, bytes, file objects, arrays or scans) with :func:`read_scan`.
 
     Stateless: ``fit`` only validates the parameters, and ``transform`` may be called
-    without it.
+    without it. The output is one :class:`Scan` per image, so that what a DICOM header
+    says about polarity and views reaches the breast-region step.
 
     Parameters
     ----------
@@ -208,8 +290,8 @@ class ImageReader(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> imgs = ImageReader().fit_transform([np.zeros((20, 30), dtype=np.uint8)])
-    >>> len(imgs), imgs[0].shape, imgs[0].dtype
+    >>> scans = ImageReader().fit_transform([np.zeros((20, 30), dtype=np.uint8)])
+    >>> len(scans), scans[0].shape, scans[0].pixels.dtype
     (1, (20, 30), dtype('float32'))
     """
 
@@ -246,7 +328,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
         _check_sequence(X)
         return self
 
-    def transform(self, X: Sequence[Source]) -> list[np.ndarray]:
+    def transform(self, X: Sequence[Source]) -> list[Scan]:
         """Read every element of ``X``.
 
         Parameters
@@ -257,8 +339,8 @@ class ImageReader(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        list of numpy.ndarray
-            One 2-D ``float32`` image in ``[0, 1]`` per element.
+        list of Scan
+            One scan (2-D ``float32`` pixels in ``[0, 1]``) per element.
         """
         self._validate_params()
         _check_sequence(X)
@@ -266,7 +348,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
         for i, src in enumerate(X):
             try:
                 out.append(
-                    read_image(
+                    read_scan(
                         src,
                         max_pixels=self.max_pixels,
                         min_side=self.min_side,
@@ -329,13 +411,13 @@ def _check_sequence(X: Any) -> None:
         )
 
 
-def _finish(img: np.ndarray) -> np.ndarray:
+def _finish(scan: Scan) -> Scan:
     # Luma weights and rounding can step a hair outside [0, 1].
-    np.clip(img, 0.0, 1.0, out=img)
-    return img
+    np.clip(scan.pixels, 0.0, 1.0, out=scan.pixels)
+    return scan
 
 
-def _read_stream(fp: IO[bytes], name: str, limits: _Limits, is_dcm: bool) -> np.ndarray:
+def _read_stream(fp: IO[bytes], name: str, limits: _Limits, is_dcm: bool) -> Scan:
     """Decode an open binary stream positioned at the start of the file."""
     header = fp.read(_HEADER_BYTES)
     if not header:
@@ -371,7 +453,7 @@ def _read_stream(fp: IO[bytes], name: str, limits: _Limits, is_dcm: bool) -> np.
 # ----------------------------------------------------------------------------- Pillow
 
 
-def _read_pillow(fp: IO[bytes], name: str, limits: _Limits) -> np.ndarray:
+def _read_pillow(fp: IO[bytes], name: str, limits: _Limits) -> Scan:
     try:
         # No warnings.catch_warnings() here: it swaps process-wide filters, which is not
         # thread-safe. Pillow warns only above ~89 MP, which the default limit refuses.
@@ -392,7 +474,9 @@ def _read_pillow(fp: IO[bytes], name: str, limits: _Limits) -> np.ndarray:
         if fmt == "TIFF" and im.mode in ("RGB", "RGBA") and _tiff_bits(im) > 8:
             # Pillow reduces 16-bit colour TIFF to 8 bits; tifffile keeps them.
             raise _UseTifffile(name)
+        chroma = None
         if fmt == "JPEG" and im.mode == "RGB":
+            chroma = _jpeg_chroma(fp)
             # Let libjpeg emit only the Y (luma) channel: no chroma upsampling or
             # colour conversion, the fastest path for the common 3-channel JPEGs.
             im.draft("L", im.size)
@@ -404,7 +488,24 @@ def _read_pillow(fp: IO[bytes], name: str, limits: _Limits) -> np.ndarray:
             if "truncated" not in msg:
                 msg = f"corrupt image data ({msg})"
             raise TruncatedImageError(f"{name}: {fmt} {msg}") from exc
-    return _array_to_grey(arr, name, limits)
+    scan = _array_scan(arr, name, limits)
+    return scan if chroma is None else replace(scan, chroma=chroma)
+
+
+def _jpeg_chroma(fp: IO[bytes]) -> float:
+    """:func:`_chroma` of a colour JPEG from a decode at 1/8 scale (the grey read skips chroma)."""
+    pos = fp.tell()
+    try:
+        fp.seek(0)
+        with Image.open(fp, formats=("JPEG",)) as small:
+            # libjpeg scales by 1/2, 1/4 or 1/8 while decoding: keep about 64+ pixels a side
+            f = int(np.clip(min(small.size) // 64, 1, 8))
+            small.draft("RGB", (max(1, small.width // f), max(1, small.height // f)))
+            return _chroma(np.asarray(small.convert("RGB")), step=1)
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError):
+        return 0.0  # the full decode reports the damage
+    finally:
+        fp.seek(pos)
 
 
 def _pillow_pixels(im: Image.Image) -> np.ndarray:
@@ -426,7 +527,7 @@ def _tiff_bits(im: Image.Image) -> int:
 # ---------------------------------------------------------------------------- tifffile
 
 
-def _read_tifffile(fp: IO[bytes], name: str, limits: _Limits) -> np.ndarray:
+def _read_tifffile(fp: IO[bytes], name: str, limits: _Limits) -> Scan:
     import tifffile
 
     try:
@@ -444,13 +545,13 @@ def _read_tifffile(fp: IO[bytes], name: str, limits: _Limits) -> np.ndarray:
         raise
     except Exception as exc:  # tifffile raises many kinds on corrupt data
         raise TruncatedImageError(f"{name}: TIFF could not be decoded ({exc})") from exc
-    return _array_to_grey(arr, name, limits)
+    return _array_scan(arr, name, limits)
 
 
 # ------------------------------------------------------------------------------- DICOM
 
 
-def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> np.ndarray:
+def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> Scan:
     import pydicom
     from pydicom.pixels import (
         apply_color_lut,
@@ -512,8 +613,9 @@ def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> np.nd
 
     if photometric == "PALETTE COLOR":
         arr = apply_color_lut(arr, ds)
+    tags = _dicom_tags(ds)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return _array_to_grey(arr, name, limits)  # already RGB after pixel_array
+        return replace(_array_scan(arr, name, limits), tags=tags)  # already RGB after pixel_array
 
     if arr.ndim != 2:
         raise ImageShapeError(f"{name}: DICOM frame has shape {arr.shape}, expected 2-D")
@@ -538,6 +640,15 @@ def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> np.nd
         out = _minmax(arr.astype(np.float32, copy=False), lo, hi)
     if photometric == "MONOCHROME1":
         np.subtract(1.0, out, out=out)
+    return Scan(out, polarity_known=True, tags=tags)
+
+
+def _dicom_tags(ds: Any) -> dict:
+    out = {}
+    for key in DICOM_TAGS:
+        value = ds.get(key)
+        if value is not None and str(value).strip():
+            out[key] = str(value).strip()
     return out
 
 
@@ -574,6 +685,27 @@ def _first(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ arrays
+
+
+def _array_scan(arr: np.ndarray, name: str, limits: _Limits) -> Scan:
+    """A :class:`Scan` of an array of pixels (grey, grey + alpha, RGB or RGBA)."""
+    grey = _array_to_grey(arr, name, limits)
+    return Scan(grey, chroma=_chroma(arr) if arr.ndim == 3 and arr.shape[2] >= 3 else 0.0)
+
+
+def _chroma(rgb: np.ndarray, step: int = 4) -> float:
+    """Share of pixels whose colour channels spread over more than a tenth of the scale."""
+    a = np.asarray(rgb)[::step, ::step, :3]
+    if a.dtype.kind == "b":
+        a = a.astype(np.uint8)
+    if a.dtype.kind == "f":
+        scale = max(1.0, float(np.nanmax(np.abs(a)))) if a.size else 1.0
+    elif a.dtype.itemsize == 1:
+        scale = 255.0
+    else:
+        scale = float(max(1, int(a.max()))) if a.size else 1.0
+    spread = a.max(axis=2).astype(np.float32) - a.min(axis=2).astype(np.float32)
+    return float((spread > 0.1 * scale).mean()) if spread.size else 0.0
 
 
 def _array_to_grey(arr: np.ndarray, name: str, limits: _Limits) -> np.ndarray:
