@@ -5,6 +5,13 @@
 * :func:`augment_like_dphi` / :func:`simulate_copies`: DPhi-style augmented copies of
   images with their true groups, the ground truth of the duplicate-grouping tests
   and of docs/grouping.md.
+* :func:`non_mammograms`: images that are not mammograms (photos, text, noise,
+  gradients, blank frames): what the input-quality gate and the out-of-distribution
+  score must refuse.
+* :func:`film_scan` / :func:`larger_detector`: a mammogram as a film archive or another
+  scanner would deliver it (bright unexposed film edges, a burnt-in label, a marker;
+  a detector much larger than the breast), with where the original now sits: the
+  hard cases of the breast-region tests and the invariance benchmark.
 
 Nothing here is used by training or prediction.
 """
@@ -15,7 +22,14 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["augment_like_dphi", "simulate_copies", "synthetic_mammogram"]
+__all__ = [
+    "augment_like_dphi",
+    "film_scan",
+    "larger_detector",
+    "non_mammograms",
+    "simulate_copies",
+    "synthetic_mammogram",
+]
 
 
 def _structured_tissue(rng: np.random.Generator, shape: tuple[int, int], side: str) -> np.ndarray:
@@ -129,3 +143,164 @@ def simulate_copies(images: Sequence[np.ndarray], n_copies: int, *, seed: int = 
             out.append(augment_like_dphi(im, rng, size=size, enhanced=bool(c % 2)))
             truth.append(k)
     return out, np.array(truth)
+
+
+def _background_level(image: np.ndarray) -> float:
+    return float(np.percentile(image, 2))
+
+
+def _draw_label(canvas: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int, int], text: str) -> None:
+    """A white film label with dark text filling ``box`` (row0, row1, col0, col1)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    r0, r1, c0, c1 = box
+    h, w = r1 - r0, c1 - c0
+    if h < 4 or w < 8:
+        return
+    label = Image.new("L", (w, h), int(255 * rng.uniform(0.85, 1.0)))
+    try:
+        font = ImageFont.load_default(size=max(8, int(0.7 * h)))
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    ImageDraw.Draw(label).text((max(1, w // 12), max(0, h // 8)), text, fill=int(255 * rng.uniform(0.05, 0.3)), font=font)
+    canvas[r0:r1, c0:c1] = np.asarray(label, np.float32) / 255
+
+
+def film_scan(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    sides: Sequence[str] | None = None,
+    pad: float = 0.12,
+    label: bool = True,
+    marker: bool = True,
+    text: str = "RMLO",
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` (dark background) as a scanned film: ``(copy, (row, col) offset of the original)``.
+
+    The original is laid on a larger piece of film of its own background level (with
+    grain), bright unexposed edges cover ``sides`` (default: one to four random sides
+    of "top", "bottom", "left", "right", each 2-8% deep, with a short penumbra), a white
+    label with dark ``text`` and a round lead marker sit in the background beside the
+    breast. Every change lies outside the original's area, so its breast is the truth.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    h, w = image.shape
+    pr, pc = int(round(pad * h)), int(round(pad * w))
+    bg = _background_level(image)
+    H, W = h + 2 * pr, w + 2 * pc
+    canvas = np.clip(bg + rng.normal(0, 0.004, (H, W)), 0, 1).astype(np.float32)
+    canvas[pr : pr + h, pc : pc + w] = image
+    if sides is None:
+        all_sides = ["top", "bottom", "left", "right"]
+        sides = list(rng.choice(all_sides, size=int(rng.integers(1, 5)), replace=False))
+    for side in sides:
+        depth = max(2, int(rng.uniform(0.02, 0.08) * (H if side in ("top", "bottom") else W)))
+        depth = min(depth, pr if side in ("top", "bottom") else pc)
+        level = rng.uniform(0.85, 1.0)
+        ramp = np.linspace(level, bg, num=max(2, depth // 4) + 2)[1:-1]  # the collimator's penumbra
+        profile = np.concatenate([np.full(depth - len(ramp), level), ramp]).astype(np.float32)
+        strip = profile[:, None] + rng.normal(0, 0.003, (len(profile), W if side in ("top", "bottom") else H))
+        strip = np.clip(strip, 0, 1).astype(np.float32)
+        if side == "top":
+            canvas[: len(profile)] = strip
+        elif side == "bottom":
+            canvas[H - len(profile) :] = strip[::-1]
+        elif side == "left":
+            canvas[:, : len(profile)] = strip.T
+        else:
+            canvas[:, W - len(profile) :] = strip[::-1].T
+    inner = (max(2, pr // 3), max(2, pc // 3))  # clear of the film edges
+    if label:
+        lh, lw = max(6, int(0.06 * H)), max(12, int(0.18 * W))
+        r0 = pr + h - lh - inner[0] if rng.random() < 0.5 else pr + inner[0]
+        c0 = W - pc + inner[1] - lw if rng.random() < 0.5 else inner[1] + pc - lw
+        c0 = int(np.clip(c0, inner[1], W - lw - inner[1]))
+        r0 = int(np.clip(r0, inner[0], H - lh - inner[0]))
+        # keep the label on the film, off the original's area
+        if c0 < pc + w and c0 + lw > pc and r0 < pr + h and r0 + lh > pr:
+            c0 = max(inner[1], pc - lw - 2) if pc > lw + 4 else min(W - lw - inner[1], pc + w + 2)
+        _draw_label(canvas, rng, (r0, r0 + lh, c0, c0 + lw), text)
+    if marker:
+        rad = max(2, int(0.012 * max(H, W)))
+        rr, cc = np.mgrid[0:H, 0:W]
+        r_m = int(rng.uniform(inner[0] + rad, max(inner[0] + rad + 1, pr - rad)))
+        c_m = int(rng.uniform(pc + rad, pc + w - rad))
+        canvas[(rr - r_m) ** 2 + (cc - c_m) ** 2 <= rad**2] = rng.uniform(0.9, 1.0)
+    return canvas, (pr, pc)
+
+
+def larger_detector(image: np.ndarray, *, factor: float = 1.8, level: float = 0.06,
+                    where: str = "centre") -> tuple[np.ndarray, tuple[int, int]]:
+    """``image`` on a detector ``factor`` times its size whose empty area reads ``level``
+    (slightly grey): ``(copy, (row, col) offset of the original)``. ``where`` is
+    "centre" or "chest wall" (flush with the left side, as a breast is positioned)."""
+    image = np.asarray(image, dtype=np.float32)
+    h, w = image.shape
+    H, W = int(round(factor * h)), int(round(factor * w))
+    canvas = np.full((H, W), level, np.float32)
+    r0 = (H - h) // 2
+    c0 = 0 if where == "chest wall" else (W - w) // 2
+    canvas[r0 : r0 + h, c0 : c0 + w] = image
+    return canvas, (r0, c0)
+
+
+#: Pictures bundled with scikit-image (no download) that are not mammograms.
+SKIMAGE_PICTURES = (
+    "astronaut", "binary_blobs", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock",
+    "coffee", "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry",
+    "logo", "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text",
+)
+
+
+def _document(rng: np.random.Generator, shape: tuple[int, int] = (700, 500)) -> np.ndarray:
+    """A scanned page: dark lines of text on white paper."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("L", shape[::-1], 245)
+    draw = ImageDraw.Draw(page)
+    try:
+        font = ImageFont.load_default(size=18)
+    except TypeError:
+        font = ImageFont.load_default()
+    words = ["patient", "report", "mammography", "screening", "bilateral", "findings", "normal", "density"]
+    for y in range(40, shape[0] - 40, 28):
+        line = " ".join(rng.choice(words, size=6))
+        draw.text((40, y), line, fill=20, font=font)
+    return np.asarray(page, np.float32) / 255
+
+
+def non_mammograms(seed: int = 0) -> dict[str, np.ndarray]:
+    """Named images that are not mammograms, as arrays (grey or colour, any dtype).
+
+    scikit-image's bundled photos and drawings (also in grey, so colour is not the only
+    cue), a text document and its negative, constant frames (black, white, grey), noise
+    (uniform, Gaussian, salt and pepper) and gradients (linear, radial).
+    """
+    import skimage.data
+    from skimage.color import rgb2gray
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for name in SKIMAGE_PICTURES:
+        img = getattr(skimage.data, name)()
+        out[name] = img
+        if img.ndim == 3 and img.shape[2] >= 3:
+            out[f"{name} (grey)"] = (rgb2gray(img[..., :3]) * 255).astype(np.uint8)
+    doc = _document(rng)
+    out["document"], out["document (negative)"] = doc, 1 - doc
+    h, w = 512, 400
+    out["black"], out["white"] = np.zeros((h, w), np.uint8), np.full((h, w), 255, np.uint8)
+    out["grey"] = np.full((h, w), 128, np.uint8)
+    out["uniform noise"] = rng.random((h, w)).astype(np.float32)
+    out["gaussian noise"] = np.clip(0.5 + 0.15 * rng.standard_normal((h, w)), 0, 1).astype(np.float32)
+    sp = np.full((h, w), 0.5, np.float32)
+    sp[rng.random((h, w)) < 0.1] = 0
+    sp[rng.random((h, w)) < 0.1] = 1
+    out["salt and pepper"] = sp
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    out["horizontal gradient"] = cols / (w - 1)
+    out["vertical gradient"] = rows / (h - 1)
+    out["diagonal gradient"] = (rows + cols) / (h + w - 2)
+    out["radial gradient"] = np.clip(1 - np.hypot(rows - h / 2, cols - w / 2) / (0.5 * max(h, w)), 0, 1)
+    return out

@@ -1,10 +1,10 @@
-"""Breast region: polarity, segmentation, crop and laterality flip.
+"""Breast region: crop to the breast, blank what lies outside it, face the chest wall left.
 
-A mammogram is mostly background. Everything downstream (texture statistics,
-the CNN thumbnail) is more informative when it sees only the breast, always
-facing the same way, so this module finds the breast as the largest bright
-connected component, drops what lies outside it (film labels, markers), crops
-to it and flips it so that the chest wall is on the left.
+Everything downstream (texture statistics, the CNN thumbnail) is more informative when it
+sees only the breast, always facing the same way. :mod:`mammo.features.segmentation` finds
+the breast (and undoes a white background); this module crops to it, drops what lies
+outside it (film edges, labels, markers), flips it so that the chest wall is on the left
+and resizes it to the working resolution.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage as ndi
-from skimage.filters import threshold_otsu
 
 from ._base import ImageTransformer
+from .io import Scan
+from .segmentation import Segmentation, is_inverted, segment_breast
 
 __all__ = [
     "Mammogram",
@@ -45,6 +45,13 @@ class Mammogram:
         Whether the grey levels were inverted to undo a white background.
     bbox : tuple of 4 ints or None
         ``(row0, row1, col0, col1)`` of the crop in the source image.
+    segmentation : Segmentation or None
+        How the breast was found (outline in source coordinates, polarity source,
+        measurements for the input-quality checks).
+    source_shape : tuple or None
+        Shape of the source image.
+    chroma : float
+        The source's share of clearly coloured pixels (see :class:`~mammo.features.io.Scan`).
     """
 
     pixels: np.ndarray
@@ -52,44 +59,31 @@ class Mammogram:
     flipped: bool = False
     inverted: bool = False
     bbox: tuple | None = None
+    segmentation: Segmentation | None = None
+    source_shape: tuple | None = None
+    chroma: float = 0.0
 
     def __post_init__(self):
         if self.mask is None:
             self.mask = np.ones(self.pixels.shape, dtype=bool)
 
+    def outline(self) -> list[np.ndarray]:
+        """The breast outline as ``(n, 2)`` (row, col) arrays in source pixels (empty if not segmented)."""
+        return self.segmentation.outline() if self.segmentation is not None and self.segmentation.found else []
+
 
 def as_mammogram(image) -> Mammogram:
-    """Wrap a 2-D array as a :class:`Mammogram`; pass a Mammogram through."""
+    """Wrap a 2-D array or a :class:`~mammo.features.io.Scan` as a :class:`Mammogram`; pass a Mammogram through."""
     if isinstance(image, Mammogram):
         return image
+    if isinstance(image, Scan):
+        return Mammogram(image.pixels, source_shape=image.shape, chroma=image.chroma)
     arr = np.asarray(image, dtype=np.float32)
     if arr.ndim != 2:
         raise ValueError(
             f"expected a 2-D grey image (read files with mammo.features.io), got shape {arr.shape}"
         )
-    return Mammogram(arr)
-
-
-def _border(image: np.ndarray, width: int) -> np.ndarray:
-    return np.concatenate(
-        [
-            image[:width].ravel(),
-            image[-width:].ravel(),
-            image[:, :width].ravel(),
-            image[:, -width:].ravel(),
-        ]
-    )
-
-
-def is_inverted(image: np.ndarray) -> bool:
-    """Whether a mammogram has a white background (and so dark dense tissue).
-
-    The background fills most of a mammogram's border (the breast touches at
-    most the chest-wall side), so a bright border median means an inverted
-    image.
-    """
-    width = max(1, min(image.shape) // 50)
-    return bool(np.median(_border(image, width)) > 0.5)
+    return Mammogram(arr, source_shape=arr.shape)
 
 
 def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -105,59 +99,54 @@ def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(pil.resize((int(shape[1]), int(shape[0])), Image.BILINEAR), dtype=np.float32)
 
 
-def _downsample(image: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
-    step = max(1, int(np.ceil(max(image.shape) / max_side)))
-    return image[::step, ::step], step
+def _sample_mask(seg: Segmentation, box: tuple, shape: tuple[int, int]) -> np.ndarray:
+    """The segmentation's mask at the centres of a ``shape`` grid laid over ``box`` (source pixels)."""
+    r0, r1, c0, c1 = box
+    rows = r0 + (np.arange(shape[0]) + 0.5) * (r1 - r0) / shape[0]
+    cols = c0 + (np.arange(shape[1]) + 0.5) * (c1 - c0) / shape[1]
+    mr = np.floor((rows - seg.box[0]) * seg.scale).astype(int)
+    mc = np.floor((cols - seg.box[2]) * seg.scale).astype(int)
+    inside_r = (mr >= 0) & (mr < seg.mask.shape[0])
+    inside_c = (mc >= 0) & (mc < seg.mask.shape[1])
+    out = seg.mask[np.ix_(np.clip(mr, 0, seg.mask.shape[0] - 1), np.clip(mc, 0, seg.mask.shape[1] - 1))]
+    return out & inside_r[:, None] & inside_c[None, :]
 
 
-def breast_mask(image: np.ndarray, *, opening: int = 2) -> np.ndarray:
-    """Boolean mask of the breast: threshold, opening, largest component, holes filled.
+def breast_mask(image: np.ndarray, *, polarity_known: bool = False) -> np.ndarray:
+    """Boolean mask of the breast on the source grid (all True when no breast is found).
 
-    The threshold sits 40% of the way from the background level (the border
-    median) and Otsu's threshold, so that the faint fatty tissue near the skin
-    line stays inside the mask while film noise stays out.
+    See :func:`mammo.features.segmentation.segment_breast`.
     """
-    small, step = _downsample(image, 160)
-    small = ndi.uniform_filter(small, 3)
-    background = float(np.median(_border(small, max(1, min(small.shape) // 50))))
-    try:
-        otsu = float(threshold_otsu(small))
-    except ValueError:  # constant image
-        otsu = background
-    if otsu <= background:
+    image = np.asarray(image, dtype=np.float32)
+    seg = segment_breast(image, polarity_known=polarity_known)
+    if not seg.found:
         return np.ones(image.shape, dtype=bool)
-    fg = small > background + 0.4 * (otsu - background)
-    if opening:
-        fg = ndi.binary_opening(fg, iterations=opening)
-    labels, n = ndi.label(fg)
-    if n == 0:
-        return np.ones(image.shape, dtype=bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    mask_small = ndi.binary_fill_holes(labels == sizes.argmax())
-    if step == 1:
-        return mask_small
-    # Nearest-neighbour upsampling back to the source grid.
-    rows = np.minimum(np.arange(image.shape[0]) // step, mask_small.shape[0] - 1)
-    cols = np.minimum(np.arange(image.shape[1]) // step, mask_small.shape[1] - 1)
-    return mask_small[np.ix_(rows, cols)]
+    return _sample_mask(seg, (0, image.shape[0], 0, image.shape[1]), image.shape)
+
+
+def _output_shape(shape: tuple[int, int], size: int | None) -> tuple[int, int]:
+    if size is None or max(shape) == size:
+        return shape
+    scale = size / max(shape)
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
 
 
 def crop_breast(
-    image: np.ndarray,
+    image,
     *,
     size: int | None = 256,
     crop: bool = True,
     flip: bool = True,
     fix_polarity: bool = True,
-    margin: float = 0.02,
+    polarity_known: bool | None = None,
 ) -> Mammogram:
     """Find, crop, flip and resize the breast of one grey mammogram.
 
     Parameters
     ----------
-    image : ndarray of shape (h, w)
-        Grey image in [0, 1], as returned by :func:`mammo.features.io.read_image`.
+    image : ndarray of shape (h, w) or Scan
+        Grey image in [0, 1], as returned by :func:`mammo.features.io.read_image`, or a
+        :class:`~mammo.features.io.Scan` from :func:`~mammo.features.io.read_scan`.
     size : int or None
         Longer side of the output in pixels (aspect ratio kept); None keeps
         the source resolution.
@@ -166,58 +155,47 @@ def crop_breast(
     flip : bool
         Mirror images whose chest wall is on the right.
     fix_polarity : bool
-        Invert images with a white background.
-    margin : float
-        Extra border around the bounding box, as a fraction of its size.
+        Invert raster images with a white background.
+    polarity_known : bool or None
+        The grey levels' meaning came from the file's header (DICOM), so polarity is
+        never guessed from the pixels. None: from the Scan (False for an array).
 
     Returns
     -------
     Mammogram
     """
-    image = np.asarray(image, dtype=np.float32)
-    inverted = bool(fix_polarity and is_inverted(image))
-    if inverted:
-        image = 1.0 - image
-    bbox = (0, image.shape[0], 0, image.shape[1])
-    if crop:
-        mask = breast_mask(image)
-        rows = np.flatnonzero(mask.any(axis=1))
-        cols = np.flatnonzero(mask.any(axis=0))
-        pad_r = int(margin * (rows[-1] - rows[0] + 1))
-        pad_c = int(margin * (cols[-1] - cols[0] + 1))
-        bbox = (
-            max(0, rows[0] - pad_r),
-            min(image.shape[0], rows[-1] + 1 + pad_r),
-            max(0, cols[0] - pad_c),
-            min(image.shape[1], cols[-1] + 1 + pad_c),
-        )
-        r0, r1, c0, c1 = bbox
-        image = np.where(mask, image, 0.0)[r0:r1, c0:c1]
-        mask = mask[r0:r1, c0:c1]
-    else:
-        mask = np.ones(image.shape, dtype=bool)
+    scan = image if isinstance(image, Scan) else Scan(np.asarray(image, dtype=np.float32))
+    known = scan.polarity_known if polarity_known is None else polarity_known
+    pixels = np.asarray(scan.pixels, dtype=np.float32)
+    seg = segment_breast(pixels, polarity_known=known, fix_polarity=fix_polarity)
+    if seg.inverted:
+        pixels = 1.0 - pixels
+    bbox = seg.bbox if (crop and seg.found) else (0, pixels.shape[0], 0, pixels.shape[1])
+    r0, r1, c0, c1 = bbox
+    shape = _output_shape((r1 - r0, c1 - c0), size)
+    out = np.array(resize_image(pixels[r0:r1, c0:c1], shape), dtype=np.float32)  # never a view of the input
+    mask = _sample_mask(seg, bbox, shape) if (crop and seg.found) else np.ones(shape, dtype=bool)
+    out[~mask] = 0.0
     flipped = False
     if flip:
         half = mask.shape[1] // 2
         # The chest wall side carries more breast area than the nipple side.
-        if mask[:, half:].sum() > mask[:, :half].sum():
-            image, mask, flipped = image[:, ::-1], mask[:, ::-1], True
-    if size is not None and max(image.shape) != size:
-        scale = size / max(image.shape)
-        shape = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
-        image = resize_image(image, shape)
-        mask = resize_image(mask.astype(np.float32), shape) > 0.5
+        if mask[:, mask.shape[1] - half :].sum() > mask[:, :half].sum():
+            out, mask, flipped = out[:, ::-1], mask[:, ::-1], True
     return Mammogram(
-        np.ascontiguousarray(image, dtype=np.float32),
+        np.ascontiguousarray(out, dtype=np.float32),
         np.ascontiguousarray(mask),
         flipped=flipped,
-        inverted=inverted,
+        inverted=seg.inverted,
         bbox=tuple(int(v) for v in bbox),
+        segmentation=seg,
+        source_shape=pixels.shape,
+        chroma=scan.chroma,
     )
 
 
 class BreastCropper(ImageTransformer):
-    """Transformer: grey images -> :class:`Mammogram` crops of the breast.
+    """Transformer: grey images or scans -> :class:`Mammogram` crops of the breast.
 
     Parameters
     ----------
@@ -249,7 +227,7 @@ class BreastCropper(ImageTransformer):
     def transform(self, X) -> list[Mammogram]:
         return [
             crop_breast(
-                as_mammogram(x).pixels,
+                x if isinstance(x, Scan) else as_mammogram(x).pixels,
                 size=self.size,
                 crop=self.crop,
                 flip=self.flip,

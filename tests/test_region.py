@@ -1,0 +1,184 @@
+"""Breast region on hard inputs: film scans, labels, markers, other detectors, polarity, DICOM headers."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from conftest import write_dicom
+from mammo.features.io import read_scan
+from mammo.features.region import crop_breast
+from mammo.features.segmentation import is_inverted, segment_breast
+from mammo.testing import film_scan, larger_detector, synthetic_mammogram
+
+
+def _truth(img: np.ndarray) -> np.ndarray:
+    """Where the synthetic breast really is: the breast ellipse of synthetic_mammogram."""
+    m = crop_breast(img, size=None, flip=False)
+    full = np.zeros(img.shape, bool)
+    r0, r1, c0, c1 = m.bbox
+    full[r0:r1, c0:c1] = m.mask
+    return full
+
+
+def _source_mask(m, shape) -> np.ndarray:
+    """The crop's mask placed back on the source grid (unflipped)."""
+    full = np.zeros(shape, bool)
+    r0, r1, c0, c1 = m.bbox
+    from PIL import Image
+
+    mask = m.mask[:, ::-1] if m.flipped else m.mask
+    full[r0:r1, c0:c1] = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((c1 - c0, r1 - r0), Image.NEAREST)).astype(bool)
+    return full
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+@pytest.fixture
+def breast(rng):
+    """A larger synthetic mammogram (dark background, label off) and its true breast mask."""
+    img = synthetic_mammogram(rng, 2, shape=(320, 256), film_label=False)
+    return img, _truth(img)
+
+
+def test_segmentation_of_a_clean_image_matches_the_drawn_breast(rng):
+    img = synthetic_mammogram(rng, 3, shape=(320, 256), film_label=False)
+    h, w = img.shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    drawn = ((rows - h / 2) / (0.42 * h)) ** 2 + (cols / (0.7 * w)) ** 2 <= 1
+    assert _iou(_truth(img), drawn) > 0.95
+
+
+@pytest.mark.parametrize("sides", [["top"], ["right", "bottom"], ["top", "right", "bottom"], ["top", "bottom", "left", "right"]])
+def test_film_edges_label_and_marker_are_left_out(breast, rng, sides):
+    img, truth = breast
+    film, (dr, dc) = film_scan(img, rng, sides=sides)
+    m = crop_breast(film, size=None)
+    assert not m.inverted
+    got = _source_mask(m, film.shape)
+    want = np.zeros(film.shape, bool)
+    want[dr : dr + img.shape[0], dc : dc + img.shape[1]] = truth
+    assert _iou(got, want) > 0.9
+    assert not got[film > 0.84].any() or (got & (film > 0.84)).sum() < 0.01 * got.sum()  # no film edge, label or marker
+
+
+@pytest.mark.parametrize("sides", [["left"], ["top", "right"], ["top", "bottom", "left", "right"]])
+def test_polarity_is_not_fooled_by_film_edges(breast, rng, sides):
+    img, _ = breast
+    film, _ = film_scan(img, rng, sides=sides)
+    assert not is_inverted(film) and is_inverted(1 - film)
+    assert crop_breast(1 - film).inverted
+
+
+def test_larger_grey_detector_gives_the_same_crop(breast):
+    img, truth = breast
+    ref = crop_breast(img)
+    for where in ("centre", "chest wall"):
+        big, (dr, dc) = larger_detector(img, where=where)
+        m = crop_breast(big)
+        shifted = (m.bbox[0] - dr, m.bbox[1] - dr, m.bbox[2] - dc, m.bbox[3] - dc)
+        assert max(abs(a - b) for a, b in zip(shifted, ref.bbox)) <= 2, (where, shifted, ref.bbox)
+        assert m.pixels.shape == ref.pixels.shape and _iou(m.mask, ref.mask) > 0.97
+
+
+def test_mirror_gives_the_same_crop(breast):
+    img, _ = breast
+    a, b = crop_breast(img), crop_breast(img[:, ::-1].copy())
+    assert a.flipped != b.flipped and a.pixels.shape == b.pixels.shape
+    # the same crop up to a few background pixels at the skin line (float rounding at the threshold)
+    assert _iou(a.mask, b.mask) > 0.99 and np.mean(np.abs(a.pixels - b.pixels) < 1e-5) > 0.995
+
+
+def test_breast_touching_the_top_edge_and_a_faint_fatty_breast(rng):
+    img = synthetic_mammogram(rng, 1, shape=(320, 256), film_label=False)
+    top = img[100:].copy()  # the breast now runs into the top edge
+    m = crop_breast(top, size=None, flip=False)
+    assert m.bbox[0] == 0 and _iou(_source_mask(m, top.shape), _truth(img)[100:]) > 0.9
+    bg = float(np.percentile(img, 2))
+    faint = np.clip(bg + 0.25 * (img - bg), 0, 1)  # a quarter of the contrast
+    assert _iou(_source_mask(crop_breast(faint, size=None), faint.shape), _truth(img)) > 0.9
+
+
+def test_outline_is_in_source_coordinates(breast):
+    img, truth = breast
+    big, (dr, dc) = larger_detector(img)
+    m = crop_breast(big)
+    outline = max(m.outline(), key=len)
+    tolerance = int(np.ceil(2 / m.segmentation.scale))  # two pixels of the grid the mask was traced on
+    rows, cols = outline[:, 0] - dr, outline[:, 1] - dc
+    # every outline point sits on the breast's edge, within the grid it was traced on
+    from scipy import ndimage as ndi
+
+    distance = ndi.distance_transform_edt(~(truth ^ ndi.binary_erosion(truth)))
+    # (the chest wall runs along the original image's left edge, half a pixel out)
+    assert ((rows > -2) & (rows < img.shape[0] + 1) & (cols > -2) & (cols < img.shape[1] + 1)).all()
+    r = np.clip(np.round(rows).astype(int), 0, img.shape[0] - 1)
+    c = np.clip(np.round(cols).astype(int), 0, img.shape[1] - 1)
+    assert distance[r, c].max() <= tolerance
+
+
+# ------------------------------------------------------------------ DICOM: the header decides polarity
+
+
+def _film_dicom(img, rng, photometric: str, tmp_path, name: str):
+    """A scanned-film DICOM: 16-bit, RLE lossless, bright film edges, a burnt-in label."""
+    from pydicom.uid import RLELossless
+
+    film, offset = film_scan(img, rng, sides=["top", "right", "bottom"], text="RMLO")
+    stored = film if photometric == "MONOCHROME2" else 1 - film
+    arr = np.round(stored * 65535).astype(np.uint16)
+    path = tmp_path / name
+    write_dicom(arr, path, photometric=photometric, bits_stored=16, compress=RLELossless,
+                ImageLaterality="R", ViewPosition="MLO", PatientID="film-1")
+    return path, film, offset
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_film_scan_dicom_is_not_inverted_and_the_mask_is_the_breast(breast, rng, tmp_path, photometric):
+    img, truth = breast
+    path, film, (dr, dc) = _film_dicom(img, rng, photometric, tmp_path, "film.dcm")
+    scan = read_scan(path)
+    assert scan.polarity_known and scan.tags["ViewPosition"] == "MLO" and scan.tags["ImageLaterality"] == "R"
+    # MONOCHROME1 undone by the header: the film's own grey levels (stretched to the data's range)
+    assert np.corrcoef(scan.pixels.ravel(), film.ravel())[0, 1] > 0.999
+    m = crop_breast(scan, size=None)
+    assert not m.inverted and m.segmentation.polarity == "header"
+    want = np.zeros(film.shape, bool)
+    want[dr : dr + img.shape[0], dc : dc + img.shape[1]] = truth
+    assert _iou(_source_mask(m, film.shape), want) > 0.9
+
+
+def test_header_polarity_is_never_second_guessed(breast):
+    img, _ = breast
+    # a DICOM saying MONOCHROME2 with a white background really has one: keep it as it is
+    assert segment_breast(1 - img, polarity_known=True).inverted is False
+    assert segment_breast(1 - img).inverted is True
+
+
+def test_dicom_scan_keeps_its_polarity_through_the_pipeline(breast, tmp_path):
+    from mammo.features import BreastCropper, ImageReader
+
+    img, _ = breast
+    path = tmp_path / "m1.dcm"
+    write_dicom(np.round((1 - img) * 4095).astype(np.uint16), path, photometric="MONOCHROME1", bits_stored=12)
+    (m,) = BreastCropper().transform(ImageReader().transform([path]))
+    assert not m.inverted and m.segmentation.polarity == "header"
+    (r,) = BreastCropper().transform(ImageReader().transform([1 - img]))
+    assert r.inverted and r.segmentation.polarity == "pixels"
+
+
+def test_colour_is_measured_even_on_a_grey_decoded_jpeg():
+    from PIL import Image
+    from skimage.data import astronaut
+
+    rgb = astronaut()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG")
+    assert read_scan(buf.getvalue()).chroma > 0.2
+    buf = io.BytesIO()
+    Image.fromarray(np.repeat(rgb[..., :1], 3, axis=2)).save(buf, "JPEG")  # three equal channels, as DPhi's
+    assert read_scan(buf.getvalue()).chroma < 0.01
