@@ -34,7 +34,7 @@ from sklearn.base import clone
 from sklearn.pipeline import FeatureUnion, Pipeline
 from tqdm.auto import tqdm
 
-from .classifiers.pipelines import split_pipeline
+from .classifiers.pipelines import SCREEN_STEPS, split_pipeline
 from .storage import FEATURES_VERSION, atomic_open, atomic_write, cache_root, content_sha256, step_key, step_record
 
 __all__ = ["FeatureCache", "FeatureComputationError", "default_cache_dir", "content_sha256", "chain_key", "chain_record"]
@@ -83,6 +83,8 @@ class FeatureCache:
     stats : Counter
         ``computed:<block>`` and ``hit:<block>`` image counts since creation;
         tests and benchmarks read them to prove reuse.
+    refused : dict
+        ``{image index: message}`` of the last :meth:`blocks` call with ``errors="skip"``.
     """
 
     def __init__(self, root=None, *, batch_size: int = 32, n_jobs: int = 1, progress: bool = True):
@@ -91,6 +93,7 @@ class FeatureCache:
         self.n_jobs = max(1, int(n_jobs))
         self.progress = progress
         self.stats: Counter = Counter()
+        self.refused: dict[int, str] = {}
         self._digests: dict = {}
 
     # ------------------------------------------------------------------ keys
@@ -112,14 +115,24 @@ class FeatureCache:
         return d
 
     # --------------------------------------------------------------- compute
-    def blocks(self, images: Sequence, steps: Sequence, blocks: Sequence[tuple[str, Any]], *, desc: str = "features") -> dict:
+    def blocks(self, images: Sequence, steps: Sequence, blocks: Sequence[tuple[str, Any]], *, desc: str = "features",
+               errors: str = "raise") -> dict:
         """``{name: (n_images, n_features) array}`` for each ``(name, transformer)`` block.
 
         ``steps`` are the stateless ``(name, transformer)`` steps before the blocks
-        (read, crop, enhance). Blocks already on disk for an image are loaded;
+        (read, crop, check, enhance). Blocks already on disk for an image are loaded;
         the others are computed from one shared read/crop/enhance per image.
+
+        With ``errors="skip"``, an image that the input-quality gate refuses (not a
+        plausible mammogram, :class:`~mammo.features.quality.ImplausibleImageError`) gets
+        a row of NaN and its message in :attr:`refused` (``{index: message}``, for this
+        call). An unreadable file always raises :class:`FeatureComputationError`, as
+        does a refused image with ``errors="raise"``.
         """
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         images = list(images)
+        self.refused = {}
         digests = [self.digest(x) for x in images]
         pre = [s for _, s in steps]
         dirs = {name: self.block_dir(pre, name, blk) for name, blk in blocks}
@@ -129,40 +142,54 @@ class FeatureCache:
         for name, _ in blocks:
             self.stats[f"hit:{name}"] += int((~missing[name]).sum())
         if len(todo):
-            self._compute(images, todo, steps, blocks, missing, paths, desc)
-        out = {}
-        for name, _ in blocks:
-            out[name] = np.stack([np.load(p) for p in paths[name]]) if images else np.empty((0, 0), np.float32)
-        return out
+            self._compute(images, todo, steps, blocks, missing, paths, desc, errors)
+        return {name: self._load(paths[name]) for name, _ in blocks}
 
-    def _compute(self, images, todo, steps, blocks, missing, paths, desc) -> None:
+    def _load(self, paths: list) -> np.ndarray:
+        rows = [np.load(p) if i not in self.refused else None for i, p in enumerate(paths)]
+        width = next((r.shape for r in rows if r is not None), None)
+        if width is None:
+            return np.empty((len(paths), 0), np.float32)
+        blank = np.full(width, np.nan, dtype=np.float32)
+        return np.stack([r if r is not None else blank for r in rows])
+
+    def _compute(self, images, todo, steps, blocks, missing, paths, desc, errors="raise") -> None:
+        from .features.quality import INPUT_ERRORS, ImplausibleImageError
+
         # Fit (validate; the CNN loads its weights) on clones so the caller's steps stay untouched.
         steps = [(n, clone(s)) for n, s in steps]
         blocks = [(n, clone(b)) for n, b in blocks]
-        X = [images[todo[0]]]
-        try:
-            for _, s in steps:
-                X = s.fit(X).transform(X)
-            for _, b in blocks:
-                b.fit(X)
-        except Exception as exc:
-            raise FeatureComputationError(f"{_name(images[todo[0]])}: {type(exc).__name__}: {exc}") from exc
+        screen = [(n, s) for n, s in steps if n in SCREEN_STEPS]
+        rest = [(n, s) for n, s in steps if n not in SCREEN_STEPS]
+        self._fit_on_first(images, todo, steps, blocks, errors)
 
         def work(idx):
-            batch = [images[i] for i in idx]
+            kept, X = [], []
+            for i in idx:
+                try:
+                    x = [images[i]]
+                    for _, s in screen:
+                        x = s.transform(x)
+                except INPUT_ERRORS as exc:
+                    if errors == "raise" or not isinstance(exc, ImplausibleImageError):
+                        raise FeatureComputationError(f"{_name(images[i])}: {type(exc).__name__}: {exc}") from exc
+                    self.refused[int(i)] = f"{type(exc).__name__}: {exc}"
+                    continue
+                kept.append(i)
+                X += x
+            kept = np.asarray(kept, dtype=int)
             try:
-                X = batch
-                for _, s in steps:
-                    X = s.transform(X)
+                for _, s in rest:
+                    X = s.transform(X) if len(kept) else X
                 res = {}
                 for name, b in blocks:
-                    need = missing[name][idx]
+                    need = missing[name][kept] if len(kept) else np.zeros(0, bool)
                     if need.any():
-                        res[name] = (idx[need], b.transform([x for x, k in zip(X, need) if k]))
+                        res[name] = (kept[need], b.transform([x for x, k in zip(X, need) if k]))
                 return res
             except Exception as exc:
-                bad = _first_failure(batch, steps)
-                raise FeatureComputationError(f"{_name(bad[0])}: {type(exc).__name__}: {exc}") from exc
+                raise FeatureComputationError(f"{_name(images[idx[0]])} (or another image of its batch): "
+                                              f"{type(exc).__name__}: {exc}") from exc
 
         chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         with tqdm(total=len(todo), desc=desc, unit="img", disable=not self.progress) as bar:
@@ -177,6 +204,28 @@ class FeatureCache:
                         self.stats[f"computed:{name}"] += len(rows)
                     bar.update(len(idx))
 
+    def _fit_on_first(self, images, todo, steps, blocks, errors: str) -> None:
+        """Fit the steps and blocks on the first image that every step accepts."""
+        from .features.quality import INPUT_ERRORS, ImplausibleImageError
+
+        for i in todo:
+            X = [images[i]]
+            try:
+                for _, s in steps:
+                    X = s.fit(X).transform(X)
+            except INPUT_ERRORS as exc:
+                if errors == "raise" or not isinstance(exc, ImplausibleImageError):
+                    raise FeatureComputationError(f"{_name(images[i])}: {type(exc).__name__}: {exc}") from exc
+                continue
+            except Exception as exc:
+                raise FeatureComputationError(f"{_name(images[i])}: {type(exc).__name__}: {exc}") from exc
+            try:
+                for _, b in blocks:
+                    b.fit(X)
+            except Exception as exc:
+                raise FeatureComputationError(f"{_name(images[i])}: {type(exc).__name__}: {exc}") from exc
+            return
+
     def transform(self, images: Sequence, pipeline: Pipeline, *, desc: str = "features") -> np.ndarray:
         """The feature matrix ``pipeline``'s stateless part would produce, from the cache.
 
@@ -190,17 +239,6 @@ class FeatureCache:
         blocks = list(union.transformer_list)
         got = self.blocks(images, steps[:-1], blocks, desc=desc)
         return np.hstack([got[n] for n, _ in blocks])
-
-
-def _first_failure(batch, steps):
-    for item in batch:
-        try:
-            X = [item]
-            for _, s in steps:
-                X = s.transform(X)
-        except Exception as exc:  # noqa: BLE001 - we are locating the culprit
-            return item, exc
-    return batch[0], None
 
 
 def _name(item) -> str:

@@ -121,10 +121,12 @@ def test_chain_json_is_structured_and_the_folder_key_unchanged(tmp_path):
     d = FeatureCache(tmp_path).block_dir([_Step(512)], "blk", _Step(mode="b"))
     # the folder key is the sha256 of the step_key texts, as before chain.json was structured
     name = f"{__name__}._Step"
-    old_key = f"mammo-featcache-v1\n{name}[('mode', 'a'), ('size', 512)]\n{name}[('mode', 'b'), ('size', 256)]"
+    from mammo.storage import FEATURES_VERSION
+
+    old_key = f"mammo-featcache-v{FEATURES_VERSION}\n{name}[('mode', 'a'), ('size', 512)]\n{name}[('mode', 'b'), ('size', 256)]"
     assert d.name == f"blk-{hashlib.sha256(old_key.encode()).hexdigest()[:20]}"
     chain = json.loads((d / "chain.json").read_text())
-    assert chain["format"] == 2 and chain["version"] == "1" and chain["block"] == "blk"
+    assert chain["format"] == 2 and chain["version"] == FEATURES_VERSION and chain["block"] == "blk"
     assert chain["chain"] == [{"class": name, "params": {"mode": "a", "size": 512}},
                               {"class": name, "params": {"mode": "b", "size": 256}}]
     stale, what = caches._feature_summary(d)

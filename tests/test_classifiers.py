@@ -152,9 +152,9 @@ def test_ordinal_qwk_decision_needs_cross_validated_calibration(rng):
 
 
 def test_make_task_pipeline_steps_and_errors():
-    assert [n for n, _ in make_task_pipeline("density", "texture", "svm").steps] == ["read", "crop", "enhance", "features", "scale", "reduce", "clf"]
-    assert [n for n, _ in make_task_pipeline("tumour", "cnn", "xgboost").steps] == ["read", "crop", "enhance", "features", "select", "clf"]
-    assert [n for n, _ in make_task_pipeline("tumour", "texture", "xgboost").steps] == ["read", "crop", "enhance", "features", "clf"]
+    assert [n for n, _ in make_task_pipeline("density", "texture", "svm").steps] == ["read", "crop", "check", "enhance", "features", "scale", "reduce", "clf"]
+    assert [n for n, _ in make_task_pipeline("tumour", "cnn", "xgboost").steps] == ["read", "crop", "check", "enhance", "features", "select", "clf"]
+    assert [n for n, _ in make_task_pipeline("tumour", "texture", "xgboost").steps] == ["read", "crop", "check", "enhance", "features", "clf"]
     assert isinstance(make_classifier("density", "svm"), OrdinalClassifier)
     for bad in [dict(task="age"), dict(task="density", feature_set="sift"), dict(task="density", model="knn")]:
         with pytest.raises(ValueError, match="must be one of"):
@@ -181,7 +181,8 @@ def test_model_predicts_both_tasks(texture_model, synthetic_set):
     labels = texture_model.predict(paths)
     assert set(labels["density"]) <= {1, 2, 3, 4} and set(labels["tumour"]) <= {0, 1}
     rec = texture_model.predict_records(paths[:1])[0]
-    assert set(rec) == {"density", "tumour"} and 0 <= rec["tumour"]["p_malignant"] <= 1
+    assert set(rec) == {"density", "tumour", "ood_score", "in_distribution", "ood_threshold"}
+    assert 0 <= rec["tumour"]["p_malignant"] <= 1 and rec["ood_score"] >= 0
     assert rec["density"]["meaning"].startswith(("A", "B", "C", "D"))
     json.dumps(rec)
 
@@ -324,14 +325,13 @@ def test_pipeline_without_enhancement_keeps_grey_levels(synthetic_set):
 
     paths = synthetic_set[0][:2]
     plain = make_task_pipeline("density", "texture", "svm", enhance=False)
-    steps = split_pipeline(plain)[0]
-    read, crop, enh = (s for _, s in steps[:3])
+    read, crop, enh = (plain.named_steps[n] for n in ("read", "crop", "enhance"))
     cropped = crop.transform(read.transform(paths))
     out = enh.transform(cropped)
     for c, o in zip(cropped, out):
         np.testing.assert_array_equal(o.pixels[c.mask], c.pixels[c.mask])  # grey levels untouched in the breast
         assert not o.pixels[~c.mask].any()  # background blanked, as with enhancement
-    enhanced = split_pipeline(make_task_pipeline("density", "texture", "svm"))[0][2][1].transform(cropped)
+    enhanced = make_task_pipeline("density", "texture", "svm").named_steps["enhance"].transform(cropped)
     assert not np.allclose(enhanced[0].pixels, out[0].pixels)
     feats = plain.named_steps["features"].fit(out)
     X_plain = feats.transform(out)

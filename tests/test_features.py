@@ -12,9 +12,10 @@ from sklearn.base import clone
 from conftest import needs_weights, require_data
 from mammo.features import BreastCropper, CNNActivations, CNNEmbedding, Enhancer, GLCMFeatures, LBPFeatures, read_image
 from mammo.features.region import Mammogram, breast_mask, crop_breast, is_inverted
+from mammo.features.quality import InputQualityGate
 from mammo.features.texture import glcm_features, lbp8_uniform, lbp_features
 
-TRANSFORMERS = [BreastCropper(), Enhancer(), GLCMFeatures(), LBPFeatures(), CNNEmbedding(), CNNActivations()]
+TRANSFORMERS = [BreastCropper(), InputQualityGate(), Enhancer(), GLCMFeatures(), LBPFeatures(), CNNEmbedding(), CNNActivations()]
 
 
 # ------------------------------------------------------------------ contract
@@ -32,7 +33,7 @@ def test_estimator_contract(est):
 
 @pytest.mark.parametrize(
     "est",
-    [BreastCropper(size=8), Enhancer(clip_limit=2.0), GLCMFeatures(levels=1), LBPFeatures(radii=()), CNNEmbedding(input_size=8),
+    [BreastCropper(size=8), InputQualityGate(enabled="yes"), Enhancer(clip_limit=2.0), GLCMFeatures(levels=1), LBPFeatures(radii=()), CNNEmbedding(input_size=8),
      CNNActivations(batch_size=0)],
     ids=lambda e: type(e).__name__,
 )

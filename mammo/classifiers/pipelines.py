@@ -14,6 +14,7 @@ from ..conventions import TASKS
 from ..features.blocks import FEATURE_SETS, blocks_of, make_block
 from ..features.enhance import Enhancer
 from ..features.io import ImageReader
+from ..features.quality import InputQualityGate
 from ..features.region import BreastCropper
 from .estimators import CappedPCA, ClassWeighted, OrdinalClassifier, f_classif_constant_safe
 
@@ -24,6 +25,7 @@ __all__ = [
     "DENSITY_CLASSES",
     "TUMOUR_CLASSES",
     "PREPROCESS_STEPS",
+    "SCREEN_STEPS",
     "make_features",
     "make_classifier",
     "make_task_pipeline",
@@ -32,7 +34,11 @@ __all__ = [
 ]
 
 MODELS = ("xgboost", "svm")
-PREPROCESS_STEPS = ("read", "crop", "enhance")
+#: The image steps before the features, in order.
+PREPROCESS_STEPS = ("read", "crop", "check", "enhance")
+#: The steps that may refuse an input (unreadable, not a mammogram): run one image at a
+#: time by batch callers, so that one bad file does not stop the others.
+SCREEN_STEPS = ("read", "crop", "check")
 
 #: BI-RADS breast density (ACR 5th edition) and what each means for a reader.
 DENSITY_CLASSES = {
@@ -128,7 +134,9 @@ def make_task_pipeline(
     """One task's full pipeline from image sources (paths, bytes, arrays) to calibrated probabilities.
 
     Steps: ``read`` (:class:`~mammo.features.io.ImageReader`), ``crop``
-    (:class:`~mammo.features.region.BreastCropper`), ``enhance``
+    (:class:`~mammo.features.region.BreastCropper`), ``check``
+    (:class:`~mammo.features.quality.InputQualityGate`: refuses images that are not
+    mammograms with :class:`~mammo.features.quality.ImplausibleImageError`), ``enhance``
     (:class:`~mammo.features.enhance.Enhancer`; with ``enhance=False`` it only
     blanks the background, so features see the breast's original grey levels),
     ``features`` (:func:`make_features`: the feature set's blocks, then any
@@ -143,12 +151,13 @@ def make_task_pipeline(
     --------
     >>> pipe = make_task_pipeline("tumour", "texture", "svm")
     >>> [name for name, _ in pipe.steps]
-    ['read', 'crop', 'enhance', 'features', 'scale', 'reduce', 'clf']
+    ['read', 'crop', 'check', 'enhance', 'features', 'scale', 'reduce', 'clf']
     """
     reader = ImageReader() if max_pixels is None else ImageReader(max_pixels=max_pixels)
     steps = [
         ("read", reader),
         ("crop", BreastCropper(size=texture_size)),
+        ("check", InputQualityGate()),
         # Without CLAHE the absolute grey level, which is what density is, survives:
         # on mini-MIAS (film) that scored better in grouped CV, on DPhi and RSNA worse.
         ("enhance", Enhancer() if enhance else Enhancer(clip_limit=0.0, unsharp_amount=0.0)),

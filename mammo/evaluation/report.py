@@ -148,6 +148,17 @@ def _task_lines(task: str, t: Mapping[str, Any], cfg: Mapping[str, Any], plots: 
     return lines
 
 
+def _ood_lines(ood: Mapping[str, Any]) -> list[str]:
+    held = ood["held_out_flagged"]
+    folds = ", ".join(f"{100 * r:.1f}%" for r in held["folds"])
+    return ["## Out-of-distribution score", "",
+            f"The saved model scores every image by how unlike its training images ({ood['task']} features) it is, "
+            f"and flags it `in_distribution: false` above {ood['threshold']:.3g}, the {100 * ood['quantile']:.1f}th "
+            "percentile of grouped cross-fitted training scores.",
+            f"Under the same grouped folds, models fitted without each fold flagged {100 * held['pooled']:.1f}% of its "
+            f"{held['n']} held-out in-domain images (per fold: {folds}).", ""]
+
+
 def write_report(metrics: Mapping[str, Any], path, plots: Mapping[str, str] | None = None) -> Path:
     """Write the run's Markdown report from its metrics dict (the content of metrics.json)."""
     plots = dict(plots or {})
@@ -158,6 +169,15 @@ def write_report(metrics: Mapping[str, Any], path, plots: Mapping[str, str] | No
         fm = metrics["final_model"]
         lines += ["## Final model", "", f"`{fm['path']}` (pipeline id `{fm['pipeline_id']}`), refitted on all labelled images; "
                   f"sha256 `{fm['sha256']}`. {fm['selection']}", ""]
+    if metrics.get("ood"):
+        lines += _ood_lines(metrics["ood"])
+    if metrics.get("refused_images"):
+        refused = metrics["refused_images"]
+        lines += ["## Images left out", "", f"{len(refused)} image(s) were refused by the input-quality gate "
+                  "(not a plausible mammogram), as they would be at prediction:", ""]
+        lines += [f"- `{Path(p).name}`: {m}" for p, m in list(refused.items())[:50]]
+        lines += [f"- ... and {len(refused) - 50} more (metrics.json lists all)"] if len(refused) > 50 else []
+        lines += [""]
     if metrics.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in metrics["notes"]] + [""]
     path = Path(path)

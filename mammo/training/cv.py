@@ -19,7 +19,9 @@ from .config import FitOptions
 from .results import CVResult, SelectionEstimate
 from .tuning import PARAM_GRIDS, configure, make_tail, predict_columns, score, tune
 
-__all__ = ["FoldFit", "fit_predict", "cross_validate", "summarise", "best_candidate", "selection_estimate"]
+__all__ = [
+    "FoldFit", "fit_predict", "cross_validate", "summarise", "best_candidate", "selection_estimate",
+    "ood_holdout_rate"]
 
 
 @dataclass
@@ -184,3 +186,21 @@ def selection_estimate(task: str, y: np.ndarray, classes, folds, results: Mappin
     key = ev.PRIMARY_METRIC[task]
     return SelectionEstimate(metric=key, score=score(task, y, proba, classes, pred), chosen=chosen, selected=best,
                              selected_score=results[best].pooled[key])
+
+
+def ood_holdout_rate(X: np.ndarray, groups: np.ndarray, folds) -> dict:
+    """Share of held-out images the out-of-distribution model flags, under the outer folds.
+
+    Each fold's :class:`~mammo.classifiers.ood.DistributionModel` is fitted on the other
+    folds (its threshold cross-fitted by group inside them), as the saved model's is on
+    all images: what new patients from the same source should see.
+    """
+    from ..classifiers.ood import DistributionModel
+
+    flagged = np.zeros(len(X), bool)
+    per_fold = []
+    for train, test in folds:
+        model = DistributionModel().fit(X[train], groups=groups[train])
+        flagged[test] = ~model.predict(X[test])
+        per_fold.append(float(flagged[test].mean()))
+    return {"pooled": float(flagged.mean()), "folds": per_fold, "n": int(len(X))}

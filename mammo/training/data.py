@@ -17,7 +17,7 @@ from ..features.cnn import CNNActivations
 from .config import TrainConfig
 from .folds import TrainingDataError, check_task_data, limit_dataset
 
-__all__ = ["FeatureTable", "load_data", "usable_tasks", "feature_plan", "compute_features"]
+__all__ = ["FeatureTable", "load_data", "usable_tasks", "feature_plan", "compute_features", "drop_refused"]
 
 
 def load_data(config: TrainConfig) -> Dataset:
@@ -84,11 +84,24 @@ def feature_plan(config: TrainConfig) -> tuple[list, dict]:
 
 
 def compute_features(ds: Dataset, tasks: Sequence[str], config: TrainConfig) -> tuple[FeatureTable, FeatureCache]:
-    """Every needed block of every image labelled for ``tasks``, from the on-disk cache (computed once)."""
+    """Every needed block of every image labelled for ``tasks``, from the on-disk cache (computed once).
+
+    Images the input-quality gate refuses (not a plausible mammogram) are not in the
+    table; ``cache.refused`` maps their paths to the reason. An unreadable file stops the run.
+    """
     used = np.any(np.column_stack([~np.isnan(ds.density if tk == "density" else ds.tumour) for tk in tasks]), axis=1)
     images = [p for p, u in zip(ds.paths, used) if u]
     steps, blocks = feature_plan(config)
     cache = FeatureCache(config.cache_dir, n_jobs=config.jobs, progress=config.progress)
-    got = cache.blocks(images, steps, list(blocks.items()), desc=f"{ds.name} features")
+    got = cache.blocks(images, steps, list(blocks.items()), desc=f"{ds.name} features", errors="skip")
     map_shape = blocks["trunk"].fit().map_shape_ if config.fine_tune else None
-    return FeatureTable(got, {p: i for i, p in enumerate(images)}, map_shape), cache
+    cache.refused = {images[i]: message for i, message in sorted(cache.refused.items())}
+    rows = {p: i for i, p in enumerate(images) if p not in cache.refused}
+    return FeatureTable(got, rows, map_shape), cache
+
+
+def drop_refused(ds: Dataset, refused: dict[str, str]) -> Dataset:
+    """The data set without the images the pipeline refused (see :func:`compute_features`)."""
+    if not refused:
+        return ds
+    return ds.subset(np.array([p not in refused for p in ds.paths]))

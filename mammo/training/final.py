@@ -46,5 +46,5 @@ def fit_final_model(ds: Dataset, best: Mapping[str, Candidate], features: Mappin
     meanings = {"density": ds.density_meanings} if ds.density_meanings else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(ds.paths, features=cached, class_meanings=meanings, **labels)
+        model.fit(ds.paths, features=cached, class_meanings=meanings, groups=ds.groups, **labels)
     return model, chosen

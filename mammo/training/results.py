@@ -173,13 +173,19 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     final_model: FinalModel | None = None
     timing: dict[str, float] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # path: why the pipeline refused it
+    ood: dict | None = None  # the saved model's out-of-distribution threshold and held-out flag rate
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"started": self.started, "dataset": self.dataset, "config": self.config,
                                "feature_cache": self.feature_cache,
                                "tasks": {t: r.to_json() for t, r in self.tasks.items()}, "notes": self.notes}
+        if self.refused:
+            out["refused_images"] = self.refused
         if self.final_model is not None:
             out["final_model"] = self.final_model.to_json()
+        if self.ood is not None:
+            out["ood"] = self.ood
         out["timing"] = self.timing
         return jsonable(out)
 

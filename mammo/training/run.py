@@ -24,8 +24,8 @@ from ..datasets import Dataset
 from ..features.blocks import blocks_of
 from .candidates import DEEP_HEAD, FINE_TUNED, candidates
 from .config import TrainConfig
-from .cv import best_candidate, cross_validate, selection_estimate
-from .data import FeatureTable, compute_features, load_data, usable_tasks
+from .cv import best_candidate, cross_validate, ood_holdout_rate, selection_estimate
+from .data import FeatureTable, compute_features, drop_refused, load_data, usable_tasks
 from .deep import deep_head_cv, finetune_cv
 from .final import fit_final_model
 from .folds import make_folds
@@ -62,10 +62,15 @@ def _run(config: TrainConfig) -> RunResult:
     table, cache = compute_features(ds, tasks, config)
     timing["features_s"] = time.time() - t
     say(f"features: {dict(cache.stats)} in {timing['features_s']:.0f} s")
+    if cache.refused:
+        ds = drop_refused(ds, cache.refused)
+        notes.append(_refused_note(cache.refused))
+        say(notes[-1])
+        tasks = usable_tasks(ds, config, notes)
     notes += _run_notes(config, tasks)
     result = RunResult(started, ds.summary(), config.to_json(),
                        {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}}, notes=notes,
-                       timing=timing)
+                       timing=timing, refused=dict(cache.refused))
     plots = {"group_sizes": ev.plot_group_sizes(ds.groups, out / "group_sizes.png").name}
     features = {}
     for task in tasks:
@@ -165,6 +170,14 @@ def add_per_breast(ds: Dataset, paths, y, g, res: dict[str, CVResult], *, n_boot
             "Selection stays per image")
 
 
+def _refused_note(refused: dict[str, str]) -> str:
+    """One line naming the images the pipeline refused and why (the first few by name)."""
+    shown = "; ".join(f"{Path(p).name} ({m})" for p, m in list(refused.items())[:5])
+    more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+    return (f"{len(refused)} image(s) left out: refused by the input-quality gate (not a plausible mammogram), as "
+            f"they would be at prediction: {shown}{more}")
+
+
 def _run_notes(config: TrainConfig, tasks: list[str]) -> list[str]:
     """What the report must say about the deep baselines and the density decision."""
     notes = []
@@ -223,5 +236,12 @@ def _save_final_model(ds: Dataset, result: RunResult, features: dict, config: Tr
     best = {task: t.best_result.candidate for task, t in result.tasks.items()}
     model, chosen = fit_final_model(ds, best, features, config, meta)
     model.metadata["final_params"] = chosen
+    if model.ood is not None:
+        task = model.ood["task"]
+        _, y, g = ds.task(task)
+        result.ood = {"task": task, "threshold": model.ood["model"].threshold_, "quantile": model.ood["model"].quantile,
+                      "held_out_flagged": ood_holdout_rate(features[task][best[task].feature_set], g,
+                                                           make_folds(y, g, config.folds, config.seed))}
+        model.metadata["ood"]["held_out_flagged"] = result.ood["held_out_flagged"]["pooled"]
     path = model.save(out / "model.joblib")
     return FinalModel(path.name, file_sha256(path), meta["pipeline_id"], chosen, meta["selection"])

@@ -73,7 +73,7 @@ def _predict(image: np.ndarray, *, heatmap: bool, enhanced: bool) -> dict:
             if heatmap:
                 t1 = time.perf_counter()
                 out["occlusion"] = occlusion_map(
-                    model,
+                    model.with_gate(False),  # the altered copies of an image the gate accepted
                     image,
                     grid=current_app.config["MAMMO_HEATMAP_GRID"],
                     max_side=current_app.config["MAMMO_HEATMAP_MAX_SIDE"],
