@@ -18,6 +18,8 @@ from ..features.blocks import feature_set_name
 from ..features.cnn import CNNEmbedding
 from ..storage import atomic_open, atomic_write, file_sha256, step_key
 from .estimators import expected_grade
+from .batches import featurise_chunk, run_stateless
+from .ood import DistributionModel
 from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES, split_pipeline
 
 __all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions", "split_pipeline", "step_key"]
@@ -76,11 +78,17 @@ class MammogramModel:
     metadata: dict = field(default_factory=dict)
     batch_size: int = 32
     n_jobs: int | None = None
+    #: ``{"task": name, "model": DistributionModel}``: what the out-of-distribution score
+    #: compares an image's features (those of that task's pipeline) against; see :meth:`fit_ood`.
+    ood: dict | None = None
 
     # ---------------------------------------------------------------- fitting
     def fit(self, images, *, features: dict | None = None, class_meanings: dict | None = None, progress: bool = False,
-            **labels) -> "MammogramModel":
-        """Fit every task pipeline. ``labels`` maps task -> labels (NaN / None = unlabelled).
+            groups=None, **labels) -> "MammogramModel":
+        """Fit every task pipeline, then the out-of-distribution model (:meth:`fit_ood`).
+
+        ``labels`` maps task -> labels (NaN / None = unlabelled); ``groups`` (one per
+        image: patient or original) keeps the out-of-distribution threshold honest.
 
         ``class_meanings`` optionally maps task -> {class: meaning} for labels that
         are not the default ones (e.g. mini-MIAS F/G/D density instead of BI-RADS A-D).
@@ -116,7 +124,59 @@ class MammogramModel:
             y = np.asarray(labels[task], dtype=float)[masks[task]].astype(int)
             Pipeline(split_pipeline(pipe)[1]).fit(features[task], y)
         self.metadata = {**self.metadata, **self._describe(labels, masks, class_meanings or {})}
+        groups = None if groups is None else np.asarray(groups)
+        return self.fit_ood(features, None if groups is None else {t: groups[m] for t, m in masks.items()})
+
+    def with_gate(self, enabled: bool) -> "MammogramModel":
+        """This model with the input-quality gate on or off (the fitted steps are shared).
+
+        Off, e.g., for the occlusion map's altered copies of an image the gate accepted.
+        """
+        from dataclasses import replace
+
+        from ..features.quality import InputQualityGate
+
+        pipes = {t: Pipeline([(n, InputQualityGate(enabled=enabled) if n == "check" else s) for n, s in p.steps])
+                 for t, p in self.pipelines.items()}
+        return replace(self, pipelines=pipes)
+
+    def ood_task(self) -> str:
+        """The task whose features the out-of-distribution score reads: one whose pipeline
+        has the CNN embedding (it describes what an image shows), else the one with most blocks."""
+        def rank(task):
+            blocks = [s for s in _blocks(self.pipelines[task]) if hasattr(s, "transform")]
+            return (any(isinstance(b, CNNEmbedding) for b in blocks), len(blocks))
+        return max(self.pipelines, key=rank)
+
+    def fit_ood(self, features: dict, groups: dict | None = None, **params) -> "MammogramModel":
+        """Fit the out-of-distribution model on ``features[task]`` of the training images.
+
+        ``features`` maps task -> training feature rows (as in :meth:`fit`), ``groups``
+        task -> their groups; ``params`` go to :class:`~mammo.classifiers.ood.DistributionModel`.
+        """
+        task = self.ood_task()
+        X = np.asarray(features[task], dtype=np.float64)
+        model = DistributionModel(**params)
+        if len(X) < 4:
+            self.ood = None  # too few images to describe
+            return self
+        model.fit(X, groups=None if groups is None else groups[task])
+        self.ood = {"task": task, "model": model}
+        self.metadata["ood"] = {
+            "task": task, "features": self.metadata.get("tasks", {}).get(task, {}).get("feature_set"),
+            "threshold": model.threshold_, "quantile": model.quantile, "n_components": model.model_["pca"].n_components_,
+            "n_train": int(len(X)),
+            "method": "Mahalanobis distance in a PCA of the standardised features plus the PCA residual "
+                      "(T² + Q); threshold: the quantile of grouped cross-fitted training scores",
+        }
         return self
+
+    def ood_scores(self, features: dict) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(ood_score, in_distribution)`` for rows of per-task features, or None without an OOD model."""
+        if self.ood is None or features.get(self.ood["task"]) is None:
+            return None
+        scores = self.ood["model"].score_samples(features[self.ood["task"]])
+        return scores, scores <= self.ood["model"].threshold_
 
     def _describe(self, labels, masks, class_meanings: dict) -> dict:
         cnn = [s for p in self.pipelines.values() for s in _blocks(p) if isinstance(s, CNNEmbedding)]
@@ -165,14 +225,15 @@ class MammogramModel:
         """
         images = list(images)
         cache: dict = {}
-        proba = {}
+        feats, proba = {}, {}
         for task, pipe in self.pipelines.items():
             stateless, tail = split_pipeline(pipe)
-            proba[task] = Pipeline(tail).predict_proba(_run_stateless(stateless, images, cache))
-        # _run_stateless keeps each step's output under the chain of step keys so far.
+            feats[task] = run_stateless(stateless, images, cache)
+            proba[task] = Pipeline(tail).predict_proba(feats[task])
+        # run_stateless keeps each step's output under the chain of step keys so far.
         first = next(iter(self.pipelines.values()))
         prepared = cache[tuple(step_key(step) for name, step in first.steps if name in PREPROCESS_STEPS)]
-        return [self.record({t: p[i] for t, p in proba.items()}) for i in range(len(images))], prepared
+        return self._records(proba, self.ood_scores(feats)), prepared
 
     def iter_features(self, images, *, errors: str = "raise", progress: bool = False):
         """Stream features in chunks of ``batch_size``: yields ``(indices, {task: features}, failures)``.
@@ -184,9 +245,10 @@ class MammogramModel:
         are few; inside ``joblib.parallel_config("dask")`` they run on a Dask
         cluster. At most ``2 * n_jobs`` chunks are in flight, so memory stays
         flat.
-        With ``errors="record"`` an unreadable image (any
-        :class:`~mammo.features.io.ImageReadError` or ``OSError``) is left out
-        of ``indices`` and reported in ``failures`` as ``{index: message}``
+        With ``errors="record"`` an image that cannot be used (unreadable,
+        :class:`~mammo.features.io.ImageReadError` or ``OSError``, or not a
+        mammogram, :class:`~mammo.features.quality.ImplausibleImageError`) is left
+        out of ``indices`` and reported in ``failures`` as ``{index: message}``
         instead of stopping the run.
         """
         if errors not in ("raise", "record"):
@@ -200,7 +262,7 @@ class MammogramModel:
         # throughput of threads on 2 cores. A few chunks (the web app's single
         # images): threads, so nothing is sent to another process.
         prefer = "processes" if len(starts) > 2 * n_jobs else "threads"
-        chunks = (delayed(_featurise)(steps, images[i : i + self.batch_size], i, errors) for i in starts)
+        chunks = (delayed(featurise_chunk)(steps, images[i : i + self.batch_size], i, errors) for i in starts)
         results = Parallel(n_jobs=n_jobs, prefer=prefer, return_as="generator", pre_dispatch="2*n_jobs")(chunks)
         with tqdm(total=len(images), desc="images", unit="img", disable=not progress) as bar:
             for indices, feats, failures, n in results:
@@ -216,11 +278,20 @@ class MammogramModel:
                     chunks[task].append(f)
         return {task: np.concatenate(parts) if parts else np.empty((0, 0), np.float32) for task, parts in chunks.items()}
 
-    def iter_predict_proba(self, images, *, errors: str = "raise", progress: bool = False):
-        """Stream predictions: yields ``(indices, {task: probabilities}, failures)`` per chunk."""
+    def iter_predict(self, images, *, errors: str = "raise", progress: bool = False):
+        """Stream predictions: yields ``(indices, {task: probabilities}, ood, failures)`` per chunk.
+
+        ``ood`` is ``(ood_score, in_distribution)`` arrays for the chunk's images (see
+        :meth:`ood_scores`), or None when the model has no out-of-distribution model.
+        """
         tails = {task: Pipeline(split_pipeline(pipe)[1]) for task, pipe in self.pipelines.items()}
         for indices, feats, failures in self.iter_features(images, errors=errors, progress=progress):
             proba = {task: tails[task].predict_proba(f) if indices else None for task, f in feats.items()}
+            yield indices, proba, (self.ood_scores(feats) if indices else None), failures
+
+    def iter_predict_proba(self, images, *, errors: str = "raise", progress: bool = False):
+        """Stream predictions: yields ``(indices, {task: probabilities}, failures)`` per chunk."""
+        for indices, proba, _, failures in self.iter_predict(images, errors=errors, progress=progress):
             yield indices, proba, failures
 
     def predict_proba(self, images, *, progress: bool = False) -> dict:
@@ -251,13 +322,25 @@ class MammogramModel:
         return float(self.metadata.get("tasks", {}).get("tumour", {}).get("threshold", 0.5))
 
     def predict_records(self, images, *, progress: bool = False) -> list[dict]:
-        """One JSON-ready dict per image: per task, the label, its meaning and class probabilities."""
-        proba = self.predict_proba(images, progress=progress)
-        n = len(next(iter(proba.values())))
-        return [self.record({task: p[i] for task, p in proba.items()}) for i in range(n)]
+        """One JSON-ready dict per image: per task, the label, its meaning and class probabilities;
+        and ``ood_score`` / ``in_distribution`` (see :meth:`record`)."""
+        records = []
+        for _, proba, ood, _ in self.iter_predict(images, progress=progress):
+            records += self._records(proba, ood)
+        return records
 
-    def record(self, proba_row: dict) -> dict:
-        """The JSON-ready result of one image from its ``{task: class probabilities}``."""
+    def _records(self, proba: dict, ood) -> list[dict]:
+        n = len(next(iter(proba.values())))
+        return [self.record({t: p[i] for t, p in proba.items()}, None if ood is None else (ood[0][i], ood[1][i]))
+                for i in range(n)]
+
+    def record(self, proba_row: dict, ood: tuple | None = None) -> dict:
+        """The JSON-ready result of one image from its ``{task: class probabilities}``.
+
+        With ``ood`` (``(score, in_distribution)``) it also holds ``ood_score``,
+        ``in_distribution`` and ``ood_threshold``: an image unlike every training image
+        gets ``in_distribution`` False, and its predictions deserve no trust.
+        """
         rec = {}
         for task, p in proba_row.items():
             meanings = self.metadata.get("tasks", {}).get(task, {}).get("class_meanings", {})
@@ -275,6 +358,10 @@ class MammogramModel:
                 # on the grade scale (1 = the first class), as the page and API show them
                 rec[task]["expected_grade"] = float(expected_grade(np.asarray(p)[None])[0] + 1)
                 rec[task]["cut_points"] = [float(c + 1) for c in cuts]
+        if ood is not None:
+            rec["ood_score"] = float(ood[0]) if np.isfinite(ood[0]) else None
+            rec["in_distribution"] = bool(ood[1])
+            rec["ood_threshold"] = float(self.ood["model"].threshold_)
         return rec
 
     # ------------------------------------------------------------ persistence
@@ -287,37 +374,6 @@ class MammogramModel:
         manifest = {"file": path.name, "sha256": file_sha256(path), "metadata": self.metadata}
         atomic_write(str(path) + ".manifest.json", json.dumps(manifest, indent=2, default=str))
         return path
-
-
-def _featurise(steps: dict, batch: list, start: int, errors: str):
-    """Features of one chunk for every task (runs in a thread, process or Dask worker)."""
-    from ..features.io import ImageReadError
-
-    failures, good, indices = {}, batch, list(range(start, start + len(batch)))
-    if errors == "record":
-        reader = next(iter(steps.values()))[0][1]
-        good, indices = [], []
-        for i, image in enumerate(batch, start):
-            try:
-                good.append(reader.transform([image])[0])
-                indices.append(i)
-            except (ImageReadError, OSError) as exc:
-                failures[i] = f"{type(exc).__name__}: {exc}"
-        # The read step is done; tasks share the rest of the chain.
-        steps = {task: [("read", _Identity())] + s[1:] for task, s in steps.items()}
-    cache: dict = {}
-    feats = {task: _run_stateless(s, good, cache) if good else None for task, s in steps.items()}
-    return indices, feats, failures, len(batch)
-
-
-class _Identity:
-    """Stands in for a step already applied (its key keeps task caches aligned)."""
-
-    def get_params(self, deep=False):
-        return {}
-
-    def transform(self, X):
-        return X
 
 
 def _model_name(clf) -> str:
@@ -333,25 +389,6 @@ def _blocks(pipe: Pipeline):
             yield from (t for _, t in step.transformer_list)
         else:
             yield step
-
-
-def _run_stateless(steps, batch, cache: dict) -> np.ndarray:
-    """Run image/feature steps on a batch, reusing outputs already computed for another task."""
-    X, chain = batch, ()
-    for _, step in steps:
-        if isinstance(step, FeatureUnion):
-            parts = []
-            for _, block in step.transformer_list:
-                key = chain + (step_key(block),)
-                if key not in cache:
-                    cache[key] = block.transform(X)
-                parts.append(cache[key])
-            return np.hstack(parts)
-        chain = chain + (step_key(step),)
-        if chain not in cache:
-            cache[chain] = step.transform(X)
-        X = cache[chain]
-    return np.asarray(X)
 
 
 def load_model(path, manifest=None) -> MammogramModel:
