@@ -5,10 +5,11 @@ Bottom layer, like :mod:`mammo.storage`: it imports nothing from mammo.
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "TASKS", "list_images"]
+__all__ = ["IMAGE_SUFFIXES", "TASKS", "find_images", "list_images"]
 
 #: The prediction tasks, in the order reports and models list them.
 TASKS = ("density", "tumour")
@@ -20,3 +21,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tif
 def list_images(folder: str | os.PathLike) -> list[str]:
     """All image files under ``folder`` (recursive, sorted as strings), by suffix."""
     return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def find_images(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """Expand files, folders and globs into image paths (sorted, de-duplicated), plus unmatched inputs.
+
+    Folders contribute files with an image suffix; named files are taken as
+    they are, whatever their suffix, so that a bad file gets its own error row.
+    """
+    found: dict[str, None] = {}
+    missing = []
+    for item in inputs:
+        matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
+        if not matches or not any(os.path.exists(m) for m in matches):
+            missing.append(item)
+            continue
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                for child in sorted(path.rglob("*")):
+                    if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                        found[str(child)] = None
+            elif path.is_file():
+                found[str(path)] = None
+    return list(found), missing

@@ -1,8 +1,10 @@
 """``mammo predict``: density and tumour predictions for many files, streamed into a CSV.
 
 Files, folders (searched recursively) and glob patterns are accepted; DICOM
-included. A file that cannot be read gets its error in the ``error`` column
-and the run goes on; the exit status is 1 when any file failed, 0 otherwise,
+included. A file that cannot be read, or that is not a mammogram (the
+input-quality gate), gets its error in the ``error`` column and the run goes on;
+every other row has ``ood_score`` and ``in_distribution`` (false: unlike every
+training image, do not trust the row); the exit status is 1 when any file failed, 0 otherwise,
 and 2 for a usage error (no model, no input files).
 """
 
@@ -11,39 +13,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import glob
 import os
 import sys
 from pathlib import Path
 
-from .conventions import IMAGE_SUFFIXES
+from .conventions import find_images
 #: tumour_label in the CSV, by class (0/1)
 TUMOUR_NAMES = {0: "Benign", 1: "Malignant"}
 DEFAULT_MODEL = "runs/default/model.joblib"  # where make run puts it
-
-
-def find_images(inputs: list[str]) -> tuple[list[str], list[str]]:
-    """Expand files, folders and globs into image paths (sorted, de-duplicated), plus unmatched inputs.
-
-    Folders contribute files with an image suffix; named files are taken as
-    they are, whatever their suffix, so that a bad file gets its own error row.
-    """
-    found: dict[str, None] = {}
-    missing = []
-    for item in inputs:
-        matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
-        if not matches or not any(os.path.exists(m) for m in matches):
-            missing.append(item)
-            continue
-        for match in matches:
-            path = Path(match)
-            if path.is_dir():
-                for child in sorted(path.rglob("*")):
-                    if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
-                        found[str(child)] = None
-            elif path.is_file():
-                found[str(path)] = None
-    return list(found), missing
 
 
 def _columns(model) -> list[str]:
@@ -52,6 +29,8 @@ def _columns(model) -> list[str]:
         cols += ["density_label"] + [f"p_density_{c}" for c in model.classes("density")]
     if "tumour" in model.pipelines:
         cols += ["tumour_label", "p_malignant", "tumour_threshold"]
+    if model.ood is not None:
+        cols += ["ood_score", "in_distribution"]
     return cols + ["pipeline_id", "error"]
 
 
@@ -61,7 +40,7 @@ def predict_to_csv(model, paths: list[str], out, *, progress: bool = True) -> in
     writer = csv.DictWriter(out, fieldnames=_columns(model))
     writer.writeheader()
     failed = 0
-    for indices, proba, failures in model.iter_predict_proba(paths, errors="record", progress=progress):
+    for indices, proba, ood, failures in model.iter_predict(paths, errors="record", progress=progress):
         rows = {}
         # labels by the model's own rule (cut points, tumour threshold), as in the API and on the page
         labels = {task: model.labels(task, p) for task, p in proba.items() if p is not None}
@@ -75,6 +54,9 @@ def predict_to_csv(model, paths: list[str], out, *, progress: bool = True) -> in
                 row["tumour_label"] = TUMOUR_NAMES[int(labels["tumour"][k])]
                 row["p_malignant"] = f"{float(proba['tumour'][k][1]):.6f}"
                 row["tumour_threshold"] = f"{model.threshold:.6f}"
+            if ood is not None:
+                row["ood_score"] = f"{float(ood[0][k]):.4f}"
+                row["in_distribution"] = "true" if ood[1][k] else "false"
             rows[i] = row
         for i, message in failures.items():
             rows[i] = {"file": paths[i], "pipeline_id": pipeline_id, "error": message}

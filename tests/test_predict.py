@@ -111,3 +111,18 @@ def test_help_and_dispatch(capsys):
 def test_find_images_dedups(folder):
     paths, missing = find_images([str(folder), str(folder / "img_000.png"), "nope/*.png"])
     assert len(paths) == len(set(paths)) == 7 and missing == ["nope/*.png"]
+
+
+def test_not_a_mammogram_gets_an_error_row_and_every_row_its_ood_fields(folder, texture_model_path, capsys):
+    from PIL import Image
+    from skimage.data import astronaut
+
+    Image.fromarray(astronaut()).save(folder / "photo.jpg")
+    Image.fromarray(np.zeros((300, 240), np.uint8)).save(folder / "black.png")
+    code = main([str(folder), "--model", str(texture_model_path), "--quiet"])
+    rows = {r["file"].rsplit("/", 1)[-1]: r for r in _rows(capsys.readouterr().out)}
+    assert code == 1
+    assert "ImplausibleImageError" in rows["photo.jpg"]["error"] and "colour" in rows["photo.jpg"]["error"]
+    assert "blank" in rows["black.png"]["error"] and rows["black.png"]["p_malignant"] == ""
+    good = [r for r in rows.values() if not r["error"]]
+    assert len(good) == 5 and all(float(r["ood_score"]) >= 0 and r["in_distribution"] in ("true", "false") for r in good)

@@ -372,7 +372,7 @@ def test_uploads_stay_in_memory_and_out_of_logs(client, monkeypatch, caplog):
     caplog.set_level("DEBUG")
     resp = api_post(client, {"file": upload(big, "patient-jane-doe.png")})
     # read in memory, then refused by the input-quality gate: noise is not a mammogram
-    assert resp.status_code == 422 and "no breast was found" in resp.get_json()["error"], resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "cannot be judged" in resp.get_json()["error"], resp.get_data(as_text=True)
     assert "patient-jane-doe" not in caplog.text and "patient-jane-doe" not in resp.get_data(as_text=True)
 
 
@@ -382,9 +382,13 @@ def test_uploads_stay_in_memory_and_out_of_logs(client, monkeypatch, caplog):
 def test_parse_crop_and_apply_crop():
     assert parse_crop({}) is None and parse_crop({"crop": "  "}) is None
     assert parse_crop({"crop": "1,2,30,40"}) == Crop(1, 2, 30, 40)
-    img = np.arange(100 * 80, dtype=np.float32).reshape(100, 80)
+    from mammo.features.io import Scan
+
+    pixels = np.arange(100 * 80, dtype=np.float32).reshape(100, 80)
+    img = Scan(pixels, polarity_known=True, tags={"ViewPosition": "CC"})
     out = apply_crop(img, Crop(10, 20, 30, 40))
-    assert out.shape == (40, 30) and out[0, 0] == img[20, 10] and out.flags.c_contiguous
+    assert out.shape == (40, 30) and out.pixels[0, 0] == pixels[20, 10] and out.pixels.flags.c_contiguous
+    assert out.polarity_known and out.tags == img.tags  # what the header said stays with the crop
     assert apply_crop(img, Crop(50, 60, 30, 40)).shape == (40, 30)  # touching the edges is fine
     with pytest.raises(UploadError, match="does not fit"):
         apply_crop(img, Crop(51, 60, 30, 40))
@@ -398,6 +402,7 @@ class _FakeModel:
 
     def predict_proba(self, images):
         self.batches.append(len(images))
+        images = [np.asarray(im) for im in images]  # Scans (they keep a DICOM's polarity) or arrays
         p = np.array([float(np.std(im[: im.shape[0] // 8, : im.shape[1] // 8])) for im in images])
         return {"tumour": np.column_stack([1 - p, p])}
 
@@ -566,3 +571,49 @@ def test_enhanced_view_of_a_model_trained_without_enhancement(tmp_path, mammogra
         a = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize(shown.shape[::-1]), dtype=float)
         return np.abs(a - shown).mean()
     assert gap(enhanced) < gap(plain)
+
+
+def test_page_draws_the_breast_outline_and_the_api_reports_ood(client):
+    resp = html_post(client, {"file": upload(mammo_png(seed=4))})
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    assert "The breast as the model found it" in html
+    # the original is drawn in colour now: the outline's cyan pixels are in it
+    import base64
+    import re
+
+    src = re.search(r'<img src="data:image/png;base64,([^"]+)" alt="The uploaded mammogram', html).group(1)
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(src))).convert("RGB")).astype(int)
+    cyan = (shown[..., 2] > 200) & (shown[..., 1] > 180) & (shown[..., 0] < 60)
+    assert cyan.sum() > 50
+    body = api_post(client, {"file": upload(mammo_png(seed=4))}).get_json()
+    assert isinstance(body["ood_score"], float) and isinstance(body["in_distribution"], bool) and body["ood_threshold"] > 0
+
+
+def test_out_of_distribution_warning_on_the_page(client):
+    from mammo.testing import non_mammograms
+
+    # the gate lets this drawing through; the out-of-distribution score must not
+    img = (non_mammograms()["radial gradient"] * 255).astype(np.uint8)
+    body = api_post(client, {"file": upload(png(img))}).get_json()
+    assert body["in_distribution"] is False
+    html = html_post(client, {"file": upload(png(img))}).get_data(as_text=True)
+    assert 'id="ood-warning"' in html and "do not trust the predictions" in html
+    # the warning follows the score: shown exactly when the image is out of distribution
+    for seed in (5, 6):
+        flag = api_post(client, {"file": upload(mammo_png(seed=seed))}).get_json()["in_distribution"]
+        shown = 'id="ood-warning"' in html_post(client, {"file": upload(mammo_png(seed=seed))}).get_data(as_text=True)
+        assert shown == (not flag)
+
+
+@pytest.mark.parametrize("name", ["black", "uniform noise", "astronaut", "document"])
+def test_non_mammograms_get_422_with_a_plain_message(client, name):
+    from mammo.testing import non_mammograms
+
+    img = non_mammograms()[name]
+    img = (img * 255).astype(np.uint8) if img.dtype.kind == "f" else img.astype(np.uint8)
+    resp = api_post(client, {"file": upload(png(img))})
+    assert resp.status_code == 422 and "cannot be judged" in resp.get_json()["error"]
+    page = html_post(client, {"file": upload(png(img))})
+    assert page.status_code == 422 and "cannot be judged" in page.get_data(as_text=True)
+    assert "Traceback" not in page.get_data(as_text=True)

@@ -20,8 +20,9 @@ from ..features.io import (
     ImageTooLargeError,
     NotAnImageError,
     TruncatedImageError,
+    Scan,
     UnsupportedDicomError,
-    read_image,
+    read_scan,
 )
 
 __all__ = [
@@ -66,12 +67,15 @@ _READ_STATUS = (
 )
 
 
-def read_upload(data: bytes, *, max_pixels: int) -> np.ndarray:
-    """Decode uploaded bytes with :func:`mammo.features.io.read_image`, mapping errors to :class:`UploadError`."""
+def read_upload(data: bytes, *, max_pixels: int) -> Scan:
+    """Decode uploaded bytes with :func:`mammo.features.io.read_scan`, mapping errors to :class:`UploadError`.
+
+    The :class:`~mammo.features.io.Scan` keeps what a DICOM header says (polarity, views).
+    """
     if not data:
         raise UploadError(400, "The uploaded file is empty.")
     try:
-        return read_image(data, max_pixels=max_pixels)
+        return read_scan(data, max_pixels=max_pixels)
     except ImageReadError as exc:
         raise _as_upload_error(exc) from None
 
@@ -130,7 +134,7 @@ def parse_crop(form, *, min_size: int = 16) -> Crop | None:
     return crop
 
 
-def apply_crop(image: np.ndarray, crop: Crop | None) -> np.ndarray:
+def apply_crop(image: Scan, crop: Crop | None) -> Scan:
     """The part of ``image`` inside ``crop`` (a contiguous copy), or ``image`` itself for None."""
     if crop is None:
         return image
@@ -140,7 +144,7 @@ def apply_crop(image: np.ndarray, crop: Crop | None) -> np.ndarray:
             400,
             f"Bad crop box: {crop.w}x{crop.h} at ({crop.x}, {crop.y}) does not fit inside the {w}x{h} image.",
         )
-    return np.ascontiguousarray(image[crop.y : crop.y + crop.h, crop.x : crop.x + crop.w])
+    return image.crop(crop.y, crop.y + crop.h, crop.x, crop.x + crop.w)
 
 
 # --------------------------------------------------------------------------- display
@@ -150,17 +154,29 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def display_image(image: np.ndarray, max_side: int, crop: Crop | None = None) -> Image.Image:
-    """A grey float image as an 8-bit PIL image no larger than ``max_side``, with ``crop`` outlined."""
-    pil = Image.fromarray(_to_uint8(image))
+def display_image(image, max_side: int, crop: Crop | None = None, outline: list | None = None) -> Image.Image:
+    """A grey float image (array or Scan) as an 8-bit PIL image no larger than ``max_side``.
+
+    ``crop`` is drawn as a box; ``outline`` (``(n, 2)`` arrays of (row, col) in the
+    image's pixels, e.g. :meth:`~mammo.features.region.Mammogram.outline` shifted by the
+    crop) as the breast's contour, so a reader sees what was analysed.
+    """
+    pil = Image.fromarray(_to_uint8(np.asarray(image)))
     scale = min(1.0, max_side / max(pil.size))
     if scale < 1.0:
         pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.Resampling.LANCZOS)
+    if crop is None and not outline:
+        return pil
+    pil = pil.convert("RGB")
+    draw = ImageDraw.Draw(pil)
+    line = max(2, round(max(pil.size) / 200))
     if crop is not None:
-        pil = pil.convert("RGB")
-        line = max(2, round(max(pil.size) / 200))
         box = [crop.x * scale, crop.y * scale, (crop.x + crop.w) * scale - 1, (crop.y + crop.h) * scale - 1]
-        ImageDraw.Draw(pil).rectangle(box, outline=(255, 196, 0), width=line)
+        draw.rectangle(box, outline=(255, 196, 0), width=line)
+    for contour in outline or []:
+        points = [(float(c) * scale, float(r) * scale) for r, c in contour[:: max(1, len(contour) // 2000)]]
+        if len(points) > 1:
+            draw.line(points + points[:1], fill=(0, 220, 255), width=line)
     return pil
 
 
@@ -196,7 +212,7 @@ def occlusion_map(
     Parameters
     ----------
     model : MammogramModel
-    image : ndarray of shape (h, w)
+    image : ndarray of shape (h, w) or Scan
         Grey image in [0, 1] (already cropped to the user's box).
     grid : int
         Cells per side.
@@ -219,6 +235,7 @@ def occlusion_map(
         occluded; positive = the cell pushed the score up), ``rows``/``cols``
         (cell edges in the shrunk image) and ``shape`` (the shrunk image's shape).
     """
+    known = bool(getattr(image, "polarity_known", False))
     small = _shrink(np.asarray(image, dtype=np.float32), max_side)
     h, w = small.shape
     grid = max(1, min(int(grid), h, w))
@@ -236,9 +253,9 @@ def occlusion_map(
             occluded = small.copy()
             patch = occluded[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
             patch[...] = patch.mean()
-            yield occluded
+            yield Scan(occluded, polarity_known=known)  # a DICOM's polarity stays the header's
 
-    probs = [model.predict_proba([small] + list(copies(cells[: batch - 1])))["tumour"][:, 1]]
+    probs = [model.predict_proba([Scan(small, polarity_known=known)] + list(copies(cells[: batch - 1])))["tumour"][:, 1]]
     for start in range(batch - 1, len(cells), batch):
         probs.append(model.predict_proba(list(copies(cells[start : start + batch])))["tumour"][:, 1])
     p = np.concatenate(probs)

@@ -8,6 +8,7 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from ..features.enhance import enhance
+from ..features.quality import ImplausibleImageError
 from . import DISCLAIMER
 from .inference import (
     UploadError,
@@ -81,10 +82,33 @@ def _predict(image: np.ndarray, *, heatmap: bool, enhanced: bool) -> dict:
                 out["heatmap_seconds"] = time.perf_counter() - t1
         except UploadError:
             raise
+        except ImplausibleImageError as exc:
+            raise UploadError(422, f"This image cannot be judged: it {_refusal(exc)}. The model analyses "
+                                   "mammograms (a grey X-ray of one breast), nothing else.") from None
         except ValueError as exc:  # ImageReadError (e.g. a crop of an absurd aspect ratio) is a ValueError
             raise UploadError(422, f"The image could not be analysed: {exc}") from None
         out["seconds"] = time.perf_counter() - t0
     return out
+
+
+def _refusal(exc: ImplausibleImageError) -> str:
+    """The gate's reason as the rest of a sentence starting "it ..."."""
+    text = str(exc).split(": ", 1)[-1]
+    return text.replace("the image is", "is").replace("the image has", "has").replace("no breast was found", "shows no breast")
+
+
+def _outline(prepared, crop) -> list:
+    """The breast's outline in the uploaded image's pixels (the analysed region may be a crop of it)."""
+    dy, dx = (crop.y, crop.x) if crop else (0, 0)
+    return [c + (dy, dx) for c in prepared.outline()]
+
+
+def _ood_view(record: dict) -> dict | None:
+    if "in_distribution" not in record:
+        return None
+    ood = _state()["model"].ood
+    return {"ok": record["in_distribution"], "score": record["ood_score"], "threshold": record["ood_threshold"],
+            "tail": 1.0 - ood["model"].quantile}
 
 
 def _occlusion_json(occ: dict) -> dict:
@@ -122,7 +146,7 @@ def predict():
     size = current_app.config["MAMMO_DISPLAY_SIZE"]
     enhanced = res["enhanced"]
     view = {
-        "original": png_data_url(display_image(image, size, crop)),
+        "original": png_data_url(display_image(image, size, crop, outline=_outline(enhanced, crop))),
         "enhanced": png_data_url(display_image(_display_pixels(enhanced), size)),
         "flipped": bool(enhanced.flipped),
         "inverted": bool(enhanced.inverted),
@@ -137,6 +161,7 @@ def predict():
     return render_template(
         "main/result.html",
         rec=record,
+        ood=_ood_view(record),
         density=_density_rows(record["density"]) if "density" in record else None,
         view=view,
         occ=res.get("occlusion"),
