@@ -134,3 +134,23 @@ def test_batch_prediction_records_refused_images_and_goes_on(texture_model, corp
     assert proba["tumour"].shape == (3, 2) and ood[0].shape == (3,)
     with pytest.raises(ImplausibleImageError):
         texture_model.predict_proba([corpus["black"]])
+
+
+def test_old_model_loads_with_the_gate_and_a_retrain_warning(texture_model, tmp_path, corpus):
+    from dataclasses import replace
+
+    from sklearn.pipeline import Pipeline
+
+    from mammo.classifiers import OldArtifactWarning, load_model
+
+    old = replace(texture_model, pipelines={t: Pipeline([s for s in p.steps if s[0] != "check"])
+                                            for t, p in texture_model.pipelines.items()},
+                  metadata={**texture_model.metadata, "format_version": 1}, ood=None)
+    path = old.save(tmp_path / "old.joblib")
+    with pytest.warns(OldArtifactWarning, match="Retrain it"):
+        loaded = load_model(path)
+    assert all("check" in p.named_steps for p in loaded.pipelines.values())
+    with pytest.raises(ImplausibleImageError):
+        loaded.predict_proba([corpus["white"]])
+    (rec,) = loaded.predict_records([synthetic_mammogram(np.random.default_rng(3), 2)])
+    assert "ood_score" not in rec and 0 <= rec["tumour"]["p_malignant"] <= 1

@@ -1,7 +1,8 @@
 """Task pipelines (density, tumour) and the saved two-task model artifact."""
 
 from .estimators import CappedPCA, ClassWeighted, OrdinalClassifier
-from .model import ArtifactIntegrityError, MammogramModel, file_sha256, load_model
+from .artifact import ArtifactIntegrityError, OldArtifactWarning, load_model
+from .model import MammogramModel, file_sha256
 from .pipelines import (
     DENSITY_CLASSES,
     FEATURE_SETS,
@@ -22,6 +23,7 @@ __all__ = [
     "FEATURE_SETS",
     "MODELS",
     "MammogramModel",
+    "OldArtifactWarning",
     "OrdinalClassifier",
     "TASKS",
     "TUMOUR_CLASSES",

@@ -22,13 +22,11 @@ from .batches import featurise_chunk, run_stateless
 from .ood import DistributionModel
 from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES, split_pipeline
 
-__all__ = ["MammogramModel", "ArtifactIntegrityError", "file_sha256", "load_model", "library_versions", "split_pipeline", "step_key"]
+__all__ = ["MammogramModel", "FORMAT_VERSION", "file_sha256", "library_versions", "split_pipeline", "step_key"]
 
-FORMAT_VERSION = 1
-
-
-class ArtifactIntegrityError(RuntimeError):
-    """A model file's sha256 does not match its manifest."""
+#: 2: the breast region rewritten (polarity, film artefacts, canvas-independent crops),
+#: the input-quality gate step and the out-of-distribution model.
+FORMAT_VERSION = 2
 
 
 def library_versions() -> dict:
@@ -389,34 +387,3 @@ def _blocks(pipe: Pipeline):
             yield from (t for _, t in step.transformer_list)
         else:
             yield step
-
-
-def load_model(path, manifest=None) -> MammogramModel:
-    """Load a saved :class:`MammogramModel`.
-
-    Parameters
-    ----------
-    path : str or Path
-    manifest : str, Path, dict or None
-        When given (a manifest file, its parsed dict, or a bare sha256 hex
-        string), the file's sha256 is checked BEFORE unpickling; a mismatch
-        raises :class:`ArtifactIntegrityError`. Only load files you trust:
-        unpickling runs code.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    if manifest is not None:
-        if isinstance(manifest, dict):
-            expected = manifest["sha256"]
-        elif isinstance(manifest, str) and len(manifest) == 64 and not os.path.exists(manifest):
-            expected = manifest
-        else:
-            expected = json.loads(Path(manifest).read_text())["sha256"]
-        actual = file_sha256(path)
-        if actual != expected.lower():
-            raise ArtifactIntegrityError(f"{path}: sha256 {actual} does not match the manifest's {expected}")
-    model = joblib.load(path)
-    if not isinstance(model, MammogramModel):
-        raise TypeError(f"{path} holds a {type(model).__name__}, not a MammogramModel")
-    return model
