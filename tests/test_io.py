@@ -245,11 +245,14 @@ def test_dicom_8bit(tmp_path, syntax):
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-def test_dicom_16bit_min_max(tmp_path, syntax):
+def test_dicom_without_window_is_scaled_by_its_stored_bits(tmp_path, syntax):
+    """No window: the header's range (BitsStored), not the data's min/max, so a dark image stays dark."""
     arr = _ramp16() + 100
     img = read_image(write_dicom(arr, tmp_path / "a.dcm", bits_stored=13, syntax=syntax))
     _check_out(img, arr.shape)
-    np.testing.assert_allclose(img, (arr - 100) / 4095, atol=1e-6)
+    np.testing.assert_allclose(img, arr / (2**13 - 1), atol=1e-6)
+    dark = read_image(write_dicom(arr // 4, tmp_path / "d.dcm", bits_stored=13, syntax=syntax))
+    np.testing.assert_allclose(dark, (arr // 4) / (2**13 - 1), atol=1e-6)
 
 
 def test_dicom_monochrome1_is_inverted(tmp_path):

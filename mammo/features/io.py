@@ -25,7 +25,8 @@ Intensity scaling
   VOI LUT (pydicom) or else the first window centre/width (LINEAR and LINEAR_EXACT in
   float32 here, as pydicom's version is ~10x slower on a full mammogram; SIGMOID by
   pydicom). The result is scaled to ``[0, 1]`` over the window's output range when a
-  window is used, else over the data's min/max. ``MONOCHROME1`` is inverted so that
+  window is used, else over the range the header declares (``BitsStored``, signedness,
+  rescale): a 12-bit image is divided by 4095 whatever its own maximum. ``MONOCHROME1`` is inverted so that
   dense tissue is bright. Multi-frame files give their first frame; colour DICOM
   (RGB, YBR, palette) becomes grey like any colour image.
 
@@ -631,6 +632,8 @@ def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> Scan:
                 with np.errstate(over="ignore", invalid="ignore"):
                     lo, hi = apply_windowing(np.array([-np.inf, np.inf]), ds)
                 arr = apply_windowing(arr, ds)
+        else:
+            lo, hi = _stored_range(ds)
     except Exception as exc:
         raise UnsupportedDicomError(
             f"{name}: DICOM LUT/window could not be applied ({exc})"
@@ -641,6 +644,21 @@ def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> Scan:
     if photometric == "MONOCHROME1":
         np.subtract(1.0, out, out=out)
     return Scan(out, polarity_known=True, tags=tags)
+
+
+def _stored_range(ds: Any) -> tuple[float | None, float | None]:
+    """The grey range the header declares (BitsStored, signedness, rescale), so that a dark
+    image without a window stays dark instead of being stretched to its own min/max.
+    ``(None, None)`` (the data's min/max) under a Modality LUT."""
+    if ds.get("ModalityLUTSequence"):
+        return None, None
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    lo, hi = lo * slope + intercept, hi * slope + intercept
+    return (min(lo, hi), max(lo, hi))
 
 
 def _dicom_tags(ds: Any) -> dict:
