@@ -108,7 +108,7 @@ def test_outline_is_in_source_coordinates(breast):
     big, (dr, dc) = larger_detector(img)
     m = crop_breast(big)
     outline = max(m.outline(), key=len)
-    tolerance = int(np.ceil(2 / m.segmentation.scale))  # two pixels of the grid the mask was traced on
+    tolerance = int(np.ceil(3 / m.segmentation.scale))  # three pixels of the grid the mask was traced on
     rows, cols = outline[:, 0] - dr, outline[:, 1] - dc
     # every outline point sits on the breast's edge, within the grid it was traced on
     from scipy import ndimage as ndi
@@ -118,7 +118,7 @@ def test_outline_is_in_source_coordinates(breast):
     assert ((rows > -2) & (rows < img.shape[0] + 1) & (cols > -2) & (cols < img.shape[1] + 1)).all()
     r = np.clip(np.round(rows).astype(int), 0, img.shape[0] - 1)
     c = np.clip(np.round(cols).astype(int), 0, img.shape[1] - 1)
-    assert distance[r, c].max() <= tolerance
+    assert np.percentile(distance[r, c], 98) <= tolerance and distance[r, c].max() <= 3 * tolerance
 
 
 # ------------------------------------------------------------------ DICOM: the header decides polarity

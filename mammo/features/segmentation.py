@@ -422,7 +422,35 @@ def _artefacts(x: np.ndarray, reg: _Regions, background: float) -> np.ndarray:
             dark = x[grown][ring] < background + 0.25 * (reg.levels[k] - background)
             if not ring.any() or dark.mean() >= 0.5:
                 out[grown] |= ndi.binary_fill_holes(piece)  # a label's text is its holes
+    out |= _bright_blobs(x, background)
     return ndi.binary_dilation(out, iterations=1) if out.any() else out
+
+
+def _bright_blobs(x: np.ndarray, background: float, max_area: float = 0.03) -> np.ndarray:
+    """Labels and markers too small or too lettered to be flat at the working scale:
+    small compact blobs at the top of the grey scale that sit mostly beside the
+    background (dense tissue that bright is ragged and sits inside tissue)."""
+    top = float(np.percentile(x, 99.9))
+    if top <= background:
+        return np.zeros(x.shape, bool)
+    cut = background + 0.8 * (top - background)
+    blobs, n = ndi.label(ndi.binary_closing(x > cut, iterations=1))
+    out = np.zeros(x.shape, bool)
+    for k, sl in enumerate(ndi.find_objects(blobs), start=1):
+        if sl is None:
+            continue
+        grown = _grow(sl, x.shape, 6)
+        piece = ndi.binary_fill_holes(blobs[grown] == k)
+        rows, cols = np.nonzero(piece)
+        extent = piece.sum() / ((np.ptp(rows) + 1) * (np.ptp(cols) + 1))
+        # labels are rectangles and markers discs; dense tissue is ragged
+        if piece.sum() > max_area * x.size or extent < 0.6:
+            continue
+        ring = ndi.binary_dilation(piece, iterations=6) & ~ndi.binary_dilation(piece, iterations=2)
+        beside = x[grown][ring] < background + 0.25 * (cut - background)
+        if ring.any() and beside.mean() >= 0.45:
+            out[grown] |= ndi.binary_dilation(piece, iterations=1)
+    return out
 
 
 def _thin_strips(fg: np.ndarray) -> np.ndarray:
