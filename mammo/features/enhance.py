@@ -7,6 +7,8 @@ the unsharp mask brings out edges of masses and calcifications.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from skimage.exposure import equalize_adapthist
 from skimage.filters import unsharp_mask
@@ -96,7 +98,7 @@ class Enhancer(ImageTransformer):
                 unsharp_radius=self.unsharp_radius,
                 unsharp_amount=self.unsharp_amount,
             )
-            out.append(Mammogram(pixels, m.mask, m.flipped, m.inverted, m.bbox))
+            out.append(replace(m, pixels=pixels))  # mask, flip, segmentation and source kept
         return out
 
     def __sklearn_tags__(self):
