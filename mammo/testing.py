@@ -26,6 +26,7 @@ __all__ = [
     "augment_like_dphi",
     "film_scan",
     "larger_detector",
+    "more_non_mammograms",
     "non_mammograms",
     "simulate_copies",
     "synthetic_mammogram",
@@ -303,4 +304,52 @@ def non_mammograms(seed: int = 0) -> dict[str, np.ndarray]:
     out["vertical gradient"] = rows / (h - 1)
     out["diagonal gradient"] = (rows + cols) / (h + w - 2)
     out["radial gradient"] = np.clip(1 - np.hypot(rows - h / 2, cols - w / 2) / (0.5 * max(h, w)), 0, 1)
+    return out
+
+
+def more_non_mammograms(seed: int = 1) -> dict[str, np.ndarray]:
+    """A second set of non-mammograms, not looked at when the gate's limits were set.
+
+    Crops, rotations, negatives and blurs of the same bundled pictures, and procedural
+    images: smooth random fields, blobs and ellipses on black, stripes, a barcode, a
+    screen-like layout of boxes, a sinusoidal grating.
+    """
+    from scipy.ndimage import gaussian_filter, rotate
+    from skimage.color import rgb2gray
+
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for name in SKIMAGE_PICTURES:
+        img = np.asarray(getattr(skimage.data, name)(), dtype=np.float32)
+        img = img / 255.0 if img.max() > 1 else img
+        grey = rgb2gray(img[..., :3]) if img.ndim == 3 else img
+        h, w = grey.shape
+        r0, c0 = int(rng.uniform(0, 0.4) * h), int(rng.uniform(0, 0.4) * w)
+        out[f"{name}: crop, rotated"] = np.rot90(grey[r0 : r0 + int(0.6 * h), c0 : c0 + int(0.6 * w)], k=int(rng.integers(1, 4))).copy()
+        out[f"{name}: negative"] = 1.0 - grey
+        out[f"{name}: blurred"] = gaussian_filter(grey, 3)
+    h, w = 480, 384
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    for s in (2, 8, 24):
+        field = gaussian_filter(rng.standard_normal((h, w)), s)
+        out[f"smooth random field (scale {s})"] = (field - field.min()) / (field.max() - field.min())
+    blobs = np.zeros((h, w), np.float32)
+    for _ in range(12):
+        blobs += np.exp(-(((rows - rng.uniform(0, h)) ** 2 + (cols - rng.uniform(0, w)) ** 2) / (2 * rng.uniform(8, 40) ** 2)))
+    out["gaussian blobs on black"] = np.clip(blobs, 0, 1)
+    ell = np.zeros((h, w), np.float32)
+    for _ in range(5):
+        cy, cx, ry, rx = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(20, 90), rng.uniform(20, 90)
+        ell[((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1] = rng.uniform(0.4, 1)
+    out["ellipses on black"] = ell
+    out["stripes"] = (np.sin(cols / 6) > 0).astype(np.float32)
+    out["barcode"] = np.repeat((rng.random(w) > 0.5).astype(np.float32)[None], h, axis=0)
+    screen = np.full((h, w), 0.93, np.float32)
+    for _ in range(14):
+        r, c = int(rng.uniform(0, h - 40)), int(rng.uniform(0, w - 60))
+        screen[r : r + int(rng.uniform(15, 60)), c : c + int(rng.uniform(30, 150))] = rng.uniform(0.1, 0.8)
+    out["screen layout"] = screen
+    out["sinusoidal grating"] = 0.5 + 0.5 * np.sin(rows / 9 + cols / 13)
     return out
