@@ -49,21 +49,22 @@ HARD_LIMITS: dict[str, tuple[float | None, float | None]] = {
     "chroma": (None, 0.02),
     "grey_range": (0.05, None),
     "mask_fraction": (0.03, 0.98),
+    "local_mask_fraction": (0.30, None),
     "local_solidity": (0.70, None),
-    "local_convexity": (0.75, None),
-    "local_straight_edge": (0.10, None),
-    "local_tissue_texture": (0.004, 0.20),
+    "local_convexity": (0.70, None),
+    "local_straight_edge": (0.05, None),
+    "local_tissue_texture": (0.004, 0.15),
 }
 #: ``statistic: (low, high)``: the range of (nearly) all real mammograms; three or more
 #: statistics outside it at once make an image ``atypical``. Only the breast region's
 #: shape and texture: how flat a background is depends on the scanner (film is grainy).
 TYPICAL_RANGES: dict[str, tuple[float, float]] = {
     "mask_fraction": (0.09, 0.83),
-    "local_solidity": (0.78, 1.0),
-    "local_convexity": (0.89, 1.0),
-    "local_straight_edge": (0.14, 0.42),
+    "local_solidity": (0.79, 1.0),
+    "local_convexity": (0.79, 0.98),
+    "local_straight_edge": (0.08, 0.42),
     "local_tissue_texture": (0.01, 0.105),
-    "local_mask_fraction": (0.47, 0.89),
+    "local_mask_fraction": (0.46, 0.89),
 }
 ATYPICAL_COUNT = 3
 
@@ -71,6 +72,7 @@ _REASONS = {
     "chroma": "colour",
     "grey_range": "blank",
     "mask_fraction": "breast_too_{side}",
+    "local_mask_fraction": "not_breast_shaped",
     "local_solidity": "not_breast_shaped",
     "local_convexity": "not_breast_shaped",
     "local_straight_edge": "not_breast_shaped",

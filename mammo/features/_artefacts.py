@@ -1,0 +1,87 @@
+"""Film edges, frames, labels and markers on a working image, as a mask to leave out of the breast.
+
+Artefacts are bright (lead letters, unexposed film) and flat or compact: the strips of the
+band regions, flat patches that the background mostly surrounds, small compact blobs at the
+top of the grey scale beside the background, and thin lines along the image's sides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from . import _morph
+from ._flat import band_part, Regions
+
+
+def _ring_share(labels: np.ndarray, n: int, distance: np.ndarray, nearest: np.ndarray, hit: np.ndarray,
+                near: float = 2, far: float = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Per label: pixels in the ring ``near``-``far`` px out (nearest label's), and the share of them where ``hit``."""
+    ring = (distance > near) & (distance <= far)
+    total = np.bincount(nearest[ring], minlength=n + 1).astype(float)
+    hits = np.bincount(nearest[ring & hit], minlength=n + 1)
+    return total, np.divide(hits, total, out=np.zeros(n + 1), where=total > 0)
+
+
+def _fill_small_holes(mask: np.ndarray, max_area: float = 0.01) -> np.ndarray:
+    """``mask`` with its holes filled, but not the large ones (a frame's hole is the image)."""
+    holes = _morph.fill_holes(mask) & ~mask
+    if not holes.any():
+        return mask
+    lab, n = _morph.label(holes)
+    small = np.bincount(lab.ravel(), minlength=n + 1) <= max_area * mask.size
+    small[0] = False
+    return mask | small[lab]
+
+
+def artefact_mask(x: np.ndarray, reg: Regions, background: float) -> np.ndarray:
+    """Film edges, frames, labels and markers, as a mask.
+
+    Artefacts are bright (lead letters, unexposed film) and flat: the strips of band
+    regions, and flat patches mostly beside the background, even where they touch the
+    breast or a film edge (tissue surrounds a flat patch of dense tissue or an implant).
+    """
+    n = len(reg.levels) - 1
+    dark_pix = x < background + 0.25 * (reg.levels[reg.nearest] - background)
+    total, dark = _ring_share(reg.labels, n, reg.distance, reg.nearest, dark_pix)
+    k = np.arange(n + 1)
+    label_like = (k > 0) & (reg.levels >= reg.split) & ~reg.bands & ((total == 0) | (dark >= 0.5))
+    out = reg.band_map | _fill_small_holes(np.isin(reg.labels, k[label_like]))  # a label's text is its holes
+    out |= _bright_blobs(x, background)
+    return _morph.dilate(out, 1) if out.any() else out
+
+
+def _bright_blobs(x: np.ndarray, background: float, max_area: float = 0.03) -> np.ndarray:
+    """Labels and markers too small or too lettered to be flat at the working scale:
+    small compact blobs at the top of the grey scale that sit mostly beside the
+    background (dense tissue that bright is ragged and sits inside tissue)."""
+    top = float(np.percentile(x[::2, ::2], 99.9))
+    if top <= background:
+        return np.zeros(x.shape, bool)
+    cut = background + 0.8 * (top - background)
+    filled = _fill_small_holes(_morph.closing(x > cut, 1), max_area)
+    blobs, n = _morph.label(filled)
+    if n == 0:
+        return filled
+    areas = np.bincount(blobs.ravel(), minlength=n + 1)
+    boxes = np.array([(sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start) for sl in ndi.find_objects(blobs)])
+    # labels are rectangles and markers discs; dense tissue is ragged
+    shaped = np.concatenate([[False], (areas[1:] <= max_area * x.size) & (areas[1:] / boxes >= 0.6)])
+    if not shaped.any():
+        return np.zeros(x.shape, bool)
+    distance, nearest = _morph.nearest_label(np.where(shaped[blobs], blobs, 0))
+    total, beside = _ring_share(blobs, n, distance, nearest, x < background + 0.25 * (cut - background))
+    keep = shaped & (total > 0) & (beside >= 0.45)
+    out = keep[blobs]
+    return _morph.dilate(out, 1) if out.any() else out
+
+
+def thin_strips(fg: np.ndarray) -> np.ndarray:
+    """Thin lines along the image's sides in the foreground: film edges too narrow or
+    too grainy to be flat, a scanner's edge."""
+    labels, n = _morph.label(fg)
+    out = np.zeros(fg.shape, bool)
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is not None and any(s.start == 0 or s.stop == d for s, d in zip(sl, fg.shape)):
+            out |= band_part(labels == k, max_depth=0.05)
+    return out

@@ -1,0 +1,264 @@
+"""Flat regions of a working image: the background candidates, film edges and frames, polarity.
+
+A mammogram's background (direct exposure) is dead flat and sits at one end of the grey
+scale, beside the breast's skin line; unexposed film edges and scanner frames are flat
+strips along the sides; the breast is textured. This module finds the flat regions of a
+working-size copy of an image and describes each one: its grey level, whether it is a
+strip along the sides, how much tissue borders it and how gradually that tissue fades
+into it. :mod:`mammo.features.segmentation` builds the breast mask on that description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from . import _morph
+
+#: A pixel is "dead flat" when the grey-level std of its 5x5 neighbourhood is below this
+#: fraction of the image's grey range: backgrounds are, tissue is not.
+FLAT_TOLERANCE = 0.006
+#: Invert a raster image only when the largest bright background candidate is this many
+#: times the largest dark one (ties keep the usual dark background).
+POLARITY_MARGIN = 1.5
+
+
+def box_mean(x: np.ndarray, size: int) -> np.ndarray:
+    """``size`` x ``size`` moving average, mirrored at the border (scipy's uniform_filter, with OpenCV)."""
+    return cv2.blur(np.ascontiguousarray(x, dtype=np.float32), (size, size), borderType=cv2.BORDER_REFLECT)
+
+
+def local_std(x: np.ndarray, size: int = 5) -> np.ndarray:
+    mean = box_mean(x, size)
+    return np.sqrt(np.maximum(box_mean(x * x, size) - mean * mean, 0.0))
+
+
+def texture_map(x: np.ndarray) -> np.ndarray:
+    """Local grey-level std after a 3x3 mean: pixel grain averages out, tissue structure stays."""
+    return local_std(box_mean(x, 3))
+
+
+def grey_span(x: np.ndarray) -> float:
+    lo, hi = np.percentile(x[::2, ::2], [0.5, 99.5])
+    return float(hi - lo)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold on 256 levels between the values' min and max (as scikit-image's)."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        raise ValueError("constant")
+    q = np.ascontiguousarray(np.clip((values - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8))
+    t, _ = cv2.threshold(q.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return lo + (t + 0.5) * (hi - lo) / 255.0
+
+
+def flat_regions(x: np.ndarray, *, min_area: float = 0.001, texture: np.ndarray | None = None,
+                 grey_range: float | None = None) -> tuple[np.ndarray, int]:
+    """Connected dead-flat regions of a working image: ``(labels, n)`` as from :func:`scipy.ndimage.label`.
+
+    Regions smaller than ``min_area`` of the image are dropped (flat specks inside tissue).
+    The tolerance grows with the grain of the image's quietest pixels (a noisy background).
+    ``texture`` and ``grey_range`` may be passed when already computed.
+    """
+    rng = grey_span(x) if grey_range is None else grey_range
+    if rng <= 0:
+        return np.ones(x.shape, np.int32), 1
+    sd = texture_map(x) if texture is None else texture
+    # A grainy background is flat on the scale of its own grain: the quietest
+    # hundredth of the image is background in any mammogram.
+    tol = max(FLAT_TOLERANCE * rng, 3.0 * float(np.percentile(sd[::2, ::2], 1)))
+    flat = _morph.opening(sd < tol)
+    labels, n = _morph.label(flat)
+    if n == 0:
+        return labels, 0
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= max(4, min_area * x.size)
+    keep[0] = False
+    remap = np.zeros(n + 1, np.int32)
+    remap[keep] = np.arange(1, keep.sum() + 1)
+    return remap[labels], int(keep.sum())
+
+
+def _first_run_end(r: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Per column of ``r``, the row just past the run of True that begins at ``start``."""
+    rows = np.arange(r.shape[0])[:, None]
+    after = ~r & (rows >= start[None, :])
+    after = np.vstack([after, np.ones((1, r.shape[1]), bool)])
+    return np.argmax(after, axis=0)
+
+
+def band_part(region: np.ndarray, max_depth: float = 0.2) -> np.ndarray:
+    """The part of a region that is a strip along the image's sides (a film edge or frame).
+
+    A strip is about equally deep all along the side it covers. A background touches the
+    sides too, but its inner edge is the breast's curved skin line, so its depth varies
+    and it reaches far inward; a label stuck to a film edge is a bump on the strip, left
+    out of the part returned.
+    """
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    bands = np.zeros_like(region)
+    if not len(rows):
+        return bands
+    h, w = region.shape
+    box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+    for k in range(4):  # each side in turn brought to the top
+        side = (h, w)[k % 2]
+        margin = max(2, int(0.03 * side))
+        # distance of the region's bounding box from this side
+        gap = (box[0], w - box[3], h - box[1], box[2])[k]
+        if gap > margin:
+            continue
+        r = np.rot90(region, k)
+        # per column: where the region starts (within a scanner's thin margin of the
+        # side) and how deep its first run reaches
+        deep_max = int(max_depth * r.shape[0]) + margin + 2
+        top = r[:deep_max + 1]
+        start = np.argmax(top, axis=0)
+        touching = top.any(axis=0) & (start <= margin)
+        if touching.mean() < 0.3:
+            continue
+        d = _first_run_end(r, start)[touching]
+        deep = float(np.median(d))
+        steady = np.abs(d - deep) <= max(2.0, 0.25 * deep)
+        if deep > max_depth * r.shape[0] or steady.mean() < 0.7:
+            continue
+        band = np.zeros_like(r)
+        band[: int(d[steady].max()) + 2] = True
+        bands |= np.rot90(band, -k)
+    return region & bands
+
+
+@dataclass
+class Regions:
+    """The flat regions of a working image, classified (per-label arrays: index 0 unused)."""
+
+    labels: np.ndarray
+    bands: np.ndarray  # bool: strips along the image's sides (film edges, frames)
+    levels: np.ndarray  # median grey level
+    tissue_contact: np.ndarray  # tissue pixels in the ring 6-10 px around the region
+    ring_size: np.ndarray  # pixels in that ring
+    fade: np.ndarray  # that tissue weighted by how close it comes to the region's grey level
+    tissue: np.ndarray  # bool map of textured pixels away from every flat region
+    split: float  # grey level between the dark and the bright regions (Otsu's)
+    band_map: np.ndarray  # the strips of band regions
+    grey_range: float
+    grey_ends: tuple  # (0.5th, 99.5th percentile)
+    distance: np.ndarray  # per pixel: distance to the nearest flat region
+    nearest: np.ndarray  # per pixel: that region's label
+    candidates: np.ndarray  # bool: could be the background (see _background_candidates)
+
+    def inverted(self) -> "Regions":
+        """The same regions described for the inverted image (1 - x)."""
+        return replace(self, levels=np.where(np.arange(len(self.levels)) > 0, 1.0 - self.levels, 0.0),
+                       split=1.0 - self.split, grey_ends=(1.0 - self.grey_ends[1], 1.0 - self.grey_ends[0]))
+
+
+def classify(x: np.ndarray) -> Regions:
+    ends = tuple(float(v) for v in np.percentile(x[::2, ::2], [0.5, 99.5]))
+    rng = ends[1] - ends[0]
+    sd = texture_map(x)
+    labels, n = flat_regions(x, texture=sd, grey_range=rng)
+    flat = labels > 0
+    # textured pixels, clearly more than a grainy background; a step between two flat
+    # regions blurs over a few pixels, which is not tissue either
+    tissue = (sd >= 2 * FLAT_TOLERANCE * rng) & ~_morph.dilate(flat, 2)
+    # nor is a scanner's thin margin along the image's sides
+    m = max(2, int(0.03 * min(x.shape)))
+    tissue[:m] = tissue[-m:] = tissue[:, :m] = tissue[:, -m:] = False
+    try:
+        split = otsu_threshold(x)
+    except ValueError:  # constant image
+        split = float(x.flat[0])
+    levels = np.zeros(n + 1)
+    if n:
+        # flat regions: their mean is their median
+        levels = np.bincount(labels.ravel(), weights=x.ravel(), minlength=n + 1) / np.maximum(
+            np.bincount(labels.ravel(), minlength=n + 1), 1)
+        levels[0] = 0.0
+    distance, nearest = _morph.nearest_label(labels)
+    # a ring 6-10 px out: past the blur of the region's own edge, and past the
+    # collimator's penumbra beside a film edge; each pixel counts for its nearest region
+    ring = (distance > 5) & (distance <= 10)
+    touch = ring & tissue
+    ring_size = np.bincount(nearest[ring], minlength=n + 1).astype(float)
+    contact = np.bincount(nearest[touch], minlength=n + 1).astype(float)
+    # tissue thins towards the skin line and fades into the background; at a cut
+    # (the chest wall against a detector's edge) it stays far from that level
+    closeness = np.clip(1.0 - np.abs(x[touch] - levels[nearest[touch]]) / max(rng, 1e-6), 0, 1)
+    fade = np.bincount(nearest[touch], weights=closeness, minlength=n + 1)
+    bands, band_map = _bands(labels, n, x.shape)
+    reg = Regions(labels, bands, levels, contact, ring_size, fade, tissue, split, band_map, rng, ends, distance,
+                   nearest, np.zeros(n + 1, bool))
+    reg.candidates = _background_candidates(reg)
+    return reg
+
+
+def _bands(labels: np.ndarray, n: int, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Which regions are strips along the sides, and the strips themselves."""
+    bands = np.zeros(n + 1, bool)
+    band_map = np.zeros(shape, bool)
+    m = max(2, int(0.03 * min(shape))) + 1
+    edge = np.zeros(shape, bool)
+    edge[:m] = edge[-m:] = edge[:, :m] = edge[:, -m:] = True
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    for k in np.unique(labels[edge]):
+        if k == 0:
+            continue
+        part = band_part(labels == k)
+        bands[k] = part.sum() >= 0.6 * sizes[k]
+        if bands[k]:
+            band_map |= part
+    return bands, band_map
+
+
+def _grow(sl: tuple, shape: tuple, by: int) -> tuple:
+    return tuple(slice(max(0, s.start - by), min(n, s.stop + by)) for s, n in zip(sl, shape))
+
+
+def _background_candidates(reg: Regions, min_area: float = 0.03) -> np.ndarray:
+    """Bool per label: regions that could be the background.
+
+    The background is large and reaches the image's edge, or a film edge or frame around
+    it; flat patches enclosed by tissue (saturated dense tissue, an implant) cannot be.
+    """
+    n = len(reg.levels)
+    sizes = np.bincount(reg.labels.ravel(), minlength=n)
+    shape = reg.labels.shape
+    # within a film edge's penumbra of the side or of the edge
+    reach = max(3, int(0.05 * min(shape)))
+    near = np.zeros(shape, bool)
+    near[:reach] = near[-reach:] = near[:, :reach] = near[:, -reach:] = True
+    if reg.band_map.any():
+        near |= _morph.distance_to(np.isin(reg.labels, np.flatnonzero(reg.bands))) <= reach
+    touching = np.zeros(n, bool)
+    touching[np.unique(reg.labels[near])] = True
+    # direct exposure is the darkest thing on the film (the brightest once inverted):
+    # smooth tissue and implants in between are not background
+    lo, hi = reg.grey_ends
+    extreme = (reg.levels <= lo + 0.1 * reg.grey_range) | (reg.levels >= hi - 0.1 * reg.grey_range)
+    ok = touching & extreme & ~reg.bands & (sizes >= min_area * reg.labels.size)
+    ok[0] = False
+    return ok
+
+
+def polarity_evidence(x: np.ndarray, reg: Regions | None = None) -> tuple[float, float]:
+    """``(dark, bright)``: area (fraction of the image) of the largest dark and bright
+    background candidates of ``x`` that border tissue.
+
+    Film edges and frames are left out: they border the background, whatever the polarity;
+    so are flat patches that touch no tissue (labels, markers).
+    """
+    reg = classify(x) if reg is None else reg
+    sizes = np.bincount(reg.labels.ravel(), minlength=len(reg.levels)) / reg.labels.size
+    usable = reg.candidates & (reg.tissue_contact >= 0.05 * reg.ring_size)
+    dark = usable & (reg.levels < reg.split)
+    bright = usable & (reg.levels >= reg.split)
+    return (float(sizes[dark].max()) if dark.any() else 0.0, float(sizes[bright].max()) if bright.any() else 0.0)
+
+
+def decide_inverted(dark: float, bright: float) -> bool:
+    return bool(bright > POLARITY_MARGIN * dark and bright > 0.03)
