@@ -146,8 +146,14 @@ def simulate_copies(images: Sequence[np.ndarray], n_copies: int, *, seed: int = 
     return out, np.array(truth)
 
 
-def _background_level(image: np.ndarray) -> float:
-    return float(np.percentile(image, 2))
+def _background(image: np.ndarray) -> tuple[float, float]:
+    """``(level, grain)`` of an image's background: the median and spread of its border
+    pixels below the image's median (the chest wall's side of the border is tissue)."""
+    border = np.concatenate([image[:2].ravel(), image[-2:].ravel(), image[:, :2].ravel(), image[:, -2:].ravel()])
+    dark = border[border <= np.median(image)]
+    if dark.size < 8:
+        dark = np.sort(image.ravel())[: max(8, image.size // 50)]
+    return float(np.median(dark)), float(min(0.02, np.std(dark)))
 
 
 def _draw_label(canvas: np.ndarray, rng: np.random.Generator, box: tuple[int, int, int, int], text: str) -> None:
@@ -188,9 +194,9 @@ def film_scan(
     image = np.asarray(image, dtype=np.float32)
     h, w = image.shape
     pr, pc = int(round(pad * h)), int(round(pad * w))
-    bg = _background_level(image)
+    bg, grain = _background(image)
     H, W = h + 2 * pr, w + 2 * pc
-    canvas = np.clip(bg + rng.normal(0, 0.004, (H, W)), 0, 1).astype(np.float32)
+    canvas = np.clip(bg + rng.normal(0, max(0.004, grain), (H, W)), 0, 1).astype(np.float32)
     canvas[pr : pr + h, pc : pc + w] = image
     if sides is None:
         all_sides = ["top", "bottom", "left", "right"]

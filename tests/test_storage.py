@@ -58,10 +58,11 @@ def test_every_cache_version_is_in_the_registry():
 
 
 def test_image_suffixes_are_one_list(tmp_path):
-    from mammo import grouping, predict
+    from mammo import audit, conventions, grouping, predict
 
     assert ".dicom" in IMAGE_SUFFIXES and ".dcm" in IMAGE_SUFFIXES
-    assert grouping.IMAGE_SUFFIXES is IMAGE_SUFFIXES and predict.IMAGE_SUFFIXES is IMAGE_SUFFIXES
+    assert grouping.IMAGE_SUFFIXES is IMAGE_SUFFIXES and audit.IMAGE_SUFFIXES is IMAGE_SUFFIXES
+    assert predict.find_images is conventions.find_images
     for name in ("b/scan.DICOM", "a.png", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")

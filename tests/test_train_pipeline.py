@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,8 +200,11 @@ def test_dphi_layout_groups_augmented_copies(tmp_path, cache_env):
     assert run([root, "--kind", "dphi", "--folds", "3", "--out", out, "--no-model", *FAST]) == 0
     m = json.loads((out / "metrics.json").read_text())
     oof = np.load(out / "oof_density.npz", allow_pickle=False)
+    # the gate may refuse a few synthetic copies: compare the images the run kept
+    names = [Path(p).name for p in oof["paths"]]
+    assert len(names) >= 0.9 * len(truth) and len(names) == len(oof["y"])
     groups = oof["groups"]
-    truth = np.array(truth)
+    truth = np.array([truth[int(n.split("_")[1].split(".")[0])] for n in names])
     # every original's copies share one group (merging originals would be allowed, splitting one is a leak)
     for orig in range(12):
         assert len(set(groups[truth == orig])) == 1, f"original {orig} split over groups {set(groups[truth == orig])}"

@@ -52,7 +52,6 @@ HARD_LIMITS: dict[str, tuple[float | None, float | None]] = {
     "local_mask_fraction": (0.30, None),
     "local_solidity": (0.70, None),
     "local_convexity": (0.70, None),
-    "local_straight_edge": (0.05, None),
     "local_tissue_texture": (0.004, 0.15),
 }
 #: ``statistic: (low, high)``: the range of (nearly) all real mammograms; three or more

@@ -122,6 +122,7 @@ class TaskResult:
     candidates: dict[str, CVResult]
     leaky: LeakyContrast | None = None
     selection: SelectionEstimate | None = None
+    paths: np.ndarray | None = None  # the task's images, row for row (refused images left out)
 
     @property
     def classes(self) -> np.ndarray:

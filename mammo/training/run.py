@@ -125,7 +125,7 @@ def evaluate_task(task: str, ds: Dataset, table: FeatureTable, config: TrainConf
     if note:
         notes.append(note)
     notes += _task_notes(task, res, len(folds), config)
-    return TaskResult(task, y, g, folds, best, res, leaky, selection), X
+    return TaskResult(task, y, g, folds, best, res, leaky, selection, np.asarray(paths, dtype=str)), X
 
 
 def leaky_contrast(task: str, X: dict, y: np.ndarray, g: np.ndarray, grouped: CVResult, config: TrainConfig) -> LeakyContrast:
@@ -213,7 +213,7 @@ def _task_notes(task: str, res: dict[str, CVResult], n_folds: int, config: Train
 
 
 def _write_task_outputs(t: TaskResult, out: Path) -> dict[str, str]:
-    """The task's plots and ``oof_<task>.npz`` (labels, groups, every candidate's out-of-fold predictions)."""
+    """The task's plots and ``oof_<task>.npz`` (image paths, labels, groups, every candidate's out-of-fold predictions)."""
     plots = {}
     if t.task == "tumour":
         curves = {n: (t.y, r.oof_proba[:, 1]) for n, r in t.candidates.items()}
@@ -223,7 +223,8 @@ def _write_task_outputs(t: TaskResult, out: Path) -> dict[str, str]:
         cms = {n: r.pooled["confusion_matrix"] for n, r in t.candidates.items()}
         plots["confusion_density"] = ev.plot_confusion(cms, t.classes.tolist(), out / "confusion_density.png",
                                                        "Density confusion matrices (pooled out-of-fold, rows = truth)").name
-    np.savez_compressed(out / f"oof_{t.task}.npz", y=t.y, groups=t.groups.astype(str),
+    extra = {} if t.paths is None else {"paths": t.paths}
+    np.savez_compressed(out / f"oof_{t.task}.npz", y=t.y, groups=t.groups.astype(str), **extra,
                         **{n.replace("+", "__"): r.oof_proba for n, r in t.candidates.items()},
                         **{n.replace("+", "__") + "__pred": r.oof_pred for n, r in t.candidates.items()
                            if r.oof_pred is not None})
