@@ -11,6 +11,7 @@ from conftest import write_dicom
 from mammo.features.io import read_scan
 from mammo.features.region import crop_breast
 from mammo.features.segmentation import is_inverted, segment_breast
+from mammo.features.quality import assess
 from mammo.testing import film_scan, larger_detector, synthetic_mammogram
 
 
@@ -81,10 +82,45 @@ def test_larger_grey_detector_gives_the_same_crop(breast):
         big, (dr, dc) = larger_detector(img, where=where)
         m = crop_breast(big)
         shifted = (m.bbox[0] - dr, m.bbox[1] - dr, m.bbox[2] - dc, m.bbox[3] - dc)
-        assert max(abs(a - b) for a, b in zip(shifted, ref.bbox)) <= 2, (where, shifted, ref.bbox)
-        assert abs(m.pixels.shape[1] - ref.pixels.shape[1]) <= 2
+        # within a pixel of the larger image's working grid (1.8x coarser: 2-3 source pixels)
+        assert max(abs(a - b) for a, b in zip(shifted, ref.bbox)) <= 3, (where, shifted, ref.bbox)
+        assert abs(m.pixels.shape[1] - ref.pixels.shape[1]) <= 3
         if m.pixels.shape == ref.pixels.shape:
             assert _iou(m.mask, ref.mask) > 0.95
+
+
+@pytest.mark.parametrize("where", ["centre", "chest wall"])
+def test_black_image_on_a_grey_detector_is_cut_out(breast, where):
+    """A breast on a dead-black background, laid on a larger, slightly grey detector: the
+    grey is neither the darkest level nor tissue (it was the whole mask once)."""
+    img, truth = breast
+    black = np.clip(img - np.percentile(img, 30), 0, 1)
+    big, (dr, dc) = larger_detector(black, level=0.06, where=where)
+    m = crop_breast(big, size=None)
+    want = np.zeros(big.shape, bool)
+    want[dr : dr + img.shape[0], dc : dc + img.shape[1]] = _truth(black)
+    assert _iou(_source_mask(m, big.shape), want) > 0.9
+    assert assess(m).ok
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_chest_wall_beside_a_deep_film_edge(seed):
+    """The chest wall a few pixels from a deep film edge and its penumbra, on a dead-black
+    background: the mask stops at the chest wall (the second pass's window may hold only a
+    sliver of the edge; the edge found on the whole image is kept out there too)."""
+    rng = np.random.default_rng(seed)
+    img = synthetic_mammogram(rng, 2, shape=(320, 256), side="right", film_label=False)
+    black = np.clip(img - np.percentile(img, 30), 0, 1)
+    film, (dr, dc) = film_scan(black, rng, sides=["right", "top"], pad=0.1, label=False, marker=False)
+    m = crop_breast(film, size=None)
+    want = np.zeros(film.shape, bool)
+    want[dr : dr + img.shape[0], dc : dc + img.shape[1]] = _truth(black)
+    got = _source_mask(m, film.shape)
+    near = np.zeros(film.shape, bool)  # the original's area, give or take the working grid's rounding
+    near[max(0, dr - 3) : dr + img.shape[0] + 3, max(0, dc - 3) : dc + img.shape[1] + 3] = True
+    # film edges, label and marker all lie outside it
+    assert _iou(got, want) > 0.9 and not (got & ~near).any()
+    assert assess(m).ok, assess(m).failed
 
 
 def test_mirror_gives_the_same_crop(breast):

@@ -225,6 +225,23 @@ def _background_candidates(reg: Regions, min_area: float = 0.03) -> np.ndarray:
     The background is large and reaches the image's edge, or a film edge or frame around
     it; flat patches enclosed by tissue (saturated dense tissue, an implant) cannot be.
     """
+    # direct exposure is the darkest thing on the film (the brightest once inverted):
+    # smooth tissue and implants in between are not background
+    lo, hi = reg.grey_ends
+    extreme = (reg.levels <= lo + 0.1 * reg.grey_range) | (reg.levels >= hi - 0.1 * reg.grey_range)
+    return _open_areas(reg, min_area) & extreme
+
+
+def empty_areas(reg: Regions, below: float, min_area: float = 0.03) -> np.ndarray:
+    """Bool per label: large flat regions that reach the image's side (or a film edge)
+    darker than ``below``, whatever their grey level: the background beside the breast,
+    and an empty, slightly grey detector around a smaller image or rotation fill."""
+    return _open_areas(reg, min_area) & (reg.levels < below)
+
+
+def _open_areas(reg: Regions, min_area: float) -> np.ndarray:
+    """Bool per label: at least ``min_area`` of the image, not a film edge, and reaching
+    the image's side or a film edge (flat patches enclosed by tissue never do)."""
     n = len(reg.levels)
     sizes = np.bincount(reg.labels.ravel(), minlength=n)
     shape = reg.labels.shape
@@ -236,11 +253,7 @@ def _background_candidates(reg: Regions, min_area: float = 0.03) -> np.ndarray:
         near |= _morph.distance_to(np.isin(reg.labels, np.flatnonzero(reg.bands))) <= reach
     touching = np.zeros(n, bool)
     touching[np.unique(reg.labels[near])] = True
-    # direct exposure is the darkest thing on the film (the brightest once inverted):
-    # smooth tissue and implants in between are not background
-    lo, hi = reg.grey_ends
-    extreme = (reg.levels <= lo + 0.1 * reg.grey_range) | (reg.levels >= hi - 0.1 * reg.grey_range)
-    ok = touching & extreme & ~reg.bands & (sizes >= min_area * reg.labels.size)
+    ok = touching & ~reg.bands & (sizes >= min_area * reg.labels.size)
     ok[0] = False
     return ok
 

@@ -32,6 +32,7 @@ from . import _morph
 from ._artefacts import artefact_mask, thin_strips
 from ._flat import (
     classify,
+    empty_areas,
     decide_inverted,
     grey_span,
     local_std,
@@ -151,10 +152,14 @@ def is_inverted(image: np.ndarray) -> bool:
 # --------------------------------------------------------------------------- the mask
 
 
-def _breast_on(x: np.ndarray, reg: Regions | None = None, *, shape: bool = True) -> tuple[np.ndarray, bool, dict]:
+def _breast_on(x: np.ndarray, reg: Regions | None = None, *, shape: bool = True,
+               known: np.ndarray | None = None) -> tuple[np.ndarray, bool, dict]:
     """``(mask, found, stats)`` of the breast in a working image with a dark background
-    (``shape``: with :func:`shape_stats` in the stats)."""
+    (``shape``: with :func:`shape_stats` in the stats). ``known``: film edges found on a
+    wider view of the image (a window may hold too thin a sliver of one to tell)."""
     reg = classify(x) if reg is None else reg
+    if known is not None and known.any():
+        reg.band_map = reg.band_map | known
     rng = reg.grey_range
     bg_label, background = _background(x, reg)
     artefact = artefact_mask(x, reg, background)
@@ -205,12 +210,12 @@ def _background(x: np.ndarray, reg: Regions) -> tuple[int, float]:
 def _foreground(above: np.ndarray, reg: Regions, artefact: np.ndarray, upper: float) -> np.ndarray:
     """Pixels above the threshold, less artefacts, other background-like flat areas (an
     empty detector, rotation fill), thin strips along the sides and film-edge penumbras."""
-    empty = reg.candidates & (reg.levels < upper)
+    empty = empty_areas(reg, upper)
     fg = above & ~artefact & ~_morph.dilate(np.isin(reg.labels, np.flatnonzero(empty)), 1)
     fg &= ~thin_strips(fg)
     if reg.band_map.any():
         # a film edge's penumbra: a thin ramp along the edge, all the way round it
-        fg &= _morph.distance_to(reg.band_map) > max(3, int(0.02 * min(fg.shape)))
+        fg &= _morph.distance_to(reg.band_map) > max(3, int(0.025 * max(fg.shape)))
     return _morph.opening(fg, 2)
 
 
@@ -284,12 +289,22 @@ def segment_breast(image: np.ndarray, *, polarity_known: bool = False, fix_polar
     box = _source_box(coarse, scale, image.shape, pad=3)
     window = image[box[0] : box[1], box[2] : box[3]]
     y, scale2 = working_image(1.0 - window if inverted else window)
-    mask, found2, stats2 = _breast_on(y)
+    mask, found2, stats2 = _breast_on(y, known=_window_of(reg.band_map, scale, box, y.shape))
     if not found2:
         mask, box, scale2 = coarse, full, scale
     stats.update({f"local_{k}": v for k, v in stats2.items()})
     stats["area_fraction"] = float(coarse.mean())
     return Segmentation(mask, box, scale2, inverted, _polarity(polarity_known), True, stats)
+
+
+def _window_of(mask: np.ndarray, scale: float, box: tuple, shape: tuple) -> np.ndarray:
+    """The part of a working-image mask that covers source ``box``, on a grid of ``shape``."""
+    r0, r1, c0, c1 = (int(np.floor(box[0] * scale)), int(np.ceil(box[1] * scale)),
+                      int(np.floor(box[2] * scale)), int(np.ceil(box[3] * scale)))
+    part = np.ascontiguousarray(mask[r0:r1, c0:c1], dtype=np.uint8)
+    if not part.size or not part.any():
+        return np.zeros(shape, bool)
+    return cv2.resize(part, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def _polarity(known: bool) -> str:
