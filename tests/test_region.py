@@ -220,3 +220,26 @@ def test_colour_is_measured_even_on_a_grey_decoded_jpeg():
     buf = io.BytesIO()
     Image.fromarray(np.repeat(rgb[..., :1], 3, axis=2)).save(buf, "JPEG")  # three equal channels, as DPhi's
     assert read_scan(buf.getvalue()).chroma < 0.01
+
+
+def test_an_implant_against_the_chest_wall_is_no_film_edge(rng):
+    """A saturated, flat implant against the chest wall lies along a side like a film edge
+    does, but is short and deep: the breast around it is found and passes the gate."""
+    img = synthetic_mammogram(rng, 2, shape=(320, 256), side="right", film_label=False)
+    black = np.clip(img - np.percentile(img, 30), 0, 1)
+    rows, cols = np.mgrid[0:320, 0:256]
+    black[((rows - 160) / 85.0) ** 2 + ((cols - 256) / 70.0) ** 2 <= 1] = 1.0
+    m = crop_breast(black, size=None)
+    assert assess(m).ok, assess(m).failed
+    assert _iou(_source_mask(m, black.shape), _truth(img)) > 0.8
+
+
+def test_a_real_implant_mammogram_passes_the_gate():
+    """An RSNA view with a large implant at the chest wall (refused once, when every band of
+    the whole image was carried into the breast's window)."""
+    from conftest import DATA
+
+    found = sorted((DATA / "rsna-screening" / "images").glob("393_413572602_*"))
+    if not found:
+        pytest.skip(f"the shared RSNA image 393_413572602 is not under {DATA}")
+    assert assess(crop_breast(read_scan(found[0]))).ok

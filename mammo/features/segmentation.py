@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from PIL import Image
+from scipy import ndimage as ndi
 
 from . import _morph
 from ._artefacts import artefact_mask, thin_strips
@@ -289,12 +290,28 @@ def segment_breast(image: np.ndarray, *, polarity_known: bool = False, fix_polar
     box = _source_box(coarse, scale, image.shape, pad=3)
     window = image[box[0] : box[1], box[2] : box[3]]
     y, scale2 = working_image(1.0 - window if inverted else window)
-    mask, found2, stats2 = _breast_on(y, known=_window_of(reg.band_map, scale, box, y.shape))
+    mask, found2, stats2 = _breast_on(y, known=_window_of(_film_edges(reg.band_map), scale, box, y.shape))
     if not found2:
         mask, box, scale2 = coarse, full, scale
     stats.update({f"local_{k}": v for k, v in stats2.items()})
     stats["area_fraction"] = float(coarse.mean())
     return Segmentation(mask, box, scale2, inverted, _polarity(polarity_known), True, stats)
+
+
+def _film_edges(band_map: np.ndarray, min_length: float = 0.6, max_depth: float = 0.08) -> np.ndarray:
+    """The strips of ``band_map`` shaped like a film's edge: running along most of a side,
+    or thin. A flat, saturated patch against one side (an implant at the chest wall) is a
+    band too, but short and deep: the breast's own window must judge it."""
+    labels, n = _morph.label(band_map)
+    out = np.zeros(band_map.shape, bool)
+    h, w = band_map.shape
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        extent = ((sl[0].stop - sl[0].start) / h, (sl[1].stop - sl[1].start) / w)
+        if max(extent) >= min_length or min(extent) <= max_depth:
+            out |= labels == k
+    return out
 
 
 def _window_of(mask: np.ndarray, scale: float, box: tuple, shape: tuple) -> np.ndarray:
