@@ -10,8 +10,8 @@ come from a mammogram:
 * ``colour``: clearly coloured pixels (a mammogram is monochrome);
 * ``no_breast``: no region stands out from a flat background (noise, gradients);
 * ``breast_too_small`` / ``breast_too_large``: the region is a speck, or the whole frame;
-* ``not_breast_shaped``: the region is ragged, hollow or without the straight cut of the
-  chest wall (a photo's objects, text);
+* ``not_breast_shaped``: the region is ragged or hollow (a photo's objects, text); a
+  missing straight chest-wall edge counts only towards ``atypical``;
 * ``texture``: the region's grey-level texture is far coarser than breast tissue's
   (binary drawings, text, checkerboards);
 * ``atypical``: several measurements lie outside the range seen on real mammograms at
@@ -83,7 +83,7 @@ _MESSAGES = {
     "no_breast": "no breast was found: nothing stands out from a flat background",
     "breast_too_small": "the region found is far too small to be a breast",
     "breast_too_large": "the region found fills the whole frame, with no background around a breast",
-    "not_breast_shaped": "the region found is not shaped like a breast (ragged, hollow, or without a chest wall edge)",
+    "not_breast_shaped": "the region found is not shaped like a breast (ragged or hollow)",
     "texture": "the region found has a texture unlike breast tissue",
     "atypical": "several measurements of the image lie outside the range of real mammograms",
 }

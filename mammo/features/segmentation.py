@@ -302,7 +302,7 @@ def _film_edges(band_map: np.ndarray, min_length: float = 0.6, max_depth: float 
     """The strips of ``band_map`` shaped like a film's edge: running along most of a side,
     or thin. A flat, saturated patch against one side (an implant at the chest wall) is a
     band too, but short and deep: the breast's own window must judge it."""
-    labels, n = _morph.label(band_map)
+    labels, _ = _morph.label(band_map)
     out = np.zeros(band_map.shape, bool)
     h, w = band_map.shape
     for k, sl in enumerate(ndi.find_objects(labels), start=1):
