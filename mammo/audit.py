@@ -160,7 +160,7 @@ examples:
   mammo audit data/train --out audit/
   mammo audit images.csv --labels labels.csv --split split.csv --out audit/
 
-Signatures are cached under $MAMMO_CACHE_DIR (default ~/.cache/mammo), keyed by file
+Signatures are cached under $MAMMO_CACHE_DIR (default: the checkout's .cache/mammo, else ~/.cache/mammo), keyed by file
 content, so a second run on the same images is fast.
 """
 
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=int, default=None,
                    help="RANSAC inliers that make two images copies (default 15)")
     p.add_argument("--jobs", type=int, default=1, help="processes for the image signatures (default 1)")
-    p.add_argument("--cache-dir", default=None, help="signature cache (default $MAMMO_CACHE_DIR or ~/.cache/mammo)")
+    p.add_argument("--cache-dir", default=None, help="signature cache (default $MAMMO_CACHE_DIR, else the checkout's .cache/mammo, else ~/.cache/mammo)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
 

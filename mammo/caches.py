@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mammo cache", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=None,
-                   help="cache root (default $MAMMO_CACHE_DIR or ~/.cache/mammo)")
+                   help="cache root (default $MAMMO_CACHE_DIR, else the checkout's .cache/mammo, else ~/.cache/mammo)")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--prune", action="store_true",
                         help="remove stale entries: older signature versions, group results or feature blocks of an "

@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         # keep it flat. Only read at process start, hence the re-exec.
         os.environ["MALLOC_ARENA_MAX"] = "2"
         os.execv(sys.executable, [sys.executable, "-m", "mammo.cli", *argv])
+    # TensorFlow's C++ start-up lines are noise on a command line
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .storage import export_keras_home
+
+    export_keras_home()  # before anything imports Keras, and inherited by worker processes
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return int(module.main(argv[1:]) or 0)
 

@@ -48,7 +48,7 @@ class FeatureComputationError(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    """``$MAMMO_CACHE_DIR/features`` or ``~/.cache/mammo/features``."""
+    """``<cache root>/features`` (:func:`mammo.storage.cache_root`)."""
     return cache_root() / "features"
 
 

@@ -35,6 +35,9 @@ __all__ = [
     "atomic_open",
     "atomic_write",
     "cache_root",
+    "checkout_cache",
+    "export_keras_home",
+    "keras_home",
     "content_sha256",
     "file_sha256",
     "json_sha256",
@@ -62,9 +65,45 @@ VERSIONS = {"features": FEATURES_VERSION, "signatures": SIGNATURE_VERSION, "grou
 _CHUNK = 1 << 20
 
 
+def checkout_cache() -> Path | None:
+    """The ``.cache`` folder of the source checkout this package runs from, if there is one.
+
+    ``make setup`` puts the weights in ``<checkout>/.cache/keras`` and ``make`` keeps its
+    caches in ``<checkout>/.cache/mammo``; finding them here lets the console script and
+    scripts run in the checkout use them without any exported variable.
+    """
+    root = Path(__file__).resolve().parent.parent
+    folder = root / ".cache"
+    return folder if (root / "setup.cfg").is_file() and folder.is_dir() else None
+
+
 def cache_root() -> Path:
-    """Root of every derived file: ``$MAMMO_CACHE_DIR`` when set and not empty, else ``~/.cache/mammo``."""
-    return Path(os.environ.get("MAMMO_CACHE_DIR") or Path.home() / ".cache" / "mammo")
+    """Root of every derived file: ``$MAMMO_CACHE_DIR`` when set and not empty, else the
+    checkout's ``.cache/mammo`` when it exists, else ``~/.cache/mammo``."""
+    env = os.environ.get("MAMMO_CACHE_DIR")
+    if env:
+        return Path(env)
+    checkout = checkout_cache()
+    if checkout is not None and (checkout / "mammo").is_dir():
+        return checkout / "mammo"
+    return Path.home() / ".cache" / "mammo"
+
+
+def keras_home() -> Path:
+    """Where Keras keeps downloaded weights (``models/``): ``$KERAS_HOME`` when set, else the
+    checkout's ``.cache/keras`` when its ``models/`` exists, else Keras' own ``~/.keras``."""
+    env = os.environ.get("KERAS_HOME")
+    if env:
+        return Path(env)
+    checkout = checkout_cache()
+    if checkout is not None and (checkout / "keras" / "models").is_dir():
+        return checkout / "keras"
+    return Path.home() / ".keras"
+
+
+def export_keras_home() -> None:
+    """Set ``KERAS_HOME`` to :func:`keras_home` unless it is set: Keras reads it once, when imported."""
+    os.environ.setdefault("KERAS_HOME", str(keras_home()))
 
 
 # ------------------------------------------------------------------ hashing

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mammo.storage import keras_home
 from mammo.testing import simulate_copies, synthetic_mammogram
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -26,7 +27,7 @@ def pytest_configure(config):
     # The CNN tests need the ImageNet weights. Offline (these machines), point
     # Keras' cache at a copy of ../shared/weights unless KERAS_HOME already
     # holds them; must happen before keras is imported.
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    home = keras_home()
     if not (home / "models" / WEIGHTS_FILE.name).is_file() and WEIGHTS_FILE.is_file():
         home = Path(config.rootpath) / ".pytest_cache" / "keras_home"
         (home / "models").mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,7 @@ def pytest_configure(config):
 
 
 def weights_available() -> bool:
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    home = keras_home()
     return (home / "models" / WEIGHTS_FILE.name).is_file()
 
 

@@ -98,11 +98,19 @@ def test_every_cache_uses_one_root(tmp_path, monkeypatch):
     from mammo.grouping import find
     from mammo.storage import cache_root
 
+    from mammo import storage
+
+    monkeypatch.setattr(storage, "checkout_cache", lambda: None)  # as installed from a wheel
     for value, root in ((str(tmp_path), tmp_path), ("", Path.home() / ".cache" / "mammo")):
         monkeypatch.setenv("MAMMO_CACHE_DIR", value)
         assert cache_dir() == root and find._cache_dir(None) == root and default_cache_dir() == root / "features"
         assert cache_root() == root
     assert find._cache_dir(tmp_path / "x") == tmp_path / "x"
+    # in a checkout whose .cache/mammo exists (what make creates), unset means that folder
+    (tmp_path / "co" / "mammo").mkdir(parents=True)
+    monkeypatch.setattr(storage, "checkout_cache", lambda: tmp_path / "co")
+    monkeypatch.delenv("MAMMO_CACHE_DIR")
+    assert cache_root() == cache_dir() == tmp_path / "co" / "mammo" and default_cache_dir() == tmp_path / "co" / "mammo" / "features"
 
 
 class _Step:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +69,36 @@ def test_image_suffixes_are_one_list(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     assert list_images(tmp_path) == [str(tmp_path / "a.png"), str(tmp_path / "b" / "scan.DICOM")]
+
+
+def test_a_fresh_shell_in_the_checkout_finds_its_weights_and_caches(tmp_path):
+    """``make`` puts the weights in <checkout>/.cache/keras and keeps caches in .cache/mammo;
+    the library and the console script find them with nothing exported (issue 17)."""
+    import subprocess
+    import sys
+
+    checkout = Path(storage.__file__).resolve().parent.parent
+    if storage.checkout_cache() is None or not (checkout / ".cache" / "keras" / "models").is_dir():
+        pytest.skip("not a set-up checkout (make setup creates .cache/keras/models)")
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_HOME", "MAMMO_CACHE_DIR")}
+    code = ("import os; from mammo.features import cnn; from mammo import storage; "
+            "print(os.environ['KERAS_HOME']); print(cnn.resolve_weights('imagenet')); print(storage.cache_root())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[0] == str(checkout / ".cache" / "keras")
+    assert out[1].startswith(str(checkout / ".cache" / "keras" / "models"))
+    want_cache = checkout / ".cache" / "mammo"
+    assert out[2] == str(want_cache if want_cache.is_dir() else Path.home() / ".cache" / "mammo")
+    # an exported variable still wins
+    env["KERAS_HOME"] = str(tmp_path / "k")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[0] == str(tmp_path / "k")
+
+
+def test_keras_home_outside_a_checkout(monkeypatch, tmp_path):
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setattr(storage, "checkout_cache", lambda: None)
+    assert storage.keras_home() == Path.home() / ".keras"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert storage.keras_home() == tmp_path

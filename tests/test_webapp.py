@@ -535,7 +535,9 @@ def test_cnn_model_predicts_with_heatmap_in_time(tmp_path_factory):
     import os
     import time
 
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    from mammo.storage import keras_home as _keras_home
+
+    keras_home = _keras_home()
     if not (keras_home / "models" / CNN_WEIGHTS).is_file():
         pytest.skip(f"MobileNetV2 weights not in {keras_home}/models (set KERAS_HOME)")
     path = fit_demo_model(tmp_path_factory.mktemp("cnn") / "cnn.joblib", n=16, feature_set="cnn")

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ..storage import cache_root as cache_dir  # re-exported: the root moved to mammo.storage
-from ..storage import file_sha256
+from ..storage import export_keras_home, file_sha256, keras_home
 from ._base import ImageFeatures
 from .region import as_mammogram, resize_image
 
@@ -105,7 +105,11 @@ class WeightsUnavailableError(RuntimeError):
 
 
 def _keras_home() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return keras_home()
+
+
+# Keras reads KERAS_HOME once, at its import; every mammo path to Keras passes here first.
+export_keras_home()
 
 
 def imagenet_filename(input_size: int = 224) -> str:

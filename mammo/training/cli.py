@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  mammo train labels.csv --kind manifest --models svm --limit 500 --no-deep\n"
                "  mammo train ../shared/data/dphi-sprint31 --fine-tune   # + fine-tuned MobileNetV2\n"
                "The same runs as 'python -m mammo.train_pipeline' or 'python train_pipeline.py' in a checkout.\n"
-               "Features are cached under $MAMMO_CACHE_DIR/features (default ~/.cache/mammo/features).",
+               "Features are cached under $MAMMO_CACHE_DIR/features (default: the checkout's .cache/mammo, else ~/.cache/mammo).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _data_arguments(p.add_argument_group("data and run"))
