@@ -531,10 +531,8 @@ CNN_WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 
 
 @pytest.mark.slow
-def test_cnn_model_predicts_with_heatmap_in_time(tmp_path_factory):
-    import os
-    import time
-
+def test_cnn_model_predicts_with_heatmap(tmp_path_factory):
+    """A CNN model's heatmap responds to occlusion (its latency is benchmarks/bench_webapp.py's)."""
     from mammo.storage import keras_home as _keras_home
 
     keras_home = _keras_home()
@@ -543,14 +541,11 @@ def test_cnn_model_predicts_with_heatmap_in_time(tmp_path_factory):
     path = fit_demo_model(tmp_path_factory.mktemp("cnn") / "cnn.joblib", n=16, feature_set="cnn")
     client = create_app({"MAMMO_MODEL": str(path), "TESTING": True}).test_client()
     img = png(demo_image(11, 3, size=224))
-    t0 = time.perf_counter()
     resp = api_post(client, {"file": upload(img), "heatmap": "1"})
-    elapsed = time.perf_counter() - t0
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
     assert np.asarray(body["heatmap"]["drop"]).shape == (8, 8)
     assert np.abs(np.asarray(body["heatmap"]["drop"])).max() > 0  # the CNN sees the occlusions
-    assert elapsed < 15, f"CNN prediction + heatmap took {elapsed:.1f} s"
 
 
 def test_enhanced_view_of_a_model_trained_without_enhancement(tmp_path, mammogram):
