@@ -42,24 +42,14 @@ def _png(arr: np.ndarray, bits: int = 8) -> bytes:
 
 
 def _dicom(arr: np.ndarray, photometric: str, bits: int, rle: bool = False) -> bytes:
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import DigitalMammographyXRayImageStorageForPresentation, ExplicitVRLittleEndian, RLELossless, generate_uid
+    from pydicom.uid import RLELossless
+
+    from mammo.testing import write_dicom
 
     stored = arr if photometric == "MONOCHROME2" else 1.0 - arr
     data = np.round(np.clip(stored, 0, 1) * (2**bits - 1)).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "MG"
-    ds.set_pixel_data(data, photometric, bits)
-    if rle:
-        ds.compress(RLELossless)
     buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    write_dicom(data, buf, photometric=photometric, bits_stored=bits, compress=RLELossless if rle else None)
     return buf.getvalue()
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "TASKS", "find_images", "list_images"]
+__all__ = ["IMAGE_SUFFIXES", "TASKS", "find_images", "images_for_command", "list_images"]
 
 #: The prediction tasks, in the order reports and models list them.
 TASKS = ("density", "tumour")
@@ -45,3 +46,14 @@ def find_images(inputs: list[str]) -> tuple[list[str], list[str]]:
             elif path.is_file():
                 found[str(path)] = None
     return list(found), missing
+
+
+def images_for_command(inputs: list[str], prog: str) -> tuple[list[str], list[str]]:
+    """:func:`find_images` for a command line: each unmatched input and an empty result are
+    also reported on stderr as ``prog: ...`` lines (the caller exits 2 on no paths)."""
+    paths, missing = find_images(inputs)
+    for item in missing:
+        print(f"{prog}: no such file, folder or match: {item}", file=sys.stderr)
+    if not paths:
+        print(f"{prog}: no input files", file=sys.stderr)
+    return paths, missing

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .conventions import find_images
+from .conventions import images_for_command
 
 __all__ = ["Inspection", "inspect_image", "contact_sheet", "main"]
 
@@ -128,11 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.per_sheet < 1 or not 64 <= args.size <= 1024:
         parser.error("--per-sheet must be >= 1 and --size in [64, 1024]")
-    paths, missing = find_images(args.inputs)
-    for item in missing:
-        print(f"mammo inspect: no such file, folder or match: {item}", file=sys.stderr)
+    paths, missing = images_for_command(args.inputs, "mammo inspect")
     if not paths:
-        print("mammo inspect: no input files", file=sys.stderr)
         return 2
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from .conventions import find_images
+from .conventions import images_for_command
 #: tumour_label in the CSV, by class (0/1)
 TUMOUR_NAMES = {0: "Benign", 1: "Malignant"}
 DEFAULT_MODEL = "runs/default/model.joblib"  # where make run puts it
@@ -116,11 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         print(f"mammo predict: cannot load model {args.model}: {exc}", file=sys.stderr)
         return 2
-    paths, missing = find_images(args.inputs)
-    for item in missing:
-        print(f"mammo predict: no such file, folder or match: {item}", file=sys.stderr)
+    paths, missing = images_for_command(args.inputs, "mammo predict")
     if not paths:
-        print("mammo predict: no input files", file=sys.stderr)
         return 2
     model.batch_size, model.n_jobs = args.batch_size, args.jobs
     with contextlib.ExitStack() as stack:

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import write_dicom
 from mammo.cli import main as mammo_main
-from mammo.predict import find_images, main
+from mammo.conventions import find_images
+from mammo.predict import main
 
 
 @pytest.fixture

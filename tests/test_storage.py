@@ -64,7 +64,7 @@ def test_image_suffixes_are_one_list(tmp_path):
 
     assert ".dicom" in IMAGE_SUFFIXES and ".dcm" in IMAGE_SUFFIXES
     assert grouping.IMAGE_SUFFIXES is IMAGE_SUFFIXES and audit.IMAGE_SUFFIXES is IMAGE_SUFFIXES
-    assert predict.find_images is conventions.find_images
+    assert predict.images_for_command is conventions.images_for_command  # one image search for the CLI
     for name in ("b/scan.DICOM", "a.png", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")

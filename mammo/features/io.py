@@ -173,7 +173,7 @@ def read_scan(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = 16,
     max_aspect: float = 20.0,
-) -> np.ndarray:
+) -> Scan:
     """Read one image as a :class:`Scan`: grey float pixels and what the file says about them.
 
     Parameters
