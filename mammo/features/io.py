@@ -494,19 +494,28 @@ def _read_pillow(fp: IO[bytes], name: str, limits: _Limits) -> Scan:
 
 
 def _jpeg_chroma(fp: IO[bytes]) -> float:
-    """:func:`_chroma` of a colour JPEG from a decode at 1/8 scale (the grey read skips chroma)."""
+    """:func:`_chroma` of a colour JPEG from a reduced decode (the grey read skips chroma)."""
     pos = fp.tell()
     try:
         fp.seek(0)
         with Image.open(fp, formats=("JPEG",)) as small:
             # libjpeg scales by 1/2, 1/4 or 1/8 while decoding: keep about 64+ pixels a side
             f = int(np.clip(min(small.size) // 64, 1, 8))
-            small.draft("RGB", (max(1, small.width // f), max(1, small.height // f)))
-            return _chroma(np.asarray(small.convert("RGB")), step=1)
+            small.draft("YCbCr", (max(1, small.width // f), max(1, small.height // f)))
+            ycc = np.asarray(small)
     except (OSError, SyntaxError, ValueError, EOFError, IndexError):
         return 0.0  # the full decode reports the damage
     finally:
         fp.seek(pos)
+    if ycc.ndim != 3:
+        return 0.0
+    # JFIF's YCbCr -> RGB: the spread max(R, G, B) - min(R, G, B) depends on Cb and Cr
+    # alone, so no colour conversion is needed (the RGB clip at 0 and 255 is ignored).
+    cb = ycc[..., 1].astype(np.float32) - 128.0
+    cr = ycc[..., 2].astype(np.float32) - 128.0
+    r, g, b = 1.402 * cr, -0.344136 * cb - 0.714136 * cr, 1.772 * cb
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    return float((spread > 0.1 * 255.0).mean()) if spread.size else 0.0
 
 
 def _pillow_pixels(im: Image.Image) -> np.ndarray:
@@ -722,7 +731,8 @@ def _chroma(rgb: np.ndarray, step: int = 4) -> float:
         scale = 255.0
     else:
         scale = float(max(1, int(a.max()))) if a.size else 1.0
-    spread = a.max(axis=2).astype(np.float32) - a.min(axis=2).astype(np.float32)
+    planes = [a[..., k].astype(np.float32) for k in range(3)]  # faster than reducing a length-3 axis
+    spread = np.maximum(np.maximum(*planes[:2]), planes[2]) - np.minimum(np.minimum(*planes[:2]), planes[2])
     return float((spread > 0.1 * scale).mean()) if spread.size else 0.0
 
 

@@ -9,6 +9,7 @@ and resizes it to the working resolution.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,7 +167,11 @@ def crop_breast(
     """
     scan = image if isinstance(image, Scan) else Scan(np.asarray(image, dtype=np.float32))
     known = scan.polarity_known if polarity_known is None else polarity_known
-    pixels = np.asarray(scan.pixels, dtype=np.float32)
+    source = np.asarray(scan.pixels, dtype=np.float32)
+    # Segment in a canonical orientation, so that an image and its mirror give the same
+    # crop to the last bit (segmentation's thresholds and roundings are not mirror-exact).
+    pre = flip and _heavier_on_the_right(source)
+    pixels = source[:, ::-1] if pre else source
     seg = segment_breast(pixels, polarity_known=known, fix_polarity=fix_polarity)
     if seg.inverted:
         pixels = 1.0 - pixels
@@ -182,6 +187,9 @@ def crop_breast(
         # The chest wall side carries more breast area than the nipple side.
         if mask[:, mask.shape[1] - half :].sum() > mask[:, :half].sum():
             out, mask, flipped = out[:, ::-1], mask[:, ::-1], True
+    if pre:  # report the crop and the outline in the source's own orientation
+        width = source.shape[1]
+        bbox, seg, flipped = (r0, r1, width - c1, width - c0), seg.mirrored(width), not flipped
     return Mammogram(
         np.ascontiguousarray(out, dtype=np.float32),
         np.ascontiguousarray(mask),
@@ -189,9 +197,24 @@ def crop_breast(
         inverted=seg.inverted,
         bbox=tuple(int(v) for v in bbox),
         segmentation=seg,
-        source_shape=pixels.shape,
+        source_shape=source.shape,
         chroma=scan.chroma,
     )
+
+
+def _heavier_on_the_right(image: np.ndarray) -> bool:
+    """Whether the right half departs more from the image's mean grey than the left half.
+
+    Exact under a mirror: every sum runs over whole rows (the same values in an image and
+    its mirror) and :func:`math.fsum` is exactly rounded, so the mirror always gets the
+    opposite answer (a perfect tie says no for both). Inverted grey levels depart from
+    their mean just as much, so an inverted copy gets the same answer as the original.
+    """
+    rows = np.asarray(image[:: max(1, image.shape[0] // 256)], dtype=np.float64)
+    mean = math.fsum(rows.sum(axis=0)) / rows.size
+    cols = np.abs(rows - mean).sum(axis=0)
+    half = cols.size // 2
+    return math.fsum(cols[cols.size - half :]) > math.fsum(cols[:half])
 
 
 class BreastCropper(ImageTransformer):

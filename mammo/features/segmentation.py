@@ -22,7 +22,7 @@ the breast, not on how large the canvas around it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -113,6 +113,11 @@ class Segmentation:
             c0 + max(0, int(np.floor(cols[0] * f))),
             c0 + min(w, int(np.ceil((cols[-1] + 1) * f))),
         )
+
+    def mirrored(self, width: int) -> "Segmentation":
+        """The same segmentation described for the left-right mirror of a ``width``-wide source."""
+        r0, r1, c0, c1 = self.box
+        return replace(self, mask=np.ascontiguousarray(self.mask[:, ::-1]), box=(r0, r1, width - c1, width - c0))
 
     def outline(self) -> list[np.ndarray]:
         """The mask's outline as ``(n, 2)`` arrays of (row, col) in source pixel coordinates."""
