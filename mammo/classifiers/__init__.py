@@ -1,7 +1,7 @@
 """Task pipelines (density, tumour) and the saved two-task model artifact."""
 
 from .estimators import CappedPCA, ClassWeighted, OrdinalClassifier
-from .artifact import ArtifactIntegrityError, OldArtifactWarning, load_model
+from .artifact import ArtifactIntegrityError, ModelFileError, OldArtifactWarning, load_model
 from .model import MammogramModel, file_sha256
 from .pipelines import (
     DENSITY_CLASSES,
@@ -23,6 +23,7 @@ __all__ = [
     "FEATURE_SETS",
     "MODELS",
     "MammogramModel",
+    "ModelFileError",
     "OldArtifactWarning",
     "OrdinalClassifier",
     "TASKS",

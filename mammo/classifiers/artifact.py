@@ -14,10 +14,39 @@ from ..features.quality import InputQualityGate
 from ..storage import file_sha256
 from .model import FORMAT_VERSION, MammogramModel
 
-__all__ = ["ArtifactIntegrityError", "OldArtifactWarning", "load_model", "upgrade"]
+__all__ = [
+    "ArtifactIntegrityError",
+    "ModelFileError",
+    "ModelNotFoundError",
+    "NotAModelError",
+    "OldArtifactWarning",
+    "UnreadableModelError",
+    "load_model",
+    "upgrade",
+]
 
 
-class ArtifactIntegrityError(RuntimeError):
+class ModelFileError(Exception):
+    """A model file (or its manifest) that cannot be used; ``mammo`` reports it in one line and exits 2.
+
+    Each subclass also derives from the built-in error that :func:`load_model` raised
+    before these existed, so code catching those still works.
+    """
+
+
+class ModelNotFoundError(ModelFileError, FileNotFoundError):
+    """No file at the model path."""
+
+
+class NotAModelError(ModelFileError, TypeError):
+    """The file unpickles to something other than a :class:`MammogramModel`."""
+
+
+class UnreadableModelError(ModelFileError, ValueError):
+    """A truncated or foreign file, a manifest that cannot be read, or a newer model format."""
+
+
+class ArtifactIntegrityError(ModelFileError, RuntimeError):
     """A model file's sha256 does not match its manifest."""
 
 
@@ -36,24 +65,45 @@ def load_model(path, manifest=None) -> MammogramModel:
         string), the file's sha256 is checked BEFORE unpickling; a mismatch
         raises :class:`ArtifactIntegrityError`. Only load files you trust:
         unpickling runs code.
+
+    Raises
+    ------
+    ModelFileError
+        :class:`ModelNotFoundError`, :class:`ArtifactIntegrityError`,
+        :class:`UnreadableModelError` (truncated or foreign file, unreadable manifest,
+        a model format newer than this mammo's) or :class:`NotAModelError`.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise ModelNotFoundError(f"model file not found: {path}")
     if manifest is not None:
-        if isinstance(manifest, dict):
-            expected = manifest["sha256"]
-        elif isinstance(manifest, str) and len(manifest) == 64 and not os.path.exists(manifest):
-            expected = manifest
-        else:
-            expected = json.loads(Path(manifest).read_text())["sha256"]
+        expected = _manifest_sha256(manifest)
         actual = file_sha256(path)
         if actual != expected.lower():
             raise ArtifactIntegrityError(f"{path}: sha256 {actual} does not match the manifest's {expected}")
-    model = joblib.load(path)
+    try:
+        model = joblib.load(path)
+    except Exception as exc:  # unpickling a truncated or foreign file can raise almost anything
+        raise UnreadableModelError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(model, MammogramModel):
-        raise TypeError(f"{path} holds a {type(model).__name__}, not a MammogramModel")
+        raise NotAModelError(f"{path} holds a {type(model).__name__}, not a MammogramModel")
+    version = int(model.metadata.get("format_version", 1) or 1)
+    if version > FORMAT_VERSION:
+        # its pipeline may hold steps this version cannot run as they were fitted
+        raise UnreadableModelError(f"{path} was saved by a newer mammo (model format {version}; this version "
+                                   f"reads up to {FORMAT_VERSION}): upgrade mammo or retrain the model")
     return upgrade(model, name=path.name)
+
+
+def _manifest_sha256(manifest) -> str:
+    """The sha256 a manifest (file, parsed dict or bare hex string) expects."""
+    if isinstance(manifest, str) and len(manifest) == 64 and not os.path.exists(manifest):
+        return manifest
+    try:
+        data = manifest if isinstance(manifest, dict) else json.loads(Path(manifest).read_text())
+        return str(data["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnreadableModelError(f"{manifest}: not a readable model manifest ({type(exc).__name__}: {exc})") from exc
 
 
 def upgrade(model: MammogramModel, name: str = "model") -> MammogramModel:
