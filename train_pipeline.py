@@ -5,7 +5,7 @@ The code is the :mod:`mammo.training` package (command line: ``mammo/training/cl
 
 import sys
 
-from mammo.training.cli import main
+from mammo.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("train", sys.argv[1:]))

@@ -18,7 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .conventions import IMAGE_SUFFIXES, list_images
+from .conventions import IMAGE_SUFFIXES, InputError, NoImagesError, list_images
+from .storage import check_output_dir
 
 __all__ = ["audit", "main"]
 
@@ -27,16 +28,21 @@ _SPLIT_COLUMNS = ("split", "set", "subset", "fold", "partition")
 
 
 def _key_table(csv: str | os.PathLike, value_cols: Sequence[str], what: str) -> pd.DataFrame:
-    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    if not os.path.isfile(csv):
+        raise InputError(f"{csv}: no such {what} CSV file")
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{csv}: cannot read the {what} CSV ({exc})") from exc
     cols = {c.lower(): c for c in df.columns}
     key = next((cols[c] for c in ("path", "filename", "file", "image") if c in cols), None)
     if key is None:
-        raise ValueError(f"{csv}: the {what} CSV needs a path or filename column; found {list(df.columns)}")
+        raise InputError(f"{csv}: the {what} CSV needs a path or filename column; found {list(df.columns)}")
     val = next((cols[c] for c in value_cols if c in cols), None)
     if val is None:
         others = [c for c in df.columns if c != key]
         if len(others) != 1:
-            raise ValueError(f"{csv}: cannot tell which column is the {what}; name it one of {list(value_cols)}")
+            raise InputError(f"{csv}: cannot tell which column is the {what}; name it one of {list(value_cols)}")
         val = others[0]
     return pd.DataFrame({"key": df[key].astype(str), "value": df[val].astype(str)})
 
@@ -53,14 +59,14 @@ def _lookup(paths: Sequence[str], table: pd.DataFrame, base: Path, what: str) ->
             missing.append(pp.name)
         out.append(v)
     if missing:
-        raise ValueError(f"the {what} CSV has no row for {len(missing)} images, e.g. {', '.join(missing[:3])}")
+        raise InputError(f"the {what} CSV has no row for {len(missing)} images, e.g. {', '.join(missing[:3])}")
     return np.asarray(out, dtype=object)
 
 
 def _image_paths(source: Path) -> tuple[Path, list[str]]:
     """(base folder, image paths) of a folder (recursive) or of a CSV listing them."""
     if not source.exists():
-        raise FileNotFoundError(f"{source}: no such file or folder")
+        raise NoImagesError(f"no images found: no such file or folder: {source}")
     if source.is_dir():
         base = source.resolve()
         paths = list_images(base)
@@ -70,9 +76,9 @@ def _image_paths(source: Path) -> tuple[Path, list[str]]:
         paths = [str(Path(k) if os.path.isabs(k) else (base / k).resolve()) for k in t["key"]]
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
-            raise FileNotFoundError(f"{source}: {len(missing)} listed images do not exist, e.g. {', '.join(missing[:3])}")
+            raise InputError(f"{source}: {len(missing)} listed images do not exist, e.g. {', '.join(missing[:3])}")
     if not paths:
-        raise ValueError(f"{source}: no images found (suffixes {', '.join(IMAGE_SUFFIXES)})")
+        raise NoImagesError(f"no images found: no image files ({' '.join(IMAGE_SUFFIXES)}) in {source}")
     return base, paths
 
 
@@ -116,19 +122,22 @@ def audit(
     from .grouping import audit_split, contact_sheet, find_duplicate_groups, group_report
 
     source = Path(source)
+    out = check_output_dir(out_dir)
     base, paths = _image_paths(source)
-    out = Path(out_dir)
+    # the CSVs are checked before the grouping, which takes minutes on a large folder
+    labels = split = None
+    if labels_csv is not None:
+        labels = _lookup(paths, _key_table(labels_csv, _LABEL_COLUMNS, "label"), base, "label")
+    if split_csv is not None:
+        split = _lookup(paths, _key_table(split_csv, _SPLIT_COLUMNS, "split"), base, "split")
     out.mkdir(parents=True, exist_ok=True)
     groups, details = find_duplicate_groups(paths, n_jobs=n_jobs, progress=progress, cache_dir=cache_dir,
                                             return_details=True, **kwargs)
     rel = [str(Path(p).relative_to(base)) if Path(p).is_relative_to(base) else p for p in paths]
     table = pd.DataFrame({"path": rel, "group": groups})
-    labels = split = None
-    if labels_csv is not None:
-        labels = _lookup(paths, _key_table(labels_csv, _LABEL_COLUMNS, "label"), base, "label")
+    if labels is not None:
         table["label"] = labels
-    if split_csv is not None:
-        split = _lookup(paths, _key_table(split_csv, _SPLIT_COLUMNS, "split"), base, "split")
+    if split is not None:
         table["split"] = split
     table.to_csv(out / "groups.csv", index=False)
     report = group_report(groups, labels)
@@ -154,7 +163,8 @@ outputs in --out:
   report.json           number of groups, size distribution, label purity, leak counts
   leaks.csv             (with --split) every group with images on more than one side
 
-exit status: 0 clean, 1 when a group straddles the split (leakage), 2 on bad input.
+exit status: 0 clean, 1 when a group straddles the split (leakage), 2 on bad input
+(one line on stderr says what: no images, a CSV without the needed columns, ...).
 
 examples:
   mammo audit data/train --out audit/
@@ -166,6 +176,7 @@ content, so a second run on the same images is fast.
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``mammo audit``: 0 clean, 1 when a group straddles the split (see :data:`EPILOG`)."""
     p = argparse.ArgumentParser(
         prog="mammo audit",
         description="Group images that are augmented copies (rotation, flip, zoom, shift, contrast) of one "
@@ -185,13 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default=None, help="signature cache (default $MAMMO_CACHE_DIR, else the checkout's .cache/mammo, else ~/.cache/mammo)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-
-    try:
-        rep = audit(a.source, a.out, labels_csv=a.labels, split_csv=a.split, n_jobs=a.jobs,
-                    progress=not a.no_progress, cache_dir=a.cache_dir, threshold=a.threshold)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rep = audit(a.source, a.out, labels_csv=a.labels, split_csv=a.split, n_jobs=a.jobs,
+                progress=not a.no_progress, cache_dir=a.cache_dir, threshold=a.threshold)
     s = rep["size"]
     print(f"{rep['n_images']} images in {rep['n_groups']} groups "
           f"(size min {s['min']}, median {s['median']:g}, max {s['max']}; {rep['n_singletons']} single images)")
@@ -209,4 +215,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run
+
+    sys.exit(run("audit", sys.argv[1:]))

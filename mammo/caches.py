@@ -163,6 +163,7 @@ Examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mammo cache`` argument parser."""
     p = argparse.ArgumentParser(prog="mammo cache", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=None,
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``mammo cache``: list, prune or clear the caches; 0 unless the arguments are bad."""
     args = build_parser().parse_args(argv)
     root = args.root if args.root is not None else cache_root()
     if not root.is_dir():
@@ -208,4 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run
+
+    sys.exit(run("cache", sys.argv[1:]))

@@ -3,6 +3,11 @@
 Each sub-command is a thin dispatcher to the module that owns it, so
 ``mammo train --help``, ``python -m mammo.train_pipeline --help`` and
 ``python train_pipeline.py --help`` (in a checkout) agree.
+
+Failures a user can fix (:data:`EXPECTED_ERRORS`) are handled here, once for every
+sub-command: one line ``mammo CMD: error: ...`` on stderr and exit status 2. Any other
+exception is a bug and keeps its traceback (status 1). Bad arguments are argparse's:
+the usage, one error line, status 2.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 COMMANDS = {
@@ -21,8 +27,67 @@ COMMANDS = {
     "cache": ("mammo.caches", "show what the on-disk caches hold and remove stale entries"),
 }
 
+#: The failures a user can fix, as (module, class), each documented where it is defined.
+EXPECTED_ERRORS = (
+    ("mammo.conventions", "InputError"),  # no images among the inputs, a CSV without the needed columns
+    ("mammo.storage", "OutputDirError"),  # an output folder that cannot be created or written
+    ("mammo.datasets", "DatasetError"),  # a data set folder or manifest that cannot be read
+    ("mammo.training.folds", "TrainingDataError"),  # too few labelled images, classes or groups
+    ("mammo.features.cnn", "WeightsUnavailableError"),  # ImageNet weights neither on disk nor downloadable
+    ("mammo.classifiers.artifact", "ModelFileError"),  # model missing, unreadable, tampered, not a model
+    ("mammo.webapp", "ModelLoadError"),  # the same, as the web app reports it
+)
+#: Errors that name an image and wrap the cause: expected when the cause is the image's
+#: fault (unreadable, not a mammogram, an OSError reading it) or itself expected.
+WRAPPING_ERRORS = (("mammo.featcache", "FeatureComputationError"),)
+IMAGE_ERRORS = (("mammo.features.io", "ImageReadError"), ("mammo.features.quality", "ImplausibleImageError"))
+
+
+def _classes(names: tuple[tuple[str, str], ...]) -> tuple[type, ...]:
+    # Only modules already imported: an exception's class always is, and a failing
+    # command should not import TensorFlow to find out what went wrong.
+    return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
+
+
+def expected_error(exc: BaseException) -> BaseException | None:
+    """The error to report in one line for ``exc`` when it is an expected failure, else None."""
+    if isinstance(exc, _classes(EXPECTED_ERRORS)):
+        return exc
+    if isinstance(exc, _classes(WRAPPING_ERRORS)):
+        cause = exc.__cause__
+        if isinstance(cause, _classes(EXPECTED_ERRORS)):
+            return cause  # e.g. missing weights: about the machine, not the image named
+        if isinstance(cause, (OSError, *_classes(IMAGE_ERRORS))):
+            return exc
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (its class name when it has none)."""
+    text = re.sub(r"\s*\n\s*", " ", str(exc).strip())
+    return text or type(exc).__name__
+
+
+def run(command: str, argv: list[str]) -> int:
+    """Run one sub-command with ``argv``; an expected failure prints one line and returns 2."""
+    from .storage import export_keras_home
+
+    export_keras_home()  # before anything imports Keras, and inherited by worker processes
+    # TensorFlow's C++ start-up lines are noise on a command line
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+        return int(module.main(argv) or 0)
+    except Exception as exc:
+        error = expected_error(exc)
+        if error is None:
+            raise
+        print(f"mammo {command}: error: {one_line(error)}", file=sys.stderr)
+        return 2
+
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``mammo`` console script: dispatch to a sub-command (see :data:`COMMANDS`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="mammo",
@@ -32,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         parser.print_help()
-        return 0 if argv else 2
+        return 0
+    if not argv:
+        parser.error(f"no command given; choose from {', '.join(COMMANDS)} ('mammo --help' says what each does)")
     if argv[0] not in COMMANDS:
         parser.error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
     if argv[0] == "serve" and sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
@@ -43,13 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         # keep it flat. Only read at process start, hence the re-exec.
         os.environ["MALLOC_ARENA_MAX"] = "2"
         os.execv(sys.executable, [sys.executable, "-m", "mammo.cli", *argv])
-    # TensorFlow's C++ start-up lines are noise on a command line
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .storage import export_keras_home
-
-    export_keras_home()  # before anything imports Keras, and inherited by worker processes
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    return run(argv[0], argv[1:])
 
 
 if __name__ == "__main__":

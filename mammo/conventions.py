@@ -1,4 +1,4 @@
-"""Names every layer agrees on: the two tasks and which files are images.
+"""Names every layer agrees on: the two tasks, which files are images, and input a user can fix.
 
 Bottom layer, like :mod:`mammo.storage`: it imports nothing from mammo.
 """
@@ -10,13 +10,22 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "TASKS", "find_images", "images_for_command", "list_images"]
+__all__ = ["IMAGE_SUFFIXES", "TASKS", "InputError", "NoImagesError", "find_images", "images_for_command", "list_images"]
 
 #: The prediction tasks, in the order reports and models list them.
 TASKS = ("density", "tumour")
 
 #: File suffixes (lower case) taken as images when a folder is searched.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
+
+
+class InputError(ValueError):
+    """Input to a command that the user can fix (a CSV without the needed columns, listed
+    images that do not exist, ...): ``mammo`` reports it in one line and exits 2."""
+
+
+class NoImagesError(InputError):
+    """No image file among a command's inputs: missing paths, folders without images."""
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:
@@ -49,11 +58,22 @@ def find_images(inputs: list[str]) -> tuple[list[str], list[str]]:
 
 
 def images_for_command(inputs: list[str], prog: str) -> tuple[list[str], list[str]]:
-    """:func:`find_images` for a command line: each unmatched input and an empty result are
-    also reported on stderr as ``prog: ...`` lines (the caller exits 2 on no paths)."""
+    """:func:`find_images` for a command line: each unmatched input is reported on stderr as a
+    ``prog: ...`` line and the run goes on; no image at all raises :class:`NoImagesError`."""
     paths, missing = find_images(inputs)
+    if not paths:
+        raise NoImagesError(_nothing_found(inputs, missing))
     for item in missing:
         print(f"{prog}: no such file, folder or match: {item}", file=sys.stderr)
-    if not paths:
-        print(f"{prog}: no input files", file=sys.stderr)
     return paths, missing
+
+
+def _nothing_found(inputs: list[str], missing: list[str]) -> str:
+    def few(items: list[str]) -> str:
+        return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+    parts = [f"no such file, folder or match: {few(missing)}"] if missing else []
+    searched = [item for item in inputs if item not in missing]
+    if searched:
+        parts.append(f"no image files ({' '.join(IMAGE_SUFFIXES)}) in {few(searched)}")
+    return "no images found: " + "; ".join(parts)

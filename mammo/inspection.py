@@ -4,8 +4,8 @@ For every image: the original, the original with the breast outline drawn on it,
 crop the features are computed on, with the polarity decision and the input-quality
 gate's verdict. Sheets go to ``OUT/sheet-001.png``, ...; ``OUT/segmentation.csv`` has one
 row per image (verdict, reason, crop box, the gate's measurements). No model is needed.
-The exit status is 0 when every image was read and accepted, 1 otherwise, 2 for a usage
-error.
+The exit status is 0 when every image was read and accepted, 1 otherwise, 2 when the run
+cannot start (bad arguments, no images, an output folder that cannot be written).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .conventions import images_for_command
+from .storage import check_output_dir
 
 __all__ = ["Inspection", "inspect_image", "contact_sheet", "main"]
 
@@ -111,6 +112,7 @@ def contact_sheet(items: list[Inspection], side: int = 256) -> Image.Image:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mammo inspect`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="mammo inspect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: mammo inspect scans/ --out inspect/   (then open inspect/sheet-001.png)")
@@ -124,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``mammo inspect``: 0 when every image was read and accepted, 1 otherwise (see the module doc)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.per_sheet < 1 or not 64 <= args.size <= 1024:
         parser.error("--per-sheet must be >= 1 and --size in [64, 1024]")
+    check_output_dir(args.out)
     paths, missing = images_for_command(args.inputs, "mammo inspect")
-    if not paths:
-        return 2
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
@@ -158,4 +160,6 @@ def _write_csv(items: list[Inspection], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .cli import run
+
+    raise SystemExit(run("inspect", sys.argv[1:]))

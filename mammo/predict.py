@@ -5,7 +5,8 @@ included. A file that cannot be read, or that is not a mammogram (the
 input-quality gate), gets its error in the ``error`` column and the run goes on;
 every other row has ``ood_score`` and ``in_distribution`` (false: unlike every
 training image, do not trust the row); the exit status is 1 when any file failed, 0 otherwise,
-and 2 for a usage error (no model, no input files).
+and 2 when the run cannot start (bad arguments, no usable model, no images, an output that
+cannot be written): one line on stderr says why.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import os
 import sys
 from pathlib import Path
 
-from .conventions import images_for_command
+from .conventions import InputError, images_for_command
+from .storage import check_output_dir
+
 #: tumour_label in the CSV, by class (0/1)
 TUMOUR_NAMES = {0: "Benign", 1: "Malignant"}
 DEFAULT_MODEL = "runs/default/model.joblib"  # where make run puts it
@@ -80,12 +83,13 @@ def dask_backend(scheduler: str, timeout: float = 30):
         yield client
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mammo predict`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="mammo predict",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: mammo predict scans/ extra/*.dcm --model models/default.joblib --out predictions.csv",
+        epilog="example: mammo predict scans/ extra/*.dcm --model runs/default/model.joblib --out predictions.csv",
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     parser.add_argument(
@@ -105,28 +109,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (with --backend dask)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mammo predict``: 0 when every file was predicted, 1 when any failed (see the module doc)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.backend == "dask" and not args.scheduler:
         parser.error("--backend dask needs --scheduler ADDRESS")
-
+    if args.out != "-":
+        if Path(args.out).is_dir():
+            parser.error(f"--out {args.out} is a folder; give the CSV file to write")
+        check_output_dir(Path(args.out).parent)
     from .classifiers import load_model
 
-    try:
-        model = load_model(args.model, manifest=args.manifest)
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:
-        print(f"mammo predict: cannot load model {args.model}: {exc}", file=sys.stderr)
-        return 2
     paths, missing = images_for_command(args.inputs, "mammo predict")
-    if not paths:
-        return 2
+    model = load_model(args.model, manifest=args.manifest)
     model.batch_size, model.n_jobs = args.batch_size, args.jobs
     with contextlib.ExitStack() as stack:
         if args.backend == "dask":
             try:
                 stack.enter_context(dask_backend(args.scheduler))
             except (ImportError, OSError) as exc:
-                print(f"mammo predict: cannot use the Dask scheduler {args.scheduler}: {exc}", file=sys.stderr)
-                return 2
+                raise InputError(f"cannot use the Dask scheduler {args.scheduler}: {exc}") from exc
         if args.out == "-":
             failed = predict_to_csv(model, paths, sys.stdout, progress=not args.quiet)
         else:
@@ -138,4 +144,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .cli import run
+
+    raise SystemExit(run("predict", sys.argv[1:]))

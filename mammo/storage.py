@@ -13,6 +13,8 @@ checks a file asks here instead of in the feature or model modules.
   scikit-learn step, as a key and as structured JSON.
 * :func:`atomic_open` / :func:`atomic_write`: a temporary name, then
   ``os.replace``, so concurrent runs sharing a cache never read half a file.
+* :func:`check_output_dir`: refuse an output folder that cannot be written before a
+  command starts its work (:class:`OutputDirError`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = [
     "atomic_open",
     "atomic_write",
     "cache_root",
+    "check_output_dir",
+    "OutputDirError",
     "checkout_cache",
     "export_keras_home",
     "keras_home",
@@ -182,3 +186,21 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     with atomic_open(path, "wb") as fh:
         fh.write(data.encode() if isinstance(data, str) else data)
     return Path(path)
+
+
+class OutputDirError(OSError):
+    """An output folder that cannot be created or written: ``mammo`` reports it in one line and exits 2."""
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """``path`` if it is, or can be created as, a folder this process may write to; else
+    :class:`OutputDirError`. Creates nothing, so a command that fails later leaves no empty folder."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:  # the nearest folder that exists
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputDirError(f"cannot write in {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputDirError(f"cannot write in {path}: no permission to write in {probe}")
+    return path

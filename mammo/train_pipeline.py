@@ -45,4 +45,6 @@ __all__ = [
 BLOCKS = {fs: blocks_of(fs) for fs in FEATURE_SETS}
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run
+
+    sys.exit(run("train", sys.argv[1:]))

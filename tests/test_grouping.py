@@ -160,7 +160,9 @@ def test_audit_cli_detects_leaky_split(dphi_copies, tmp_path):
 
 
 def test_audit_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    from mammo.conventions import NoImagesError
+
+    with pytest.raises(NoImagesError, match="no such file or folder"):
         audit(tmp_path / "nope", tmp_path / "out")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):

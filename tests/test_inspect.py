@@ -46,4 +46,4 @@ def test_inspect_image_outline_is_drawn(tmp_path):
 
 def test_inspect_usage_errors(tmp_path, capsys):
     assert mammo_main(["inspect", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
-    assert "no input files" in capsys.readouterr().err
+    assert "mammo inspect: error: no images found" in capsys.readouterr().err

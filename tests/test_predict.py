@@ -90,10 +90,11 @@ def test_labels_follow_the_models_own_rule(folder, texture_model, tmp_path):
             assert set(names) == {forced} and {float(r["tumour_threshold"]) for r in rows} == {threshold}
 
 
-def test_usage_errors(tmp_path, texture_model_path, capsys):
-    assert main([str(tmp_path / "nothing"), "--model", str(texture_model_path)]) == 2
-    assert main([str(tmp_path), "--model", str(tmp_path / "missing.joblib")]) == 2
-    assert "cannot load model" in capsys.readouterr().err
+def test_usage_errors(tmp_path, folder, texture_model_path, capsys):
+    assert mammo_main(["predict", str(tmp_path / "nothing"), "--model", str(texture_model_path)]) == 2
+    assert "mammo predict: error: no images found" in capsys.readouterr().err
+    assert mammo_main(["predict", str(folder), "--model", str(tmp_path / "missing.joblib")]) == 2
+    assert "model file not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main([])
     assert exc.value.code == 2

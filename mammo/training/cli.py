@@ -13,12 +13,11 @@ from typing import Sequence
 
 from ..classifiers.estimators import DECISIONS
 from ..classifiers.pipelines import MODELS, TASKS
-from ..datasets import DATASET_KINDS, DatasetError
-from ..featcache import FeatureComputationError
+from ..datasets import DATASET_KINDS
 from ..features.blocks import EXTRA_BLOCKS, FEATURE_SETS
 from ..features.cnn import LAYER_SETS
+from ..storage import check_output_dir
 from .config import TrainConfig
-from .folds import TrainingDataError
 from .run import run
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -32,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "cross-validation (no patient or original mammogram in two folds), report the results and "
                     "save the best pipeline per task refitted on all labelled images.",
         epilog="Examples:\n"
-               "  mammo train ../shared/data/dphi-sprint31\n"
-               "  mammo train ../shared/data/mini-mias --tasks density --feature-sets texture cnn\n"
+               "  mammo train data/dphi-sprint31 --out runs/dphi\n"
+               "  mammo train data/mini-mias --tasks density --feature-sets texture cnn\n"
                "  mammo train labels.csv --kind manifest --models svm --limit 500 --no-deep\n"
-               "  mammo train ../shared/data/dphi-sprint31 --fine-tune   # + fine-tuned MobileNetV2\n"
+               "  mammo train data/dphi-sprint31 --fine-tune   # + fine-tuned MobileNetV2\n"
                "The same runs as 'python -m mammo.train_pipeline' or 'python train_pipeline.py' in a checkout.\n"
                "Features are cached under $MAMMO_CACHE_DIR/features (default: the checkout's .cache/mammo, else ~/.cache/mammo).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -115,7 +114,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns 0, or exits with status 2 and a message on bad input."""
+    """Command-line entry point; returns 0. Bad arguments exit with status 2; the expected
+    failures of a run (:data:`mammo.cli.EXPECTED_ERRORS`) are raised for ``mammo`` to report."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.folds < 2:
@@ -124,8 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--limit must be at least 2")
     if args.fine_tune_epochs < 1:
         parser.error("--fine-tune-epochs must be at least 1")
-    try:
-        run(config_from_args(args))
-    except (DatasetError, TrainingDataError, FeatureComputationError, FileNotFoundError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    # before the run spends minutes on features; the default run folder goes under runs/
+    check_output_dir(args.out if args.out is not None else Path("runs"))
+    if args.cache_dir is not None:
+        check_output_dir(args.cache_dir)
+    run(config_from_args(args))
     return 0
