@@ -13,10 +13,15 @@ the usage, one error line, status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import re
 import sys
+import tempfile
+from collections.abc import Iterator
 
 COMMANDS = {
     "train": ("mammo.training.cli", "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model"),
@@ -68,16 +73,83 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+# TensorFlow 2.21 prints these while ``import tensorflow`` loads its C++ libraries,
+# whatever TF_CPP_MIN_LOG_LEVEL says: absl's lines "I0000 00:00:<seconds>.<micro> <thread> port.cc:153] ..."
+# (before absl is initialised, the seconds are the epoch time) and absl's notice about them.
+_ABSL_LINE = r"^[{}]\d{{4}} \d\d:\d\d:\d+\.\d+\s+\d+ [^\]]+\] "
+_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` like the path finder, and runs its import with the C++ start-up
+    lines below ``TF_CPP_MIN_LOG_LEVEL`` filtered out of stderr (everything else is kept)."""
+
+    def __init__(self, level: int) -> None:
+        self.drop = re.compile(_ABSL_LINE.format("IWE"[: min(level, 3)]))
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run = loader.exec_module
+
+        def exec_module(module, _run=run, _loader=loader):
+            del _loader.exec_module  # this import only
+            with self.filtered_stderr():
+                _run(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+    @contextlib.contextmanager
+    def filtered_stderr(self) -> Iterator[None]:
+        """Send file descriptor 2 to a temporary file, then copy back the lines not dropped."""
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                lines = tmp.read().decode(errors="replace").splitlines(keepends=True)
+                kept = [ln for ln in lines if not (self.drop.match(ln) or ln.startswith(_ABSL_NOTICE))]
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def quiet_tensorflow() -> Iterator[None]:
+    """Inside the block, a first ``import tensorflow`` prints no C++ start-up lines."""
+    # TensorFlow's own setting, for what it reads; the filter does the rest
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    level = int(os.environ["TF_CPP_MIN_LOG_LEVEL"]) if os.environ["TF_CPP_MIN_LOG_LEVEL"].isdigit() else 0
+    if level < 1 or "tensorflow" in sys.modules:
+        yield
+        return
+    finder = _QuietTensorFlowImport(level)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def run(command: str, argv: list[str]) -> int:
     """Run one sub-command with ``argv``; an expected failure prints one line and returns 2."""
     from .storage import export_keras_home
 
     export_keras_home()  # before anything imports Keras, and inherited by worker processes
-    # TensorFlow's C++ start-up lines are noise on a command line
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        module = importlib.import_module(COMMANDS[command][0])
-        return int(module.main(argv) or 0)
+        with quiet_tensorflow():
+            module = importlib.import_module(COMMANDS[command][0])
+            return int(module.main(argv) or 0)
     except Exception as exc:
         error = expected_error(exc)
         if error is None:

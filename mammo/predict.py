@@ -6,7 +6,7 @@ input-quality gate), gets its error in the ``error`` column and the run goes on;
 every other row has ``ood_score`` and ``in_distribution`` (false: unlike every
 training image, do not trust the row); the exit status is 1 when any file failed, 0 otherwise,
 and 2 when the run cannot start (bad arguments, no usable model, no images, an output that
-cannot be written): one line on stderr says why.
+cannot be written, CNN weights that are unavailable): one line on stderr says why.
 """
 
 from __future__ import annotations
@@ -70,6 +70,25 @@ def predict_to_csv(model, paths: list[str], out, *, progress: bool = True) -> in
     return failed
 
 
+def fetch_cnn_weights(model) -> None:
+    """Find, or download here and once, the ImageNet weights of the model's CNN blocks.
+
+    Without them :class:`~mammo.features.cnn.WeightsUnavailableError` is raised before
+    any worker starts: worker threads failing together inside TensorFlow can abort the
+    process as it exits, after the message.
+    """
+    from sklearn.pipeline import FeatureUnion
+
+    from .features.cnn import CNNEmbedding, load_backbone, resolve_weights
+
+    for pipe in model.pipelines.values():
+        for _, step in pipe.steps:
+            blocks = [t for _, t in step.transformer_list] if isinstance(step, FeatureUnion) else [step]
+            for b in blocks:
+                if isinstance(b, CNNEmbedding) and not Path(resolve_weights(str(b.weights), int(b.input_size))).is_file():
+                    load_backbone(str(b.weights), int(b.input_size))
+
+
 @contextlib.contextmanager
 def dask_backend(scheduler: str, timeout: float = 30):
     """Run joblib work (the feature extraction) on the Dask cluster at ``scheduler``."""
@@ -126,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     paths, missing = images_for_command(args.inputs, "mammo predict")
     model = load_model(args.model, manifest=args.manifest)
+    fetch_cnn_weights(model)
     model.batch_size, model.n_jobs = args.batch_size, args.jobs
     with contextlib.ExitStack() as stack:
         if args.backend == "dask":

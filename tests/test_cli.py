@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pytest
+from conftest import needs_weights
 
 import mammo
 from mammo.cli import COMMANDS, expected_error, run
@@ -143,6 +145,58 @@ def test_data_set_failures(work):
     res = mammo_cli(work, "train", "scans", "--out", "runs/x")
     assert_one_line_error(res, "train", "labels.csv", "'density'", "'tumour'")
     assert not (work / "runs").exists()
+
+
+# ----------------------------------------------------------------------- CNN weights
+
+def _manifest(work: Path, paths: list[str], tumour: np.ndarray) -> Path:
+    rows = ["path,tumour"] + [f"{p},{int(t)}" for p, t in zip(paths, tumour)]
+    (work / "labels.csv").write_text("\n".join(rows) + "\n")
+    return work / "labels.csv"
+
+
+def _no_weights(work: Path) -> dict[str, str]:
+    """Empty Keras and mammo caches: the weights (and any ONNX copy of the network) are not on disk."""
+    for name in ("keras", "cache"):
+        (work / name).mkdir()
+    return {"KERAS_HOME": str(work / "keras"), "MAMMO_CACHE_DIR": str(work / "cache")}
+
+
+def test_train_without_weights_says_where_to_put_them(work, synthetic_set):
+    paths, _, tumour = synthetic_set
+    csv = _manifest(work, paths[:12], tumour[:12])
+    res = mammo_cli(work, "train", csv, "--feature-sets", "cnn", "--models", "svm", "--tasks", "tumour",
+                    "--folds", "2", "--no-deep", "--no-leaky", "--quiet", "--out", "runs/x", **_no_weights(work))
+    # one line also means TensorFlow's C++ start-up lines were silenced: Keras was imported
+    assert_one_line_error(res, "train", "ImageNet MobileNetV2 weights", str(work / "keras" / "models"))
+
+
+@pytest.fixture(scope="module")
+def cnn_model_path(synthetic_set, tmp_path_factory):
+    """A small CNN + SVM tumour model (needs the weights to fit)."""
+    from mammo.classifiers import MammogramModel, make_task_pipeline
+
+    paths, _, tumour = synthetic_set
+    model = MammogramModel({"tumour": make_task_pipeline("tumour", "cnn", "svm", cnn_layers="last")})
+    model.fit(paths[:8], tumour=tumour[:8])
+    return model.save(tmp_path_factory.mktemp("cnn") / "cnn.joblib")
+
+
+@needs_weights
+def test_predict_without_weights_says_where_to_put_them(work, cnn_model_path):
+    res = mammo_cli(work, "predict", "scans", "--model", cnn_model_path, "--quiet", **_no_weights(work))
+    assert_one_line_error(res, "predict", "ImageNet MobileNetV2 weights", "KERAS_HOME")
+
+
+def test_tensorflow_start_up_lines_are_silenced(tmp_path):
+    code = ("import sys; from mammo.cli import quiet_tensorflow\n"
+            "with quiet_tensorflow():\n    import tensorflow\n"
+            "print('kept', file=sys.stderr)")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "kept\n"
 
 
 # --------------------------------------------------------------------- arguments, help
