@@ -34,7 +34,7 @@ $(KERAS_HOME)/models/$(WEIGHTS_FILE):
 	else echo "weights: no local copy found; Keras will download them on first use (needs internet)"; fi
 
 $(MODEL):
-	@if [ -z "$(DATA)" ]; then echo "no training data: put the DPhi set in data/dphi-sprint31 or ../shared/data, or pass DATA=path" >&2; exit 2; fi
+	@if [ -z "$(DATA)" ]; then echo "no training data in data/dphi-sprint31 or ../shared/data/dphi-sprint31: README.md, section 'Getting data', says where to download DPhi Data Sprint 31, mini-MIAS or RSNA and how to lay it out; then run 'make run DATA=path/to/dataset'" >&2; exit 2; fi
 	$(BIN)/mammo train $(DATA) --out $(RUN) $(TRAIN_ARGS)
 
 train: setup $(MODEL)

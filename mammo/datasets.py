@@ -484,7 +484,7 @@ def _detect(path: Path) -> str:
         return "manifest"
     raise DatasetError(
         f"{path}: unknown layout; expected Training_set.csv (DPhi), Info.txt (mini-MIAS), "
-        "labels.csv with patient_id and cancer (RSNA) or a CSV manifest file"
+        "labels.csv with patient_id and cancer (RSNA) or a CSV manifest file ('Getting data' in the README)"
     )
 
 

@@ -140,7 +140,8 @@ def test_data_set_failures(work):
     res = mammo_cli(work, "train", "nowhere", "--out", "runs/x")
     assert_one_line_error(res, "train", "nowhere", "no such file or folder")
     # images without any labels file
-    assert_one_line_error(mammo_cli(work, "train", "scans", "--out", "runs/x"), "train", "unknown layout")
+    line = assert_one_line_error(mammo_cli(work, "train", "scans", "--out", "runs/x"), "train", "unknown layout")
+    assert "Getting data" in line
     (work / "scans" / "labels.csv").write_text("filename,comment\nimg_000.png,none\n")
     res = mammo_cli(work, "train", "scans", "--out", "runs/x")
     assert_one_line_error(res, "train", "labels.csv", "'density'", "'tumour'")
@@ -271,3 +272,43 @@ def test_expected_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch,
     assert expected_error(wrapped(TypeError("a bug in a feature block"))) is None
     weights = WeightsUnavailableError("copy the weights into $KERAS_HOME/models")
     assert expected_error(wrapped(weights)) is weights  # about the machine, not the image named
+
+
+# ------------------------------------------------------------------------ getting data
+
+def _getting_data() -> str:
+    """The README's "Getting data" section, up to the next top-level heading."""
+    text = (ROOT / "README.md").read_text()
+    assert "\n## Getting data\n" in text
+    return text.split("\n## Getting data\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_says_where_each_data_set_comes_from_and_how_to_train_on_it():
+    from mammo.datasets import DATASET_KINDS
+
+    section = _getting_data()
+    for kind in DATASET_KINDS:
+        if kind != "auto":  # every layout a loader reads has its subsection and its command
+            assert re.search(rf"^### .+ \(`--kind {kind}`\)$", section, re.MULTILINE), kind
+            assert re.search(rf"`mammo train \S+ --kind {kind} --out runs/\S+`", section), kind
+    for name, layout in (("DPhi", "Training_set.csv"), ("mini-MIAS", "Info.txt"), ("RSNA", "labels.csv")):
+        assert f"### {name}" in section and layout in section
+    assert "Suckling" in section and "kaggle.com/competitions/rsna-breast-cancer-detection" in section
+    assert "data/" in (ROOT / ".gitignore").read_text().split()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_without_data_points_to_getting_data(tmp_path):
+    target = tmp_path / "run" / "model.joblib"  # the $(MODEL) rule, with no data found or given
+    res = subprocess.run(["make", "-s", "-C", str(ROOT), "DATA=", f"RUN={tmp_path / 'run'}", str(target)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2
+    message = res.stderr.splitlines()[0]
+    assert message.startswith("no training data") and "Getting data" in message and "DATA=" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_help_points_to_getting_data(capsys):
+    with pytest.raises(SystemExit):
+        run("train", ["--help"])
+    assert "'Getting data' in the README" in capsys.readouterr().out

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  mammo train data/mini-mias --tasks density --feature-sets texture cnn\n"
                "  mammo train labels.csv --kind manifest --models svm --limit 500 --no-deep\n"
                "  mammo train data/dphi-sprint31 --fine-tune   # + fine-tuned MobileNetV2\n"
+               "Where DPhi, mini-MIAS and RSNA come from and the layout each --kind reads: 'Getting data' in the README.\n"
                "The same runs as 'python -m mammo.train_pipeline' or 'python train_pipeline.py' in a checkout.\n"
                "Features are cached under $MAMMO_CACHE_DIR/features (default: the checkout's .cache/mammo, else ~/.cache/mammo).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
