@@ -52,7 +52,7 @@ __all__ = [
 
 # ----------------------------------------------------------------- versions
 #: Feature blocks (:mod:`mammo.featcache`): bump when the layout or the features' meaning changes.
-FEATURES_VERSION = "5"
+FEATURES_VERSION = "6"
 #: Folder-name prefix of the duplicate-grouping signatures; ``mammo cache`` treats
 #: every ``<prefix><n>`` folder but the current one as stale.
 SIGNATURE_PREFIX = "sift-clahe-v"

@@ -189,8 +189,9 @@ def film_scan(
     The original is laid on a larger piece of film of its own background level (with
     grain), bright unexposed edges cover ``sides`` (default: one to four random sides
     of "top", "bottom", "left", "right", each 2-8% deep, with a short penumbra), a white
-    label with dark ``text`` and a round lead marker sit in the background beside the
-    breast. Every change lies outside the original's area, so its breast is the truth.
+    label with dark ``text`` in a corner of the margin (where it fits whole) and a round
+    lead marker above the original. Every change lies outside the original's area, so
+    its breast is the truth.
     """
     image = np.asarray(image, dtype=np.float32)
     h, w = image.shape
@@ -221,20 +222,27 @@ def film_scan(
     inner = (max(2, pr // 3), max(2, pc // 3))  # clear of the film edges
     if label:
         lh, lw = max(6, int(0.06 * H)), max(12, int(0.18 * W))
-        r0 = pr + h - lh - inner[0] if rng.random() < 0.5 else pr + inner[0]
-        c0 = W - pc + inner[1] - lw if rng.random() < 0.5 else inner[1] + pc - lw
-        c0 = int(np.clip(c0, inner[1], W - lw - inner[1]))
-        r0 = int(np.clip(r0, inner[0], H - lh - inner[0]))
-        # keep the label on the film, off the original's area
-        if c0 < pc + w and c0 + lw > pc and r0 < pr + h and r0 + lh > pr:
-            c0 = max(inner[1], pc - lw - 2) if pc > lw + 4 else min(W - lw - inner[1], pc + w + 2)
-        _draw_label(canvas, rng, (r0, r0 + lh, c0, c0 + lw), text)
+        # a corner of the film's margin where the label fits whole: never on the original
+        spots = []
+        if pr - inner[0] >= lh:  # above or below it
+            spots += [(r, c) for r in (inner[0], H - inner[0] - lh) for c in (inner[1], W - inner[1] - lw)]
+        if pc - inner[1] >= lw:  # beside it
+            spots += [(r, c) for c in (inner[1], W - inner[1] - lw) for r in (inner[0], H - inner[0] - lh)]
+        if spots:
+            r0, c0 = spots[int(rng.integers(len(spots)))]
+            _draw_label(canvas, rng, (r0, r0 + lh, c0, c0 + lw), text)
     if marker:
         rad = max(2, int(0.012 * max(H, W)))
         rr, cc = np.mgrid[0:H, 0:W]
-        r_m = int(rng.uniform(inner[0] + rad, max(inner[0] + rad + 1, pr - rad)))
-        c_m = int(rng.uniform(pc + rad, pc + w - rad))
-        canvas[(rr - r_m) ** 2 + (cc - c_m) ** 2 <= rad**2] = rng.uniform(0.9, 1.0)
+        # above the original if the disc fits there whole, else beside it, else none
+        if pr - rad - 1 > inner[0] + rad:
+            r_m, c_m = int(rng.integers(inner[0] + rad, pr - rad - 1)), int(rng.integers(pc, pc + w))
+        elif pc - rad - 1 > inner[1] + rad:
+            r_m, c_m = int(rng.integers(pr, pr + h)), int(rng.integers(inner[1] + rad, pc - rad - 1))
+        else:
+            r_m = None
+        if r_m is not None:
+            canvas[(rr - r_m) ** 2 + (cc - c_m) ** 2 <= rad**2] = rng.uniform(0.9, 1.0)
     return canvas, (pr, pc)
 
 

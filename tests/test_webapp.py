@@ -246,7 +246,9 @@ def test_html_predict_shows_everything(client):
     assert heat.mode == "RGB" and enhanced.mode == "L"
     for meaning in ("almost entirely fatty", "extremely dense"):
         assert meaning in html
-    assert "demo-texture-svm" in html and "glcm, lbp" in html and "scikit-learn" in html
+    # the model's provenance is a short summary with a link to its card, not its metadata flattened
+    assert "demo-texture-svm" in html and "glcm, lbp" in html and 'href="/model-card"' in html
+    assert "cv_metrics" not in html and "training_data." not in html
     assert "Research tool, not a diagnosis" in html
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == [] and " style=" not in html
     assert resp.headers["Cache-Control"] == "no-store"

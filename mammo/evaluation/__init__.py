@@ -1,5 +1,5 @@
-"""Evaluation of out-of-fold predictions: metrics (:mod:`.metrics`), plots (:mod:`.plots`) and the
-Markdown report (:mod:`.report`).
+"""Evaluation of out-of-fold predictions: metrics (:mod:`.metrics`), plots (:mod:`.plots`), the
+Markdown report (:mod:`.report`) and the saved model's card (:mod:`.card`, imported on its own).
 
 It depends on numpy, scikit-learn and matplotlib only, never on the training code, so
 any predictions (or a saved ``metrics.json``) can be scored, plotted and reported.

@@ -121,7 +121,9 @@ def band_part(region: np.ndarray, max_depth: float = 0.2) -> np.ndarray:
         touching = top.any(axis=0) & (start <= margin)
         if touching.mean() < 0.3:
             continue
-        d = _first_run_end(r, start)[touching]
+        # Runs deeper than this are neither steady nor a band's depth: no need to follow them.
+        reach = int(1.25 * max_depth * r.shape[0]) + margin + 4
+        d = _first_run_end(r[:reach], start)[touching]
         deep = float(np.median(d))
         steady = np.abs(d - deep) <= max(2.0, 0.25 * deep)
         if deep > max_depth * r.shape[0] or steady.mean() < 0.7:

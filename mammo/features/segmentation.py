@@ -60,6 +60,9 @@ __all__ = [
 WORK_SIDE = 256
 #: Longer side of the copy of the whole image that polarity and the breast's place come from.
 COARSE_SIDE = 256
+#: Without film edges, a second pass on the breast's neighbourhood runs only when it sees
+#: the breast at least this many times finer than the pass over the whole image.
+FINER = 1.5
 #: The foreground threshold sits at most this far from the background level towards
 #: Otsu's threshold.
 THRESHOLD_FRACTION = 0.4
@@ -159,10 +162,10 @@ def is_inverted(image: np.ndarray) -> bool:
 
 
 def _breast_on(x: np.ndarray, reg: Regions | None = None, *, shape: bool = True,
-               known: np.ndarray | None = None) -> tuple[np.ndarray, bool, dict]:
-    """``(mask, found, stats)`` of the breast in a working image with a dark background
-    (``shape``: with :func:`shape_stats` in the stats). ``known``: film edges found on a
-    wider view of the image (a window may hold too thin a sliver of one to tell)."""
+               known: np.ndarray | None = None) -> tuple[np.ndarray, bool, dict, np.ndarray]:
+    """``(mask, found, stats, artefact)`` of the breast in a working image with a dark
+    background (``shape``: with :func:`shape_stats` in the stats). ``known``: film edges
+    found on a wider view of the image (a window may hold too thin a sliver of one to tell)."""
     reg = classify(x) if reg is None else reg
     if known is not None and known.any():
         reg.band_map = reg.band_map | known
@@ -177,7 +180,7 @@ def _breast_on(x: np.ndarray, reg: Regions | None = None, *, shape: bool = True,
     except ValueError:  # constant
         otsu = background
     if otsu <= background or rng <= 0:
-        return np.ones(x.shape, bool), False, stats
+        return np.ones(x.shape, bool), False, stats, artefact
     # Just above the background's own grain keeps the faint tissue at the skin line;
     # never beyond the usual fraction of the way to Otsu's threshold, which splits
     # background from tissue on film whose background is uneven.
@@ -187,7 +190,7 @@ def _breast_on(x: np.ndarray, reg: Regions | None = None, *, shape: bool = True,
     fg = _foreground(smooth > threshold, reg, artefact, upper)
     labels, n = _morph.label(fg)
     if n == 0:
-        return np.ones(x.shape, bool), False, stats
+        return np.ones(x.shape, bool), False, stats, artefact
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     mask = _morph.fill_holes(labels == sizes.argmax())
@@ -195,7 +198,7 @@ def _breast_on(x: np.ndarray, reg: Regions | None = None, *, shape: bool = True,
                  background_flat_fraction=_flat_share(reg.labels > 0, mask | artefact),
                  n_components=int((sizes > 0.01 * x.size).sum()),
                  **(shape_stats(x, mask, artefact, rng) if shape else {"mask_fraction": _share(mask, artefact)}))
-    return mask, True, stats
+    return mask, True, stats, artefact
 
 
 def _share(mask: np.ndarray, artefact: np.ndarray) -> float:
@@ -287,20 +290,36 @@ def segment_breast(image: np.ndarray, *, polarity_known: bool = False, fix_polar
     inverted = bool(fix_polarity and not polarity_known and decide_inverted(*polarity_evidence(x, reg)))
     if inverted:  # the same flat regions, described for the inverted grey levels
         x, reg = 1.0 - x, reg.inverted()
-    coarse, found, stats = _breast_on(x, reg, shape=False)
+    coarse, found, stats, artefact = _breast_on(x, reg, shape=False)
     full = (0, image.shape[0], 0, image.shape[1])
     if not found:
         return Segmentation(coarse, full, scale, inverted, _polarity(polarity_known), False, stats)
-    # Second pass on the breast's own neighbourhood, resampled to the working size.
     box = _source_box(coarse, scale, image.shape, pad=3)
-    window = image[box[0] : box[1], box[2] : box[3]]
-    y, scale2 = working_image(1.0 - window if inverted else window)
-    mask, found2, stats2 = _breast_on(y, known=_window_of(_film_edges(reg.band_map), scale, box, y.shape))
-    if not found2:
+    finer = min(1.0, WORK_SIDE / max(box[1] - box[0], box[3] - box[2])) >= FINER * scale
+    if not finer and not reg.band_map.any():
+        # The breast's neighbourhood would be seen at about the same resolution again, and
+        # no film edge's penumbra needs a closer look: its measurements come from the
+        # coarse pass, on the same neighbourhood.
+        stats2 = {**stats, **_local_stats(x, coarse, artefact, reg.grey_range)}
+        mask, found2 = coarse, True
+    else:  # second pass on the breast's own neighbourhood, resampled to the working size
+        window = image[box[0] : box[1], box[2] : box[3]]
+        y, scale2 = working_image(1.0 - window if inverted else window)
+        mask, found2, stats2, _ = _breast_on(y, known=_window_of(_film_edges(reg.band_map), scale, box, y.shape))
+    if mask is coarse or not found2:
         mask, box, scale2 = coarse, full, scale
     stats.update({f"local_{k}": v for k, v in stats2.items()})
     stats["area_fraction"] = float(coarse.mean())
     return Segmentation(mask, box, scale2, inverted, _polarity(polarity_known), True, stats)
+
+
+def _local_stats(x: np.ndarray, mask: np.ndarray, artefact: np.ndarray, grey_range: float) -> dict:
+    """The measurements of a second pass, read off the coarse pass within the breast's
+    neighbourhood (the bounding box padded as the second pass's window is)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    win = (slice(max(0, rows[0] - 3), rows[-1] + 4), slice(max(0, cols[0] - 3), cols[-1] + 4))
+    return shape_stats(x[win], mask[win], artefact[win], grey_range)
 
 
 def _film_edges(band_map: np.ndarray, min_length: float = 0.6, max_depth: float = 0.08) -> np.ndarray:

@@ -1,5 +1,6 @@
 """One training run, end to end: data -> features -> per task (CV of every candidate, selection,
-contrasts, deep baselines) -> the final model -> ``metrics.json``, ``report.md``, plots, out-of-fold file.
+contrasts, deep baselines) -> the final model -> ``metrics.json``, ``report.md``, plots, out-of-fold file,
+and beside the saved model its card (``MODEL_CARD.md`` and ``MODEL_CARD.html``, :mod:`mammo.evaluation.card`).
 
 See :mod:`mammo.training` for the protocol; :class:`~mammo.training.results.RunResult`
 for what it produces.
@@ -21,6 +22,7 @@ from .. import evaluation as ev
 from ..classifiers.finetune import LEARNING_RATE
 from ..classifiers.model import file_sha256
 from ..datasets import Dataset
+from ..evaluation.card import write_model_card
 from ..features.blocks import blocks_of
 from .candidates import DEEP_HEAD, FINE_TUNED, candidates
 from .config import TrainConfig
@@ -29,7 +31,7 @@ from .data import FeatureTable, compute_features, drop_refused, load_data, usabl
 from .deep import deep_head_cv, finetune_cv
 from .final import fit_final_model
 from .folds import make_folds
-from .results import CVResult, FinalModel, LeakyContrast, RunResult, TaskResult, artifact_metadata
+from .results import CVResult, FinalModel, LeakyContrast, RunResult, TaskResult, artifact_metadata, jsonable
 
 __all__ = ["run", "evaluate_task"]
 
@@ -80,15 +82,18 @@ def _run(config: TrainConfig) -> RunResult:
         plots.update(_write_task_outputs(result.tasks[task], out))
         key, best = ev.PRIMARY_METRIC[task], result.tasks[task].best
         say(f"{task}: best {best} {key}={result.tasks[task].best_result.pooled[key]:.3f} ({time.time() - t:.0f} s)")
+    model_meta = None
     if config.save_model:
         t = time.time()
-        result.final_model = _save_final_model(ds, result, features, config, out)
+        result.final_model, model_meta = _save_final_model(ds, result, features, config, out)
         timing["final_model_s"] = time.time() - t
     timing["total_s"] = time.time() - t0
     metrics = result.to_json()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     ev.write_report(metrics, out / "report.md", plots)
     say(f"wrote {out / 'report.md'}")
+    if model_meta is not None:
+        say(f"wrote {write_model_card(out, jsonable(model_meta), metrics)[0]}")
     print(out)
     return result
 
@@ -231,8 +236,10 @@ def _write_task_outputs(t: TaskResult, out: Path) -> dict[str, str]:
     return plots
 
 
-def _save_final_model(ds: Dataset, result: RunResult, features: dict, config: TrainConfig, out: Path) -> FinalModel:
-    """Refit each task's selected candidate on all its labelled images and save it in the run folder."""
+def _save_final_model(ds: Dataset, result: RunResult, features: dict, config: TrainConfig,
+                      out: Path) -> tuple[FinalModel, dict]:
+    """Refit each task's selected candidate on all its labelled images and save it in the run folder;
+    returns what metrics.json says of it and the saved model's metadata."""
     meta = artifact_metadata(result, config.pipeline_options)
     best = {task: t.best_result.candidate for task, t in result.tasks.items()}
     model, chosen = fit_final_model(ds, best, features, config, meta)
@@ -245,4 +252,4 @@ def _save_final_model(ds: Dataset, result: RunResult, features: dict, config: Tr
                                                            make_folds(y, g, config.folds, config.seed))}
         model.metadata["ood"]["held_out_flagged"] = result.ood["held_out_flagged"]["pooled"]
     path = model.save(out / "model.joblib")
-    return FinalModel(path.name, file_sha256(path), meta["pipeline_id"], chosen, meta["selection"])
+    return FinalModel(path.name, file_sha256(path), meta["pipeline_id"], chosen, meta["selection"]), model.metadata

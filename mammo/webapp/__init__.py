@@ -97,8 +97,13 @@ def create_app(test_config: dict | None = None) -> Flask:
         _warm_up(model)
 
     from flask_wtf.csrf import CSRFProtect
+    from jinja2 import ChoiceLoader
 
+    from ..evaluation.card import template_loader
     from . import errors, views
+
+    # the result page lays out the model card's summary with the card's own macros ("card/...")
+    app.jinja_loader = ChoiceLoader([app.jinja_loader, template_loader()])
 
     csrf = CSRFProtect(app)
     app.register_blueprint(views.main)

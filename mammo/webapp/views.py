@@ -1,15 +1,18 @@
-"""Routes: the upload and result pages (``main``) and the JSON API (``api``)."""
+"""Routes: the upload and result pages and the model card (``main``), and the JSON API (``api``)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request
 
+from ..evaluation.card import CARD_FILES, ModelCard, build_card, card_html, card_style_hash
 from ..features.enhance import enhance
 from ..features.quality import ImplausibleImageError
 from . import DISCLAIMER
+from .errors import CSP
 from .inference import (
     UploadError,
     apply_crop,
@@ -167,7 +170,8 @@ def predict():
         occ=res.get("occlusion"),
         heatmap_seconds=res.get("heatmap_seconds"),
         seconds=res["seconds"],
-        provenance=describe_model(),
+        card=model_card_content(),
+        info=_state()["info"],
         disclaimer=DISCLAIMER,
     )
 
@@ -185,46 +189,30 @@ def _density_rows(density: dict) -> list[dict]:
     ]
 
 
-def _flatten(value, prefix: str = "", out: list | None = None, limit: int = 60) -> list:
-    out = [] if out is None else out
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out, limit)
-    elif len(out) < limit:
-        if isinstance(value, float):
-            text = f"{value:.4g}"
-        elif isinstance(value, (list, tuple)):
-            text = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
-        else:
-            text = str(value)
-        out.append((prefix, text if len(text) <= 200 else text[:197] + "..."))
-    return out
-
-
-def describe_model() -> dict:
-    """What the page and /healthz say about the model: file, pipeline, training data, metrics, versions."""
+def model_card_content() -> ModelCard:
+    """The loaded model's card, built from its metadata (what the result page summarises)."""
     state = _state()
-    meta = state["model"].metadata
-    tasks = {}
-    for task, t in meta.get("tasks", {}).items():
-        steps = t.get("steps") or []
-        tasks[task] = {
-            "features": t.get("features"),
-            "steps": steps,
-            "n_train": t.get("n_train"),
-            "class_counts": t.get("class_counts"),
-            "threshold": t.get("threshold"),
-        }
-    known = {"tasks", "versions", "cnn_weights", "format_version"}
-    extra = {k: v for k, v in meta.items() if k not in known}
-    cnn = meta.get("cnn_weights") or {}
-    return {
-        "file": state["info"],
-        "tasks": tasks,
-        "cnn_weights_sha256": cnn.get("sha256") if isinstance(cnn, dict) else None,
-        "versions": meta.get("versions") or {},
-        "extra": _flatten(extra),
-    }
+    return build_card(state["model"].metadata, model_file=state["info"])
+
+
+def _card_file() -> str | None:
+    """The MODEL_CARD.html ``mammo train`` wrote beside the model, if it names the loaded model's sha256."""
+    path = Path(current_app.config["MAMMO_MODEL"]).parent / CARD_FILES[1]
+    try:
+        html = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    # a card another model left in the folder must not speak for this one
+    return html if _state()["info"]["sha256"] in html else None
+
+
+@main.get("/model-card")
+def model_card():
+    """The full model card: the run's own card file, else the same card built from the model's metadata."""
+    resp = current_app.response_class(_card_file() or card_html(model_card_content()), mimetype="text/html")
+    # The card is also a standalone file, so it carries its styles in one <style> element: allow exactly that one.
+    resp.headers["Content-Security-Policy"] = CSP.replace("style-src 'self'", f"style-src 'self' {card_style_hash()}")
+    return resp
 
 
 # --------------------------------------------------------------------------- JSON

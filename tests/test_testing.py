@@ -1,0 +1,30 @@
+"""The synthetic copies of mammo.testing keep their promise: the original's area is untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mammo.testing import film_scan, larger_detector
+
+
+def test_film_scan_never_draws_on_the_original():
+    """Labels and markers go where they fit whole in the margin (a label wider than the side
+    margins once landed on the breast at the chest wall), or are left out."""
+    rng = np.random.default_rng(0)
+    labelled = 0
+    for seed in range(200):
+        h, w = int(rng.integers(60, 900)), int(rng.integers(60, 900))
+        img = rng.random((h, w)).astype(np.float32)
+        film, (dr, dc) = film_scan(img, np.random.default_rng(seed))
+        np.testing.assert_array_equal(film[dr : dr + h, dc : dc + w], img)
+        # the same film edges (drawn first, from the same seed) without label and marker
+        bare, _ = film_scan(img, np.random.default_rng(seed), label=False, marker=False)
+        labelled += not np.array_equal(film, bare)
+    assert labelled > 150  # nearly every copy still carries a label or a marker
+
+
+def test_larger_detector_keeps_the_original():
+    img = np.random.default_rng(1).random((50, 40)).astype(np.float32)
+    big, (r0, c0) = larger_detector(img, factor=1.8, level=0.06)
+    np.testing.assert_array_equal(big[r0 : r0 + 50, c0 : c0 + 40], img)
+    assert big.shape == (90, 72) and big[0, 0] == np.float32(0.06)
