@@ -7,6 +7,13 @@ every other row has ``ood_score`` and ``in_distribution`` (false: unlike every
 training image, do not trust the row); the exit status is 1 when any file failed, 0 otherwise,
 and 2 when the run cannot start (bad arguments, no usable model, no images, an output that
 cannot be written, CNN weights that are unavailable): one line on stderr says why.
+
+``--by breast`` and ``--by exam`` write one row per breast or per exam instead: P(malignant)
+of a breast is the mean of its views', an exam's density the median of its views' grades
+(the denser middle of an even count). Views are told apart by ``--views`` (a CSV with
+``path`` and any of ``exam``, ``laterality``, ``view``), else by the DICOM header
+(StudyInstanceUID / PatientID, ImageLaterality / Laterality, ViewPosition), else by the
+file name (``P001_L_CC.png``, ``P001-RMLO.dcm``; see :mod:`mammo.exams`).
 """
 
 from __future__ import annotations
@@ -70,6 +77,14 @@ def predict_to_csv(model, paths: list[str], out, *, progress: bool = True) -> in
     return failed
 
 
+def _write(model, paths: list[str], out, by: str, views, *, progress: bool) -> int:
+    if by == "image":
+        return predict_to_csv(model, paths, out, progress=progress)
+    from .exam_csv import write_aggregated
+
+    return write_aggregated(model, paths, out, by, views=views, progress=progress)
+
+
 def fetch_cnn_weights(model) -> None:
     """Find, or download here and once, the ImageNet weights of the model's CNN blocks.
 
@@ -127,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where feature extraction runs: this machine (threads) or a Dask cluster (default: local)",
     )
     parser.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (with --backend dask)")
+    parser.add_argument(
+        "--by",
+        choices=["image", "breast", "exam"],
+        default="image",
+        help="one row per image (default), per breast (views averaged) or per exam (density: median of the views)",
+    )
+    parser.add_argument("--views", help="CSV naming each file's exam, laterality and view (columns path, exam, "
+                                        "laterality, view); default: DICOM tags, else the file name")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -144,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     from .classifiers import load_model
 
     paths, missing = images_for_command(args.inputs, "mammo predict")
+    if args.views and args.by == "image":
+        parser.error("--views needs --by breast or --by exam")
+    views = None
+    if args.by != "image":
+        from .exam_csv import read_views, views_for_files
+
+        views = views_for_files(paths, read_views(args.views) if args.views else None)
     model = load_model(args.model, manifest=args.manifest)
     fetch_cnn_weights(model)
     model.batch_size, model.n_jobs = args.batch_size, args.jobs
@@ -154,11 +184,11 @@ def main(argv: list[str] | None = None) -> int:
             except (ImportError, OSError) as exc:
                 raise InputError(f"cannot use the Dask scheduler {args.scheduler}: {exc}") from exc
         if args.out == "-":
-            failed = predict_to_csv(model, paths, sys.stdout, progress=not args.quiet)
+            failed = _write(model, paths, sys.stdout, args.by, views, progress=not args.quiet)
         else:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             with open(args.out, "w", newline="") as out:
-                failed = predict_to_csv(model, paths, out, progress=not args.quiet)
+                failed = _write(model, paths, out, args.by, views, progress=not args.quiet)
     print(f"mammo predict: {len(paths) - failed} predicted, {failed} failed", file=sys.stderr)
     return 1 if failed or missing else 0
 

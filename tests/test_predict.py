@@ -128,3 +128,83 @@ def test_not_a_mammogram_gets_an_error_row_and_every_row_its_ood_fields(folder, 
     assert "blank" in rows["black.png"]["error"] and rows["black.png"]["p_malignant"] == ""
     good = [r for r in rows.values() if not r["error"]]
     assert len(good) == 5 and all(float(r["ood_score"]) >= 0 and r["in_distribution"] in ("true", "false") for r in good)
+
+
+# ------------------------------------------------------------------ --by breast | exam
+@pytest.fixture
+def exam_folder(tmp_path, synthetic_set):
+    """Exam P1: four PNG views named by the file-name convention and one bad file;
+    exam 1.2.9: two DICOM views whose names say nothing (their tags do)."""
+    import pydicom
+    from PIL import Image
+
+    paths = synthetic_set[0]
+    root = tmp_path / "exams"
+    root.mkdir()
+    for src, name in zip(paths[:4], ("P1_L_CC.png", "P1_L_MLO.png", "P1_R_CC.png", "P1_R_MLO.png")):
+        shutil.copy(src, root / name)
+    (root / "P1_R_XCCL.png").write_bytes(b"")  # unreadable: refused, the rest still combined
+    for k, (side, view) in enumerate((("L", "CC"), ("R", "MLO"))):
+        image = np.asarray(Image.open(paths[4 + k]), np.float32) / 255
+        dcm = root / f"img{k}.dcm"
+        write_dicom((image * 4095).astype(np.uint16), dcm, bits_stored=12)
+        ds = pydicom.dcmread(dcm)
+        ds.StudyInstanceUID, ds.ImageLaterality, ds.ViewPosition = "1.2.9", side, view
+        ds.save_as(dcm)
+    return root
+
+
+def _image_rows(folder, model_path, capsys):
+    assert main([str(folder), "--model", str(model_path), "--quiet"]) == 1
+    return {r["file"]: r for r in _rows(capsys.readouterr().out)}
+
+
+def test_by_breast_averages_the_views_of_each_breast(exam_folder, texture_model_path, capsys):
+    per_image = _image_rows(exam_folder, texture_model_path, capsys)
+    assert main([str(exam_folder), "--model", str(texture_model_path), "--quiet", "--by", "breast"]) == 1
+    rows = _rows(capsys.readouterr().out)
+    scored = {(r["exam"], r["laterality"]): r for r in rows if not r["refused"]}
+    assert set(scored) == {("P1", "L"), ("P1", "R"), ("1.2.9", "L"), ("1.2.9", "R")}
+    left = scored[("P1", "L")]
+    files = left["files"].split(";")
+    assert left["n_views"] == "2" and left["views"] == "CC;MLO" and [f.rsplit("/", 1)[-1] for f in files] == ["P1_L_CC.png", "P1_L_MLO.png"]
+    assert float(left["p_malignant"]) == pytest.approx(np.mean([float(per_image[f]["p_malignant"]) for f in files]), abs=1e-6)
+    assert scored[("1.2.9", "R")]["views"] == "MLO"  # from the DICOM tags
+    (bad,) = [r for r in rows if r["refused"]]
+    assert bad["exam"] == "P1" and bad["files"].endswith("P1_R_XCCL.png")
+
+
+def test_by_exam_gives_one_density_per_exam(exam_folder, texture_model_path, tmp_path, capsys):
+    per_image = _image_rows(exam_folder, texture_model_path, capsys)
+    out = tmp_path / "exams.csv"
+    assert main([str(exam_folder), "--model", str(texture_model_path), "--quiet", "--by", "exam", "--out", str(out)]) == 1
+    rows = {r["exam"]: r for r in csv.DictReader(open(out))}
+    assert set(rows) == {"P1", "1.2.9"}
+    p1 = rows["P1"]
+    assert p1["n_images"] == "5" and p1["n_scored"] == "4" and "P1_R_XCCL.png" in p1["refused"]
+    grades = sorted(int(r["density_label"]) for f, r in per_image.items() if "/P1_" in f and r["density_label"])
+    assert int(p1["density_label"]) == grades[len(grades) // 2]  # the median, denser middle
+    right = [float(per_image[f]["p_malignant"]) for f in per_image if f.endswith(("P1_R_CC.png", "P1_R_MLO.png"))]
+    assert float(p1["p_malignant_right"]) == pytest.approx(np.mean(right), abs=1e-6)
+
+
+def test_a_views_manifest_overrides_names_and_tags(exam_folder, texture_model_path, tmp_path, capsys):
+    views = tmp_path / "views.csv"
+    views.write_text("path,exam,laterality,view\n"
+                     f"{exam_folder / 'P1_L_CC.png'},E9,R,CC\n"
+                     f"{exam_folder / 'img0.dcm'},E9,R,MLO\n")
+    main([str(exam_folder / "P1_L_CC.png"), str(exam_folder / "img0.dcm"), "--model", str(texture_model_path),
+          "--quiet", "--by", "breast", "--views", str(views)])
+    (row,) = _rows(capsys.readouterr().out)
+    assert (row["exam"], row["laterality"], row["views"], row["n_views"]) == ("E9", "R", "CC;MLO", "2")
+
+
+def test_views_needs_by_and_a_bad_laterality_is_one_line(exam_folder, texture_model_path, tmp_path, capsys):
+    views = tmp_path / "views.csv"
+    views.write_text(f"path,laterality\n{exam_folder / 'P1_L_CC.png'},middle\n")
+    with pytest.raises(SystemExit) as exc:
+        main([str(exam_folder), "--model", str(texture_model_path), "--views", str(views)])
+    assert exc.value.code == 2
+    assert mammo_main(["predict", str(exam_folder), "--model", str(texture_model_path), "--by", "exam",
+                       "--views", str(views)]) == 2
+    assert "laterality 'middle'" in capsys.readouterr().err
