@@ -42,9 +42,9 @@ from numbers import Integral, Real
 from typing import IO, Any, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval
 
+from ._base import StatelessImageTransformer
 from ._dicom import _read_dicom
 from ._pixels import _array_scan
 from ._raster import _read_pillow, _read_tifffile
@@ -192,7 +192,7 @@ def read_image(
     return read_scan(source, max_pixels=max_pixels, min_side=min_side, max_aspect=max_aspect).pixels
 
 
-class ImageReader(TransformerMixin, BaseEstimator):
+class ImageReader(StatelessImageTransformer):
     """Read a sequence of images (paths, bytes, file objects, arrays or scans) with :func:`read_scan`.
 
     Stateless: ``fit`` only validates the parameters, and ``transform`` may be called
@@ -245,9 +245,8 @@ class ImageReader(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        self._validate_params()
         _check_sequence(X)
-        return self
+        return super().fit(X, y)
 
     def transform(self, X: Sequence[Source]) -> list[Scan]:
         """Read every element of ``X``.
@@ -281,11 +280,6 @@ class ImageReader(TransformerMixin, BaseEstimator):
                 raise type(exc)(f"X[{i}]: {exc}") from exc
         return out
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.two_d_array = False
-        return tags
 
 
 # --------------------------------------------------------------------------- internals
