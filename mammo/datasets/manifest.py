@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ._base import Dataset, DatasetError, _check_files, _parse_density, _parse_tumour, _read_csv
+from ._base import (
+    Dataset,
+    DatasetError,
+    _check_files,
+    _parse_density,
+    _parse_tumour,
+    _read_csv,
+)
 
 _PATH_COLS = ("path", "filename")
 _GROUP_COLS = ("group", "patient_id")

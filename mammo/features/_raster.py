@@ -9,7 +9,15 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ._pixels import _array_scan
-from ._scan import ImageReadError, ImageTooLargeError, NotAnImageError, Scan, TruncatedImageError, _Limits, _UseTifffile
+from ._scan import (
+    ImageReadError,
+    ImageTooLargeError,
+    NotAnImageError,
+    Scan,
+    TruncatedImageError,
+    _Limits,
+    _UseTifffile,
+)
 
 # Formats Pillow may try. Restricting the list keeps weakly identified formats (TGA,
 # ...) from claiming random bytes and avoids loading every Pillow plugin.
