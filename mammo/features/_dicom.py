@@ -20,16 +20,8 @@ from ._scan import (
 
 
 def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> Scan:
+    """One DICOM file as a scan: header checks, pixel decoding, LUTs, polarity."""
     import pydicom
-    from pydicom.pixels import (
-        apply_color_lut,
-        apply_rescale,
-        apply_voi,
-        apply_windowing,
-        get_decoder,
-        pixel_array,
-    )
-    from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     try:
         ds = pydicom.dcmread(fp, force=force)
@@ -48,6 +40,27 @@ def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> Scan:
     except Exception as exc:
         raise TruncatedImageError(f"{name}: DICOM lacks a valid Rows/Columns ({exc})") from exc
     limits.check(rows, cols, name)
+    arr = _first_frame(ds, name)
+
+    tags = _dicom_tags(ds)
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = apply_color_lut(arr, ds)
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return replace(_array_scan(arr, name, limits), tags=tags)  # already RGB after pixel_array
+    if arr.ndim != 2:
+        raise ImageShapeError(f"{name}: DICOM frame has shape {arr.shape}, expected 2-D")
+    out = _grey_levels(arr, ds, name)
+    if photometric == "MONOCHROME1":
+        np.subtract(1.0, out, out=out)
+    return Scan(out, polarity_known=True, tags=tags)
+
+
+def _first_frame(ds: Any, name: str) -> np.ndarray:
+    """The stored pixels of the first frame, after checking a decoder is available."""
+    from pydicom.pixels import get_decoder, pixel_array
+    from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     meta = ds.file_meta
     if "TransferSyntaxUID" not in meta:
@@ -70,23 +83,19 @@ def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> Scan:
             f"{name}: DICOM transfer syntax {tsyntax.name} ({tsyntax}) cannot be "
             f"decoded here; install one of: {plugins}"
         )
-
     try:
         n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-        arr = pixel_array(ds, index=0 if n_frames > 1 else None)
+        return pixel_array(ds, index=0 if n_frames > 1 else None)
     except Exception as exc:  # decoders raise ValueError, RuntimeError, OSError, ...
         raise TruncatedImageError(
             f"{name}: DICOM pixel data ({tsyntax.name}) is corrupt or truncated ({exc})"
         ) from exc
 
-    if photometric == "PALETTE COLOR":
-        arr = apply_color_lut(arr, ds)
-    tags = _dicom_tags(ds)
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return replace(_array_scan(arr, name, limits), tags=tags)  # already RGB after pixel_array
 
-    if arr.ndim != 2:
-        raise ImageShapeError(f"{name}: DICOM frame has shape {arr.shape}, expected 2-D")
+def _grey_levels(arr: np.ndarray, ds: Any, name: str) -> np.ndarray:
+    """Modality LUT, then the VOI LUT or window (else the declared range), scaled to [0, 1]."""
+    from pydicom.pixels import apply_rescale, apply_voi, apply_windowing
+
     try:
         arr = apply_rescale(arr, ds)
         out = None
@@ -105,12 +114,7 @@ def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> Scan:
         raise UnsupportedDicomError(
             f"{name}: DICOM LUT/window could not be applied ({exc})"
         ) from exc
-
-    if out is None:
-        out = _minmax(arr.astype(np.float32, copy=False), lo, hi)
-    if photometric == "MONOCHROME1":
-        np.subtract(1.0, out, out=out)
-    return Scan(out, polarity_known=True, tags=tags)
+    return _minmax(arr.astype(np.float32, copy=False), lo, hi) if out is None else out
 
 
 def _stored_range(ds: Any) -> tuple[float | None, float | None]:
