@@ -27,7 +27,7 @@ from pydicom.uid import (
 )
 from sklearn.base import clone
 
-from conftest import write_dicom
+from mammo.testing import write_dicom
 from mammo.features.io import (
     DEFAULT_MAX_PIXELS,
     EmptyImageError,
