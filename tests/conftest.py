@@ -44,13 +44,21 @@ def weights_available() -> bool:
     return (home / "models" / WEIGHTS_FILE.name).is_file()
 
 
+#: Test files whose every test is slow: a real browser, a Dask cluster, Keras training.
+SLOW_FILES = ("test_browser.py", "test_dask.py", "test_finetune.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config, items):
-    """``@pytest.mark.needs_weights`` tests are skipped when the ImageNet weights are not at hand."""
-    if weights_available():
-        return
-    skip = pytest.mark.skip(reason="MobileNetV2 ImageNet weights not found in $KERAS_HOME/models nor ../shared/weights")
+    """Mark the slow tests (the CNN, real data, a browser, training runs) and skip the
+    ``needs_weights`` ones when the ImageNet weights are not at hand."""
+    skip = None if weights_available() else pytest.mark.skip(
+        reason="MobileNetV2 ImageNet weights not found in $KERAS_HOME/models nor ../shared/weights")
     for item in items:
-        if "needs_weights" in item.keywords:
+        heavy = "needs_weights" in item.keywords or "require_data" in getattr(item, "fixturenames", ())
+        if heavy or item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+        if skip is not None and "needs_weights" in item.keywords:
             item.add_marker(skip)
 
 
