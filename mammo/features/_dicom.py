@@ -132,6 +132,21 @@ def _stored_range(ds: Any) -> tuple[float | None, float | None]:
     return (min(lo, hi), max(lo, hi))
 
 
+def _read_tags(path: str) -> dict:
+    """The :data:`DICOM_TAGS` of a DICOM file, from its header alone ({} for any other file)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with open(path, "rb") as fp:
+            if fp.read(132)[128:132] != b"DICM":
+                return {}
+            fp.seek(0)
+            return _dicom_tags(pydicom.dcmread(fp, stop_before_pixels=True))
+    except (OSError, InvalidDicomError, ValueError):
+        return {}  # the full read reports what is wrong with the file
+
+
 def _dicom_tags(ds: Any) -> dict:
     out = {}
     for key in DICOM_TAGS:

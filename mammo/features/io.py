@@ -45,7 +45,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ._base import StatelessImageTransformer
-from ._dicom import _read_dicom
+from ._dicom import _read_dicom, _read_tags
 from ._pixels import _array_scan
 from ._raster import _read_pillow, _read_tifffile
 from ._scan import (
@@ -69,6 +69,7 @@ __all__ = [
     "DICOM_TAGS",
     "Scan",
     "read_scan",
+    "read_tags",
     "ImageReadError",
     "EmptyImageError",
     "NotAnImageError",
@@ -166,6 +167,15 @@ def read_scan(
         "source must be a path, bytes, a binary file object or a numpy array, "
         f"not {type(source).__name__}"
     )
+
+
+def read_tags(path: str | os.PathLike) -> dict:
+    """The DICOM attributes of :data:`DICOM_TAGS` in a file's header, without decoding its pixels.
+
+    ``{}`` for a file that is not DICOM (or that cannot be read: :func:`read_scan` says why).
+    Cheap enough to sort a folder of exams into views before any image is read.
+    """
+    return _read_tags(os.fspath(path))
 
 
 def read_image(
