@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (see README):
 #   make run    set up, train the default model if there is none, serve the web page
-#   make test   set up, run the test suite
+#   make test   set up, run the whole test suite (make test-fast: without the slow tests)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -19,7 +19,7 @@ MODEL ?= $(RUN)/model.joblib
 HOST  ?= 127.0.0.1
 PORT  ?= 8000
 
-.PHONY: setup run train serve test bench
+.PHONY: setup run train serve test test-fast bench
 setup: $(VENV)/.installed $(KERAS_HOME)/models/$(WEIGHTS_FILE)
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -44,7 +44,11 @@ serve: setup
 
 run: train serve
 
+# Everything (CI runs this); test-fast leaves out the tests marked slow.
 test: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+test-fast: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup

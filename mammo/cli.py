@@ -38,7 +38,7 @@ EXPECTED_ERRORS = (
     ("mammo.storage", "OutputDirError"),  # an output folder that cannot be created or written
     ("mammo.datasets", "DatasetError"),  # a data set folder or manifest that cannot be read
     ("mammo.training.folds", "TrainingDataError"),  # too few labelled images, classes or groups
-    ("mammo.features.cnn", "WeightsUnavailableError"),  # ImageNet weights neither on disk nor downloadable
+    ("mammo.features.backbone", "WeightsUnavailableError"),  # ImageNet weights neither on disk nor downloadable
     ("mammo.classifiers.artifact", "ModelFileError"),  # model missing, unreadable, tampered, not a model
     ("mammo.webapp", "ModelLoadError"),  # the same, as the web app reports it
 )

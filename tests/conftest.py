@@ -36,6 +36,7 @@ def pytest_configure(config):
             shutil.copyfile(WEIGHTS_FILE, target)
         os.environ["KERAS_HOME"] = str(home)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    config.addinivalue_line("markers", "needs_weights: skipped unless the MobileNetV2 ImageNet weights are at hand")
 
 
 def weights_available() -> bool:
@@ -43,10 +44,44 @@ def weights_available() -> bool:
     return (home / "models" / WEIGHTS_FILE.name).is_file()
 
 
-needs_weights = pytest.mark.skipif(
-    not weights_available() and not WEIGHTS_FILE.is_file(),
-    reason="MobileNetV2 ImageNet weights not found in $KERAS_HOME/models nor ../shared/weights",
-)
+#: Test files whose every test is slow: a real browser, a Dask cluster, Keras training.
+SLOW_FILES = ("test_browser.py", "test_dask.py", "test_finetune.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow tests (the CNN, real data, a browser, training runs) and skip the
+    ``needs_weights`` ones when the ImageNet weights are not at hand."""
+    skip = None if weights_available() else pytest.mark.skip(
+        reason="MobileNetV2 ImageNet weights not found in $KERAS_HOME/models nor ../shared/weights")
+    for item in items:
+        heavy = "needs_weights" in item.keywords or "require_data" in getattr(item, "fixturenames", ())
+        if heavy or item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+        if skip is not None and "needs_weights" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def weights_file() -> Path:
+    """The ImageNet MobileNetV2 weights file Keras would load (skips when there is none)."""
+    path = keras_home() / "models" / WEIGHTS_FILE.name
+    if not path.is_file():
+        pytest.skip(f"MobileNetV2 ImageNet weights not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def require_data():
+    """``require_data(*parts)``: the path of a part of ../shared/data, or a skip when it is absent."""
+
+    def find(*parts: str) -> Path:
+        path = DATA.joinpath(*parts)
+        if not path.exists():
+            pytest.skip(f"real data not found at {path} (../shared/data beside the checkout)")
+        return path
+
+    return find
 
 
 @pytest.fixture(scope="session")
@@ -119,10 +154,3 @@ def run_until_closed(server) -> None:
         server.run()
     except (OSError, ValueError):  # "bad file descriptor" after close(): the server is shutting down
         pass
-
-
-def require_data(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not found at {path} (../shared/data beside the checkout)")
-    return path

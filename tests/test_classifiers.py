@@ -14,7 +14,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conftest import needs_weights, require_data
 from mammo.classifiers.estimators import expected_grade, fit_cut_points, quadratic_kappa
 from mammo.classifiers import (
     ArtifactIntegrityError,
@@ -264,7 +263,7 @@ def test_bad_image_raises_documented_error(texture_model, tmp_path):
         texture_model.predict_proba([str(bad)])
 
 
-@needs_weights
+@pytest.mark.needs_weights
 def test_cnn_model_round_trip_in_fresh_process(synthetic_set, tmp_path):
     paths, density, tumour = synthetic_set
     model = MammogramModel({t: make_task_pipeline(t, "combined", "xgboost") for t in ("density", "tumour")})
@@ -296,8 +295,8 @@ def _dphi(n, seed=0):
     return paths, density, tumour
 
 
-@needs_weights
-def test_fit_predict_on_real_images(tmp_path):
+@pytest.mark.needs_weights
+def test_fit_predict_on_real_images(tmp_path, require_data):
     paths, density, tumour = _dphi(96)
     model = MammogramModel({t: make_task_pipeline(t, "combined", "svm") for t in ("density", "tumour")})
     model.fit(paths[:72], density=density[:72], tumour=tumour[:72])

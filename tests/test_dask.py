@@ -9,7 +9,6 @@ import joblib
 import numpy as np
 import pytest
 
-from conftest import needs_weights
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed")
 
@@ -22,7 +21,7 @@ def cluster():
         yield cluster
 
 
-@needs_weights
+@pytest.mark.needs_weights
 def test_features_on_cluster_equal_local(cluster, synthetic_set):
     from mammo.classifiers import MammogramModel, make_task_pipeline
     from mammo.features.cnn import n_features

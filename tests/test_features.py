@@ -9,7 +9,6 @@ import pytest
 from skimage.feature import local_binary_pattern
 from sklearn.base import clone
 
-from conftest import needs_weights, require_data
 from mammo.features import BreastCropper, CNNActivations, CNNEmbedding, Enhancer, GLCMFeatures, LBPFeatures, read_image
 from mammo.features.region import Mammogram, breast_mask, crop_breast, is_inverted
 from mammo.features.quality import InputQualityGate
@@ -140,7 +139,7 @@ def test_transformers_pickle_without_fitted_surprises(rng):
 
 
 # ------------------------------------------------------------------ CNN
-@needs_weights
+@pytest.mark.needs_weights
 def test_cnn_embedding_shape_batches_and_pickle(mammogram):
     imgs = [mammogram(d) for d in (1, 2, 3)]
     est = CNNEmbedding(batch_size=2).fit(imgs)
@@ -153,7 +152,7 @@ def test_cnn_embedding_shape_batches_and_pickle(mammogram):
     np.testing.assert_allclose(pickle.loads(blob).transform(imgs), X, atol=1e-5)
 
 
-@needs_weights
+@pytest.mark.needs_weights
 def test_cnn_multi_layer_embedding(mammogram):
     from mammo.features.cnn import MULTI_LAYERS, n_features
 
@@ -181,8 +180,8 @@ def test_cnn_multi_layer_embedding(mammogram):
         CNNEmbedding(layers="all").fit(imgs)
 
 
-@needs_weights
-def test_cnn_activations_are_the_backbone_map_at_the_cut(mammogram):
+@pytest.mark.needs_weights
+def test_cnn_activations_are_the_backbone_map_at_the_cut(mammogram, weights_file):
     import keras
 
     from mammo.features.cnn import FINETUNE_CUT, load_backbone
@@ -201,9 +200,8 @@ def test_cnn_activations_are_the_backbone_map_at_the_cut(mammogram):
     blob = pickle.dumps(est)
     assert len(blob) < 100_000
     np.testing.assert_array_equal(pickle.loads(blob).transform(imgs), A)
-    from conftest import WEIGHTS_FILE
 
-    assert CNNActivations(weights=str(WEIGHTS_FILE), input_size=96).fit(imgs).map_shape_ == (6, 6, 96)
+    assert CNNActivations(weights=str(weights_file), input_size=96).fit(imgs).map_shape_ == (6, 6, 96)
     with pytest.raises(ValueError, match="no layer 'block_99_add'"):
         CNNActivations(cut="block_99_add").fit(imgs)
 
@@ -217,7 +215,7 @@ def test_cnn_embedding_pickled_before_layers_existed_loads_as_last():
     assert old.get_params()["layers"] == "last" and old.input_size == 96
 
 
-@needs_weights
+@pytest.mark.needs_weights
 def test_onnx_and_keras_backends_agree(mammogram):
     imgs = [mammogram(d) for d in (1, 4)]
     onnx = CNNEmbedding(backend="onnx").fit(imgs).transform(imgs)
@@ -225,14 +223,13 @@ def test_onnx_and_keras_backends_agree(mammogram):
     assert np.abs(onnx - keras).max() <= 1e-4
 
 
-@needs_weights
-def test_cnn_weights_from_path_and_missing_file(tmp_path, mammogram):
-    from conftest import WEIGHTS_FILE
+@pytest.mark.needs_weights
+def test_cnn_weights_from_path_and_missing_file(tmp_path, mammogram, weights_file):
 
     from mammo.features.cnn import WeightsUnavailableError
 
     img = [mammogram()]
-    by_path = CNNEmbedding(weights=str(WEIGHTS_FILE), backend="keras").fit(img)
+    by_path = CNNEmbedding(weights=str(weights_file), backend="keras").fit(img)
     np.testing.assert_allclose(by_path.transform(img), CNNEmbedding(backend="keras").fit(img).transform(img), atol=1e-5)
     with pytest.raises(WeightsUnavailableError, match="not found"):
         CNNEmbedding(weights=str(tmp_path / "missing.h5")).fit(img)
@@ -267,7 +264,7 @@ def test_other_input_sizes_need_their_own_imagenet_file():
 
 
 # ------------------------------------------------------------------ real data
-def test_region_on_real_images():
+def test_region_on_real_images(require_data):
     folder = require_data("rsna-screening", "images")
     import pandas as pd
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import WEIGHTS_FILE, needs_weights
+from mammo.features.cnn import resolve_weights
 
-pytestmark = needs_weights
+pytestmark = pytest.mark.needs_weights
 
-W = str(WEIGHTS_FILE)  # the 224 px ImageNet file, at a small input side for speed
+W = resolve_weights("imagenet")  # the 224 px ImageNet file, at a small input side for speed
 SIZE = 96
 
 

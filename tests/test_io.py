@@ -27,7 +27,7 @@ from pydicom.uid import (
 )
 from sklearn.base import clone
 
-from conftest import write_dicom
+from mammo.testing import write_dicom
 from mammo.features.io import (
     DEFAULT_MAX_PIXELS,
     EmptyImageError,
@@ -628,3 +628,21 @@ def test_real_files(tmp_path):
         pgm = tmp_path / "mdb001.pgm"
         im.save(pgm)
     np.testing.assert_array_equal(read_image(pgm), mias)
+
+
+def test_read_tags_reads_the_header_only(tmp_path):
+    from mammo.features.io import read_tags
+
+    arr = (np.arange(64 * 48).reshape(64, 48) % 4096).astype(np.uint16)
+    path = tmp_path / "view.dcm"
+    write_dicom(arr, path, bits_stored=12)
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.ImageLaterality, ds.ViewPosition, ds.PatientID = "L", "MLO", "p42"
+    ds.save_as(path)
+    tags = read_tags(path)
+    assert tags["ImageLaterality"] == "L" and tags["ViewPosition"] == "MLO" and tags["PatientID"] == "p42"
+    png = tmp_path / "x.png"
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(png)
+    assert read_tags(png) == {} and read_tags(tmp_path / "missing.dcm") == {}

@@ -58,11 +58,8 @@ def test_gate_raises_a_typed_error_with_reason(corpus):
         gate.transform([np.zeros((32, 32))])
 
 
-def test_gate_passes_real_mammograms():
-    from conftest import DATA
-
-    if not DATA.is_dir():
-        pytest.skip(f"the shared data is not at {DATA}")
+def test_gate_passes_real_mammograms(require_data):
+    DATA = require_data()
     paths = (sorted((DATA / "mini-mias").glob("*.png"))[::16] + sorted((DATA / "rsna-screening" / "images").glob("*.jpg"))[::100]
              + sorted((DATA / "dphi-sprint31" / "train").glob("*.jpg"))[::250])
     assert len(paths) > 60

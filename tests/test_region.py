@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from conftest import write_dicom
+from mammo.testing import write_dicom
 from mammo.features.io import read_scan
 from mammo.features.region import crop_breast
 from mammo.features.segmentation import is_inverted, segment_breast
@@ -140,14 +140,12 @@ def test_mirror_gives_the_same_crop(breast):
 
 
 @pytest.mark.parametrize("stem", ["608_735720305", "294_141753012"])
-def test_mirror_of_a_real_mammogram_gives_the_same_crop(stem):
+def test_mirror_of_a_real_mammogram_gives_the_same_crop(stem, require_data):
     """Two RSNA views whose mirrors were segmented differently (one lost 117 rows) before
     segmentation ran in a canonical orientation."""
-    from conftest import DATA
-
-    found = sorted((DATA / "rsna-screening" / "images").glob(f"{stem}_*"))
+    found = sorted(require_data("rsna-screening", "images").glob(f"{stem}_*"))
     if not found:
-        pytest.skip(f"the shared RSNA image {stem} is not under {DATA}")
+        pytest.skip(f"the shared RSNA image {stem} is not there")
     img = read_scan(found[0]).pixels
     a, b = crop_breast(img), crop_breast(np.ascontiguousarray(img[:, ::-1]))
     np.testing.assert_array_equal(a.pixels, b.pixels)
@@ -257,12 +255,10 @@ def test_an_implant_against_the_chest_wall_is_no_film_edge(rng):
     assert _iou(_source_mask(m, black.shape), _truth(img)) > 0.8
 
 
-def test_a_real_implant_mammogram_passes_the_gate():
+def test_a_real_implant_mammogram_passes_the_gate(require_data):
     """An RSNA view with a large implant at the chest wall (refused once, when every band of
     the whole image was carried into the breast's window)."""
-    from conftest import DATA
-
-    found = sorted((DATA / "rsna-screening" / "images").glob("393_413572602_*"))
+    found = sorted(require_data("rsna-screening", "images").glob("393_413572602_*"))
     if not found:
-        pytest.skip(f"the shared RSNA image 393_413572602 is not under {DATA}")
+        pytest.skip("the shared RSNA image 393_413572602 is not there")
     assert assess(crop_breast(read_scan(found[0]))).ok

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import needs_weights
 from mammo.classifiers import load_model, make_task_pipeline
 from mammo.featcache import FeatureCache
 from mammo.testing import synthetic_mammogram
@@ -216,7 +215,7 @@ def test_dphi_layout_groups_augmented_copies(tmp_path, cache_env):
 
 # ----------------------------------------------------------------------------- deep baselines
 
-@needs_weights
+@pytest.mark.needs_weights
 def test_keras_head_runs_beside_the_candidates_and_is_reported(tmp_path, cache_env):
     csv = make_manifest(tmp_path / "man", n_patients=12)
     out = tmp_path / "run"
@@ -230,7 +229,7 @@ def test_keras_head_runs_beside_the_candidates_and_is_reported(tmp_path, cache_e
     assert "cnn+keras-head" in (out / "report.md").read_text()
 
 
-@needs_weights
+@pytest.mark.needs_weights
 def test_fine_tuned_baseline_is_reported_not_selected_and_its_maps_cached(tmp_path, cache_env):
     csv = make_manifest(tmp_path / "man", n_patients=12)
     args = [csv, "--tasks", "tumour", "--folds", "3", "--no-model", "--no-leaky", "--fine-tune", "--fine-tune-epochs", "1",

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from . import _morph
-from ._flat import band_part, Regions
+from ._flat import Regions, band_part
 
 
 def _ring_share(labels: np.ndarray, n: int, distance: np.ndarray, nearest: np.ndarray, hit: np.ndarray,

@@ -16,6 +16,26 @@ class ImageTransformer(TransformerMixin, BaseEstimator):
         return tags
 
 
+class StatelessImageTransformer(ImageTransformer):
+    """Base of image steps that learn nothing.
+
+    ``fit`` validates the parameters against ``_parameter_constraints`` (scikit-learn's
+    own checks, so a bad value fails in ``fit``, never in ``__init__``) and returns
+    ``self``; ``transform`` works without it (the ``requires_fit`` tag is False).
+    """
+
+    _parameter_constraints: dict = {}
+
+    def fit(self, X, y=None):
+        self._validate_params()
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
+
 class ImageFeatures(ImageTransformer):
     """Base of transformers that turn images into named feature columns (``feature_names_``)."""
 

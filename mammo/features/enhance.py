@@ -8,12 +8,14 @@ the unsharp mask brings out edges of masses and calcifications.
 from __future__ import annotations
 
 from dataclasses import replace
+from numbers import Integral, Real
 
 import numpy as np
 from skimage.exposure import equalize_adapthist
 from skimage.filters import unsharp_mask
+from sklearn.utils._param_validation import Interval
 
-from ._base import ImageTransformer
+from ._base import StatelessImageTransformer
 from .region import Mammogram, as_mammogram
 
 __all__ = ["enhance", "Enhancer"]
@@ -54,7 +56,7 @@ def enhance(
     return out
 
 
-class Enhancer(ImageTransformer):
+class Enhancer(StatelessImageTransformer):
     """Transformer: CLAHE + unsharp mask on each :class:`Mammogram` (or grey array).
 
     Parameters
@@ -73,18 +75,18 @@ class Enhancer(ImageTransformer):
     (dtype('float32'), True)
     """
 
+    _parameter_constraints: dict = {
+        "clip_limit": [Interval(Real, 0, 1, closed="both")],
+        "kernel_size": [Interval(Integral, 1, None, closed="left"), None],
+        "unsharp_radius": [Interval(Real, 0, None, closed="neither")],
+        "unsharp_amount": [Interval(Real, 0, None, closed="left")],
+    }
+
     def __init__(self, clip_limit=0.01, kernel_size=None, unsharp_radius=2.0, unsharp_amount=1.0):
         self.clip_limit = clip_limit
         self.kernel_size = kernel_size
         self.unsharp_radius = unsharp_radius
         self.unsharp_amount = unsharp_amount
-
-    def fit(self, X, y=None):
-        if not 0 <= self.clip_limit <= 1:
-            raise ValueError(f"clip_limit must be in [0, 1], got {self.clip_limit!r}")
-        if self.unsharp_radius <= 0 or self.unsharp_amount < 0:
-            raise ValueError("unsharp_radius must be > 0 and unsharp_amount >= 0")
-        return self
 
     def transform(self, X) -> list[Mammogram]:
         out = []
@@ -101,7 +103,3 @@ class Enhancer(ImageTransformer):
             out.append(replace(m, pixels=pixels))  # mask, flip, segmentation and source kept
         return out
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        return tags

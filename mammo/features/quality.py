@@ -27,9 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
-from ._base import ImageTransformer
+from ._base import StatelessImageTransformer
 from .io import ImageReadError
 from .region import Mammogram
 
@@ -164,7 +163,7 @@ def check_mammogram(m: Mammogram, name: str | None = None) -> Mammogram:
     return m
 
 
-class InputQualityGate(ImageTransformer):
+class InputQualityGate(StatelessImageTransformer):
     """Transformer: pass :class:`~mammo.features.region.Mammogram` crops through, refuse implausible ones.
 
     Stateless. ``transform`` raises :class:`ImplausibleImageError` for the first image
@@ -176,13 +175,10 @@ class InputQualityGate(ImageTransformer):
         False passes everything (e.g. to look at what the gate would refuse).
     """
 
+    _parameter_constraints: dict = {"enabled": ["boolean"]}
+
     def __init__(self, enabled=True):
         self.enabled = enabled
-
-    def fit(self, X, y=None):
-        if not isinstance(self.enabled, (bool, np.bool_)):
-            raise ValueError(f"enabled must be a bool, got {self.enabled!r}")
-        return self
 
     def transform(self, X) -> list:
         if not self.enabled:
@@ -194,7 +190,3 @@ class InputQualityGate(ImageTransformer):
             out.append(check_mammogram(m))
         return out
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        return tags

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 from PIL import Image
+from sklearn.utils._param_validation import Interval
 
-from ._base import ImageTransformer
+from ._base import StatelessImageTransformer
 from .io import Scan
 from .segmentation import Segmentation, is_inverted, segment_breast
 
@@ -217,7 +219,7 @@ def _heavier_on_the_right(image: np.ndarray) -> bool:
     return math.fsum(cols[cols.size - half :]) > math.fsum(cols[:half])
 
 
-class BreastCropper(ImageTransformer):
+class BreastCropper(StatelessImageTransformer):
     """Transformer: grey images or scans -> :class:`Mammogram` crops of the breast.
 
     Parameters
@@ -236,16 +238,18 @@ class BreastCropper(ImageTransformer):
     ((64, 43), False)
     """
 
+    _parameter_constraints: dict = {
+        "size": [Interval(Integral, 16, None, closed="left"), None],
+        "crop": ["boolean"],
+        "flip": ["boolean"],
+        "fix_polarity": ["boolean"],
+    }
+
     def __init__(self, size=256, crop=True, flip=True, fix_polarity=True):
         self.size = size
         self.crop = crop
         self.flip = flip
         self.fix_polarity = fix_polarity
-
-    def fit(self, X, y=None):
-        if self.size is not None and (not isinstance(self.size, (int, np.integer)) or self.size < 16):
-            raise ValueError(f"size must be an int >= 16 or None, got {self.size!r}")
-        return self
 
     def transform(self, X) -> list[Mammogram]:
         return [
@@ -259,7 +263,3 @@ class BreastCropper(ImageTransformer):
             for x in X
         ]
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        return tags
