@@ -12,9 +12,9 @@ the predictions with :mod:`mammo.evaluation.external` and writes ``metrics.json`
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ from .storage import file_sha256
 from .training.results import jsonable
 
 __all__ = ["EvaluationError", "LabelMismatchError", "Predictions", "evaluate", "choose_tasks", "map_density",
-           "predict_dataset", "subgroup_columns", "SUBGROUP_COLUMNS"]
+           "predict_dataset", "score_task", "write_outputs", "subgroup_columns",
+           "SUBGROUP_COLUMNS"]
 
 #: Subgroup name -> the meta columns (lower case, first match wins) that hold it.
 SUBGROUP_COLUMNS = {"site": ("site", "site_id"), "machine": ("machine", "machine_id", "manufacturer"),
@@ -101,7 +102,9 @@ def map_density(model, ds: Dataset, spec: str | dict | None = None) -> tuple[Dat
     if spec is None:
         if all(c in model_classes and data_m.get(c) == model_m.get(c) for c in present):
             return ds, None
-        example = ",".join(f"{_code(data_m.get(c, str(c)))}={m}" for c, m in zip(present, model_classes))
+        # by position, the last model class taking any extra data class: an example of the syntax, not advice
+        targets = [model_classes[min(i, len(model_classes) - 1)] for i in range(len(present))]
+        example = ",".join(f"{_code(data_m.get(c, str(c)))}={m}" for c, m in zip(present, targets))
         raise LabelMismatchError(
             f"density labels do not match: {ds.name} grades {_scale(data_m, present)}; the model grades "
             f"{_scale(model_m, model_classes)}. Score tumour only (--task tumour) or map the data's classes onto "
@@ -218,7 +221,7 @@ def score_task(model, ds: Dataset, task: str, pred: Predictions, *, n_boot: int 
     classes = model.classes(task)
     columns = {n: v[rows] for n, v in subgroup_columns(ds).items() if len(set(v[rows])) >= 2}
     if task == "density":
-        decide = lambda p: model.labels("density", p)  # noqa: E731 - the model's own grading rule
+        decide = partial(model.labels, "density")  # the model's own grading rule
         measured = score_density(y, proba, classes, decide, groups, breasts, n_boot=n_boot, seed=seed)
         subgroups = subgroup_scores(task, y, groups, columns, pred=decide(proba), classes=classes, n_boot=n_boot, seed=seed)
     else:

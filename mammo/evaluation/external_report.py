@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from .external import COMPARED
 from .report import _fmt
 
 __all__ = ["write_evaluation_report"]
@@ -76,17 +75,17 @@ def _ood(ood: Mapping[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
-def _comparison(task: str, t: Mapping[str, Any]) -> list[str]:
+def _comparison(t: Mapping[str, Any]) -> list[str]:
     levels = [lv for lv in _LEVELS if lv in t["measured"]]
     exp = t.get("expected") or {}
     lines = ["| metric | expected from CV | CV folds (mean ± std) | "
              + " | ".join(f"measured here, per {lv}" for lv in levels) + " |",
              "|---|---|---|" + "---|" * len(levels)]
-    for row, (key, label) in zip(t["comparison"], COMPARED[task]):
-        folds = row["expected_folds"]
+    for row in t["comparison"]:
+        key, folds = row["metric"], row["expected_folds"]
         folds_txt = f"{_fmt(folds['mean'])} ± {_fmt(folds['std'])}" if folds else "-"
         exp_txt = _ci(row["expected"], exp.get("metrics", {}).get(_CI_KEY.get(key, "")))
-        lines.append(f"| {label} | {exp_txt} | {folds_txt} | "
+        lines.append(f"| {row['label']} | {exp_txt} | {folds_txt} | "
                      + " | ".join(_cell(t["measured"][lv], key) for lv in levels) + " |")
     counts = [str(t["measured"][lv].get("n", "-")) if t["measured"][lv] else "-" for lv in levels]
     lines.append(f"| n | {exp.get('metrics', {}).get('n', '-')} | | " + " | ".join(counts) + " |")
@@ -114,7 +113,7 @@ def _task(task: str, t: Mapping[str, Any], plots: Mapping[str, str]) -> list[str
     lines = [f"## {task}", "", f"{t['n_images']} scored images in {t['n_groups']} groups; class counts "
              f"{t['class_counts']}" + (f"; decision threshold P(malignant) >= {t['threshold']:.3f}." if task == "tumour"
                                        else "; graded by the model's own rule."), source, ""]
-    lines += _comparison(task, t)
+    lines += _comparison(t)
     if task == "tumour" and "breast" in t["measured"] and t["measured"]["breast"] is None:
         lines += ["No per-breast figures: the images of one breast disagree on the label.", ""]
     for lv in ("breast", "patient"):
