@@ -27,6 +27,7 @@ COMMANDS = {
     "train": ("mammo.training.cli", "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model"),
     "serve": ("mammo.webapp.__main__", "serve the upload page and JSON API for a saved model (waitress)"),
     "predict": ("mammo.predict", "predict density and tumour for files, folders or globs into a CSV"),
+    "evaluate": ("mammo.evaluate_cli", "score a saved model on another labelled data set, beside its cross-validated figures"),
     "inspect": ("mammo.inspection", "draw how the breast was found in each image (contact sheets + CSV), no model needed"),
     "audit": ("mammo.audit", "find near-duplicate images (augmented copies) and check a train/test split for leakage"),
     "cache": ("mammo.caches", "show what the on-disk caches hold and remove stale entries"),
@@ -41,6 +42,7 @@ EXPECTED_ERRORS = (
     ("mammo.features.backbone", "WeightsUnavailableError"),  # ImageNet weights neither on disk nor downloadable
     ("mammo.classifiers.artifact", "ModelFileError"),  # model missing, unreadable, tampered, not a model
     ("mammo.webapp", "ModelLoadError"),  # the same, as the web app reports it
+    ("mammo.evaluate", "EvaluationError"),  # labels that cannot be scored as asked (e.g. F/G/D vs BI-RADS)
 )
 #: Errors that name an image and wrap the cause: expected when the cause is the image's
 #: fault (unreadable, not a mammogram, an OSError reading it) or itself expected.

@@ -31,7 +31,9 @@ __all__ = [
     "sensitivity_at_specificity",
     "bootstrap_ci",
     "fast_auc",
+    "fast_qwk",
     "per_breast_tumour",
+    "unit_means",
     "fold_summary",
     "PRIMARY_METRIC",
 ]
@@ -129,10 +131,8 @@ def per_breast_tumour(y_true: Sequence[int], p_malignant: Sequence[float], breas
     breast's images disagree on the label (the label is then not per breast).
     """
     y = np.asarray(y_true).astype(int)
-    ids, first, inverse = np.unique(np.asarray(breasts).astype(str), return_index=True, return_inverse=True)
-    n = np.bincount(inverse, minlength=len(ids))
-    p = np.bincount(inverse, weights=np.asarray(p_malignant, dtype=float), minlength=len(ids)) / n
-    label = np.bincount(inverse, weights=y, minlength=len(ids)) / n
+    _, first, p, n = unit_means(p_malignant, breasts)
+    label = unit_means(y, breasts)[2]
     if not np.all((label == 0) | (label == 1)):
         return None
     label = label.astype(int)
@@ -142,6 +142,20 @@ def per_breast_tumour(y_true: Sequence[int], p_malignant: Sequence[float], breas
     if len(np.unique(label)) == 2:
         out["auc_ci95"] = list(bootstrap_ci(label, p, groups=unit_groups, n_boot=n_boot, seed=seed))
     return out
+
+
+def unit_means(values: Sequence | np.ndarray, units: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The mean of ``values`` (one row per image, 1-D or 2-D) over each unit's images (a breast's views).
+
+    Returns ``(unit ids (sorted), index of each unit's first image, means, images per unit)``.
+    """
+    ids, first, inverse = np.unique(np.asarray(units).astype(str), return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    n = np.bincount(inverse, minlength=len(ids))
+    v = np.asarray(values, dtype=float)
+    columns = v.reshape(len(v), -1)
+    means = np.column_stack([np.bincount(inverse, weights=c, minlength=len(ids)) for c in columns.T]) / n[:, None]
+    return ids, first, means.reshape((len(ids),) + v.shape[1:]), n
 
 
 def fast_auc(y_true: np.ndarray, score: np.ndarray) -> float:
@@ -155,6 +169,21 @@ def fast_auc(y_true: np.ndarray, score: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(score)
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def fast_qwk(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) -> float:
+    """Quadratic-weighted kappa from a numpy confusion matrix: the value of :func:`density_metrics`' QWK
+    (cohen_kappa_score) at a fraction of its overhead, for bootstrap resamples; NaN when undefined."""
+    classes = np.sort(np.asarray(classes))  # ordinal: weights by the distance between grades
+    k = len(classes)
+    a, b = np.searchsorted(classes, y_true), np.searchsorted(classes, y_pred)
+    if len(np.unique(np.concatenate([a, b]))) < 2:
+        return float("nan")
+    observed = np.bincount(a * k + b, minlength=k * k).reshape(k, k).astype(float)
+    weights = (np.arange(k)[:, None] - np.arange(k)[None, :]) ** 2
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
+    chance = (weights * expected).sum()
+    return float(1 - (weights * observed).sum() / chance) if chance else float("nan")
 
 
 def bootstrap_ci(y_true: Sequence[int], score: Sequence[float], metric=fast_auc, *, groups: Sequence | None = None,

@@ -62,7 +62,8 @@ def plot_confusion(matrices: Mapping[str, Sequence[Sequence[int]]], classes: Seq
     return _save(fig, path)
 
 
-def plot_calibration(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path, n_bins: int = 10) -> Path:
+def plot_calibration(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path, n_bins: int = 10,
+                     title: str = "Calibration (pooled out-of-fold)") -> Path:
     """Reliability diagram (quantile bins) per candidate: ``{name: (y_true, p_malignant)}``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -72,7 +73,7 @@ def plot_calibration(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]
         obs, pred = calibration_curve(y, np.clip(p, 0, 1), n_bins=n_bins, strategy="quantile")
         ax.plot(pred, obs, marker="o", ms=3, lw=1.2, label=name)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant", title="Calibration (pooled out-of-fold)",
+    ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant", title=title,
            xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=7, loc="upper left")
     return _save(fig, path)

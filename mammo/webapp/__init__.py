@@ -1,6 +1,6 @@
 """Flask web app: upload a mammogram, crop it, see density and tumour predictions.
 
-Run it with ``python -m mammo.webapp --model models/dphi.joblib`` (waitress), or for
+Run it with ``mammo serve --model runs/default/model.joblib`` (waitress), or for
 development ``MAMMO_MODEL=models/dphi.joblib flask --app mammo.webapp run``.
 """
 

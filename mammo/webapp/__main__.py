@@ -1,4 +1,4 @@
-"""``python -m mammo.webapp --model PATH``: serve the web app with waitress."""
+"""``mammo serve --model PATH`` (or ``python -m mammo.webapp``): serve the web app with waitress."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import argparse
 import os
 import sys
 
-from . import ModelLoadError, serve
+from . import serve
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mammo.webapp",
+        prog="mammo serve",
         description="Serve the mammo web page and JSON API (waitress). Open the printed address in a browser, "
         "or POST images to /api/predict (see docs/webapp.md).",
-        epilog="Example: python -m mammo.webapp --model models/dphi.joblib --port 8000",
+        epilog="example: mammo serve --model runs/default/model.joblib --port 8000",
     )
     parser.add_argument("--model", default=os.environ.get("MAMMO_MODEL"),
                         help="saved model (.joblib) to serve; default: $MAMMO_MODEL")
@@ -26,14 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("no model given: pass --model PATH or set MAMMO_MODEL")
-    try:
-        serve(args.model, host=args.host, port=args.port, threads=args.threads,
-              config={"MAX_CONTENT_LENGTH": int(args.max_upload_mb * 2**20)})
-    except ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # a model that cannot be loaded is an expected failure: mammo.cli reports it in one line
+    serve(args.model, host=args.host, port=args.port, threads=args.threads,
+          config={"MAX_CONTENT_LENGTH": int(args.max_upload_mb * 2**20)})
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import run
+
+    sys.exit(run("serve", sys.argv[1:]))
