@@ -8,10 +8,12 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from ..evaluation.card import CARD_FILES, card_html, card_style_hash
+from ..exams import VIEWS
 from . import DISCLAIMER
 from .errors import CSP
+from .exam import MAX_FILES, RULES, combine, exam_json, flagged, read_exam, score_exam
 from .inference import UploadError, apply_crop, display_image, heatmap_overlay, parse_crop, png_data_url, read_upload
-from .shared import density_rows, display_pixels, model_card_content, ood_view, outline, predict_image, state
+from .shared import density_meanings, density_rows, display_pixels, model_card_content, ood_view, outline, predict_image, state
 
 main = Blueprint("main", __name__)
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -37,6 +39,17 @@ def _flag(name: str) -> bool:
     return (request.form.get(name) or request.args.get(name) or "").strip().lower() in ("1", "true", "on", "yes")
 
 
+def _exam_files() -> list | None:
+    """The request's files when there are several (one exam), else None: one file keeps the single-image flow."""
+    files = request.files.getlist("file")
+    return files if len(files) > 1 else None
+
+
+def _model_json() -> dict:
+    st = state()
+    return {"file": st["info"]["file"], "sha256": st["info"]["sha256"], "pipeline_id": st["model"].metadata.get("pipeline_id")}
+
+
 def _occlusion_json(occ: dict) -> dict:
     return {
         "grid": int(occ["drop"].shape[0]),
@@ -59,6 +72,8 @@ def index():
         "main/index.html",
         min_crop=current_app.config["MAMMO_MIN_CROP"],
         max_mb=current_app.config["MAX_CONTENT_LENGTH"] / 2**20,
+        max_files=MAX_FILES,
+        views=VIEWS,
         info=state()["info"],
         disclaimer=DISCLAIMER,
     )
@@ -66,6 +81,9 @@ def index():
 
 @main.post("/predict")
 def predict():
+    files = _exam_files()
+    if files:
+        return _exam_page(files)
     image, crop, analysed = _uploaded_image()
     heatmap = _flag("heatmap")
     res = predict_image(analysed, heatmap=heatmap, enhanced=True)
@@ -99,6 +117,36 @@ def predict():
     )
 
 
+def _exam_page(files: list):
+    """The result page of several files: a card per view, the per-breast table and the exam's density."""
+    images = read_exam(files, request.form, heatmap=_flag("heatmap"))
+    seconds = score_exam(images)
+    exam = combine(images)
+    size = current_app.config["MAMMO_EXAM_DISPLAY_SIZE"]
+    cards = []
+    for im in images:
+        card = {"view": im.view, "error": im.reason, "rec": im.record, "ood": ood_view(im.record) if im.record else None}
+        if im.scan is not None:  # refused by the gate: shown without an outline
+            lines = outline(im.prepared, None) if im.prepared is not None else None
+            card.update(image=png_data_url(display_image(im.scan, size, outline=lines)), outlined=bool(lines),
+                        width=im.scan.shape[1], height=im.scan.shape[0])
+        cards.append(card)
+    meanings = density_meanings()
+    return render_template(
+        "main/exam.html",
+        cards=cards,
+        exam=exam,
+        breasts=[{"b": b, "flagged": flagged(b.p_malignant)} for b in exam.breasts],
+        density_meaning=None if exam.density is None else meanings.get(str(exam.density), str(exam.density)),
+        threshold=state()["model"].threshold,
+        rules=RULES,
+        seconds=seconds,
+        card=model_card_content(),
+        info=state()["info"],
+        disclaimer=DISCLAIMER,
+    )
+
+
 def _card_file() -> str | None:
     """The MODEL_CARD.html ``mammo train`` wrote beside the model, if it names the loaded model's sha256."""
     path = Path(current_app.config["MAMMO_MODEL"]).parent / CARD_FILES[1]
@@ -124,14 +172,20 @@ def model_card():
 
 @api.post("/predict")
 def api_predict():
+    files = _exam_files()
+    if files:
+        images = read_exam(files, request.form, heatmap=_flag("heatmap"))
+        seconds = score_exam(images)
+        body = {**exam_json(images, combine(images)), "model": _model_json(), "seconds": round(seconds, 4),
+                "disclaimer": DISCLAIMER}
+        return jsonify(body)
     image, crop, analysed = _uploaded_image()
     heatmap = _flag("heatmap")
     res = predict_image(analysed, heatmap=heatmap, enhanced=False)
     body = {
         **res["record"],
         "image": {"width": image.shape[1], "height": image.shape[0], "crop": crop.as_list() if crop else None},
-        "model": {"file": state()["info"]["file"], "sha256": state()["info"]["sha256"],
-                  "pipeline_id": state()["model"].metadata.get("pipeline_id")},
+        "model": _model_json(),
         "seconds": round(res["seconds"], 4),
         "disclaimer": DISCLAIMER,
     }
