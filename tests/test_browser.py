@@ -147,3 +147,76 @@ def test_bad_file_shows_a_message_not_a_traceback(page, server_url, tmp_path):
         page.click("#submit")
     assert "not an image" in page.inner_text("#error")
     assert "Traceback" not in page.content()
+
+
+def _exam_files(folder: Path) -> list[str]:
+    """Four synthetic views named by the file-name convention except the last, whose side and view the form gives."""
+    import numpy as np
+    from PIL import Image
+
+    from mammo.testing import synthetic_mammogram
+
+    paths = []
+    for k, name in enumerate(["P9_L_CC.png", "P9_L_MLO.png", "P9_R_CC.png", "P9_scan4.png"]):
+        img = synthetic_mammogram(np.random.default_rng(60 + k), 1 + k, shape=(160, 128), film_label=False, uint8=True)
+        Image.fromarray(img).save(folder / name)
+        paths.append(str(folder / name))
+    return paths
+
+
+def test_exam_upload_in_chromium(page, server_url, tmp_path):
+    page.goto(server_url + "/")
+    files = _exam_files(tmp_path)
+    page.set_input_files("#file", files)
+    page.wait_for_selector("#views-panel", state="visible", timeout=10_000)
+    # one breast and one view select per file, labelled; no crop and no heatmap for several files
+    assert page.locator("#views-list fieldset").count() == 4
+    assert page.locator("#views-list legend").all_inner_texts() == [Path(f).name for f in files]
+    assert page.locator("label[for='laterality-3']").inner_text().strip() == "Breast"
+    assert page.is_hidden("#crop-panel") and page.is_disabled("#heatmap")
+    page.select_option("#laterality-3", "R")
+    page.select_option("#view-3", "MLO")
+    form_shot = tmp_path / "exam-form.png"
+    page.screenshot(path=str(form_shot), full_page=True)
+
+    with page.expect_navigation(timeout=60_000):
+        page.click("#submit")
+    page.wait_for_selector("#breasts", timeout=60_000)
+    result_shot = tmp_path / "exam-result.png"
+    page.screenshot(path=str(result_shot), full_page=True)
+    print(f"screenshots: {form_shot} {result_shot}")
+
+    cards = page.locator(".view-card")
+    assert cards.count() == 4 and all(cards.nth(k).is_visible() for k in range(4))
+    titles = [" ".join(t.split()) for t in page.locator(".view-card h3").all_inner_texts()]
+    assert titles == ["Left breast, CC", "Left breast, MLO", "Right breast, CC", "Right breast, MLO"], titles
+    assert "breast from the form" in page.inner_text("#view-4")
+    for k in range(4):
+        assert 0 <= float(cards.nth(k).locator(".view-p").inner_text()) <= 1
+        assert re.match(r"[ABCD] - ", cards.nth(k).locator(".view-density").inner_text())
+    sizes = page.eval_on_selector_all(".view-card img", "els => els.map(e => [e.complete, e.naturalWidth])")
+    assert len(sizes) == 4 and all(done and width > 0 for done, width in sizes), sizes
+    rows = page.locator("#breasts tbody tr")
+    assert rows.count() == 2 and rows.nth(0).is_visible()
+    assert [rows.nth(k).locator("th").inner_text() for k in range(2)] == ["Left breast", "Right breast"]
+    # each breast's P(malignant) is the mean of its two views' on the page
+    p = [float(cards.nth(k).locator(".view-p").inner_text()) for k in range(4)]
+    for k, (a, b) in enumerate(((0, 1), (2, 3))):
+        assert abs(float(rows.nth(k).locator(".breast-p").inner_text()) - (p[a] + p[b]) / 2) <= 0.0015
+    assert page.is_visible("#exam-density-label") and re.match(r"[ABCD] - ", page.inner_text("#exam-density-label"))
+    assert "median" in page.inner_text("#density-rule") and "AUC per breast" in page.inner_text("#breast-rule")
+    assert not page.problems, page.problems  # no script errors, no CSP violations
+    assert form_shot.stat().st_size > 10_000 and result_shot.stat().st_size > 20_000
+
+
+def test_back_to_one_file_restores_the_crop(page, server_url, tmp_path):
+    page.goto(server_url + "/")
+    files = _exam_files(tmp_path)
+    page.set_input_files("#file", files)
+    page.wait_for_selector("#views-panel", state="visible", timeout=10_000)
+    page.set_input_files("#file", files[:1])
+    page.wait_for_selector("#crop-canvas", state="visible", timeout=20_000)
+    assert page.is_hidden("#views-panel") and page.locator("#views-list select").count() == 0
+    assert page.is_enabled("#heatmap")
+    page.screenshot(path=str(tmp_path / "one-file-again.png"), full_page=True)
+    assert not page.problems, page.problems

@@ -616,3 +616,318 @@ def test_non_mammograms_get_422_with_a_plain_message(client, name):
     page = html_post(client, {"file": upload(png(img))})
     assert page.status_code == 422 and "cannot be judged" in page.get_data(as_text=True)
     assert "Traceback" not in page.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- one exam at a time (issue 17)
+
+from mammo.exams import aggregate, describe_view  # noqa: E402
+from mammo.features.io import read_scan  # noqa: E402
+
+EXAM_VIEWS = [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
+STUDY = "1.2.826.0.1.3680043.2.1143.17"
+SINGLE_KEYS = {"density", "tumour", "ood_score", "in_distribution", "ood_threshold", "image", "model", "seconds", "disclaimer"}
+
+
+def exam_dicoms(study: str | None = STUDY, patient: str | None = "P-017", seeds=(21, 22, 23, 24)) -> list[tuple]:
+    """Four synthetic DICOM views of one exam, told apart only by their tags (the names say nothing)."""
+    files = []
+    for k, ((side, view), seed) in enumerate(zip(EXAM_VIEWS, seeds)):
+        tags = {"ImageLaterality": side, "ViewPosition": view}
+        tags.update({"StudyInstanceUID": study} if study else {}, **({"PatientID": patient} if patient else {}))
+        buf = io.BytesIO()
+        write_dicom(demo_image(seed, 1 + k).astype(np.uint16) * 16, buf, bits_stored=12, **tags)
+        files.append((f"image{k + 1}.dcm", buf.getvalue()))
+    return files
+
+
+def exam_pngs(names=("P7_L_CC.png", "P7_L_MLO.png", "P7_R_CC.png", "P7_R_MLO.png"), seeds=(31, 32, 33, 34)) -> list[tuple]:
+    return [(name, mammo_png(seed, 1 + k % 4)) for k, (name, seed) in enumerate(zip(names, seeds))]
+
+
+def exam_post(client, files: list[tuple], fields: dict | None = None, kind: str = "api"):
+    data = {"file": [upload(d, name) for name, d in files], **(fields or {})}
+    return api_post(client, data) if kind == "api" else html_post(client, data)
+
+
+def views_of(body: dict) -> list:
+    """The API's views as mammo.exams Views, under one exam name."""
+    return [describe_view(v["name"], laterality=v["laterality"], view=v["view"], exam=body["exam"]["id"]) for v in body["views"]]
+
+
+def check_aggregation(body: dict, threshold: float) -> None:
+    """breasts and exam of the answer == mammo.exams.aggregate of its own per-view records."""
+    records = [v["error"] if "error" in v else v for v in body["views"]]
+    (want,) = aggregate(views_of(body), records)
+    d = want.to_dict()
+    for b in d["breasts"]:
+        b.pop("exam")
+    assert [{k: v for k, v in b.items() if k != "flagged"} for b in body["breasts"]] == d["breasts"]
+    assert [b["flagged"] for b in body["breasts"]] == [b["p_malignant"] >= threshold for b in d["breasts"]]
+    exam = body["exam"]
+    assert (exam["density"], exam["in_distribution"], exam["refused"], exam["images"]) == (
+        d["density"], d["in_distribution"], d["refused"], d["images"])
+    assert exam["n_scored"] == len(body["views"]) - len(d["refused"]) and exam["threshold"] == threshold
+
+
+def check_records(body: dict, model_path, files: list[tuple]) -> None:
+    """Each scored view's keys and numbers are those of the same file scored alone.
+
+    To float32 rounding: the model's features of a batch differ from those of one image in
+    the last bits (``predict_records`` of the four files together does the same).
+    """
+    model = load_model(model_path)
+    for view, (name, data) in zip(body["views"], files):
+        if "error" in view:
+            continue
+        alone = model.predict_records([data])[0]
+        assert set(view) == {"name", "laterality", "view", "view_source"} | set(alone) | {"image"}
+        assert view["density"]["label"] == alone["density"]["label"]
+        assert view["density"]["probabilities"] == pytest.approx(alone["density"]["probabilities"], abs=1e-6)
+        assert view["tumour"]["p_malignant"] == pytest.approx(alone["tumour"]["p_malignant"], abs=1e-6)
+        assert view["in_distribution"] == alone["in_distribution"]
+        scan = read_scan(data)
+        assert view["image"] == {"width": scan.shape[1], "height": scan.shape[0], "crop": None}
+
+
+def test_api_exam_of_four_dicom_views_told_apart_by_their_tags(app, client, model_path):
+    files = exam_dicoms()
+    resp = exam_post(client, files)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert set(body) == {"views", "breasts", "exam", "model", "seconds", "disclaimer"}
+    assert [(v["laterality"], v["view"], v["view_source"]) for v in body["views"]] == [(s, p, "dicom") for s, p in EXAM_VIEWS]
+    for v, (name, data) in zip(body["views"], files):  # the same View as describe_view gives on the file's own tags
+        own = describe_view(name, read_scan(data).tags)
+        assert (v["name"], v["laterality"], v["view"], v["view_source"]) == (own.name, own.laterality, own.view, own.source)
+    assert body["exam"]["id"] == STUDY and body["exam"]["refused"] == {}
+    left, right = body["breasts"]
+    assert (left["laterality"], left["views"], left["n_views"]) == ("L", ["CC", "MLO"], 2)
+    assert (right["laterality"], right["images"]) == ("R", ["image3.dcm", "image4.dcm"])
+    p = [v["tumour"]["p_malignant"] for v in body["views"]]
+    assert left["p_malignant"] == pytest.approx((p[0] + p[1]) / 2) and right["p_malignant"] == pytest.approx((p[2] + p[3]) / 2)
+    grades = sorted(v["density"]["label"] for v in body["views"])
+    assert body["exam"]["density"] == grades[2]  # four views: the denser of the two middle grades
+    meanings = load_model(model_path).metadata["tasks"]["density"]["class_meanings"]
+    assert body["exam"]["density_meaning"] == meanings[str(grades[2])]
+    assert set(body["exam"]["rules"]) >= {"breast_p_malignant", "exam_density", "flagged", "refused"}
+    assert "AUC per breast" in body["exam"]["rules"]["breast_p_malignant"]
+    assert body["model"]["pipeline_id"] == "demo-texture-svm" and "not a diagnosis" in body["disclaimer"]
+    threshold = app.extensions["mammo"]["model"].threshold
+    check_aggregation(body, threshold)
+    check_records(body, model_path, files)
+
+
+def test_a_breast_is_flagged_when_its_mean_reaches_the_threshold(app, client, monkeypatch):
+    body = exam_post(client, exam_dicoms()).get_json()
+    low, high = sorted(b["p_malignant"] for b in body["breasts"])
+    model = app.extensions["mammo"]["model"]
+    tasks = {**model.metadata.get("tasks", {})}
+    tasks["tumour"] = {**tasks.get("tumour", {}), "threshold": (low + high) / 2}
+    monkeypatch.setattr(model, "metadata", {**model.metadata, "tasks": tasks})
+    body = exam_post(client, exam_dicoms()).get_json()
+    assert [b["flagged"] for b in body["breasts"]] == [b["p_malignant"] == high for b in body["breasts"]]
+    assert body["exam"]["threshold"] == (low + high) / 2
+    check_aggregation(body, (low + high) / 2)
+    html = exam_post(client, exam_dicoms(), kind="html").get_data(as_text=True)
+    assert html.count('<tr class="breast flagged"') == 1
+
+
+def test_api_exam_of_pngs_by_file_name_and_by_form_fields(app, client, model_path):
+    threshold = app.extensions["mammo"]["model"].threshold
+    files = exam_pngs()
+    body = exam_post(client, files).get_json()
+    assert [(v["laterality"], v["view"], v["view_source"]) for v in body["views"]] == [(s, p, "filename") for s, p in EXAM_VIEWS]
+    assert body["exam"]["id"] == "P7" and [b["laterality"] for b in body["breasts"]] == ["L", "R"]
+    check_aggregation(body, threshold)
+    check_records(body, model_path, files)
+    # names that say nothing: the form's fields (any case, empty = not given); a file name's word loses to them
+    files = exam_pngs(("a.png", "b.png", "P7_L_CC.png", "same.png", "same.png"), seeds=(31, 32, 33, 34, 35))
+    fields = {"laterality": ["L", "left", "R", "", ""], "view": ["CC", "mlo", "MLO", "", ""]}
+    resp = exam_post(client, files, fields)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert [(v["name"], v["laterality"], v["view"], v["view_source"]) for v in body["views"]] == [
+        ("a.png", "L", "CC", "given"), ("b.png", "L", "MLO", "given"), ("P7_L_CC.png", "R", "MLO", "given"),
+        ("same.png", None, None, "unknown"), ("same.png (2)", None, None, "unknown")]
+    assert body["exam"]["id"] == "exam"  # the names disagree: still one upload, one exam
+    # an image of unknown side is a breast of its own, never averaged with another
+    assert [(b["laterality"], b["images"]) for b in body["breasts"]] == [
+        ("L", ["a.png", "b.png"]), ("R", ["P7_L_CC.png"]), (None, ["same.png"]), (None, ["same.png (2)"])]
+    check_aggregation(body, threshold)
+    check_records(body, model_path, files)
+
+
+def test_exam_scores_in_one_model_call_under_one_slot(app, client, monkeypatch):
+    model = app.extensions["mammo"]["model"]
+    real, calls = model.analyse, []
+
+    def counting(images):
+        calls.append(len(images))
+        return real(images)
+
+    class Slots:
+        def __init__(self, inner):
+            self.inner, self.taken = inner, 0
+
+        def __enter__(self):
+            self.taken += 1
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+    slots = Slots(app.extensions["mammo"]["slots"])
+    monkeypatch.setattr(model, "analyse", counting)
+    monkeypatch.setitem(app.extensions["mammo"], "slots", slots)
+    assert exam_post(client, exam_pngs()).status_code == 200
+    assert calls == [4] and slots.taken == 1
+    # a refused image stops a batch: then one call per image, still under the one slot
+    calls.clear()
+    files = exam_pngs()[:3] + [("black.png", png(np.zeros((160, 128), np.uint8)))]
+    assert exam_post(client, files).status_code == 200
+    assert calls == [4, 1, 1, 1, 1] and slots.taken == 2
+
+
+def test_a_refused_file_does_not_sink_the_exam(app, client, model_path):
+    files = exam_pngs()[:2] + [("P7_R_CC.png", b"%PDF-1.4 not an image" * 10), ("P7_R_MLO.png", png(np.zeros((160, 128), np.uint8)))]
+    resp = exam_post(client, files)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    bad, blank = body["views"][2:]
+    # each refused view says what a single upload of the file answers
+    for view, (name, data) in zip((bad, blank), files[2:]):
+        alone = api_post(client, {"file": upload(data, name)})
+        assert (view["status"], view["error"]) == (alone.status_code, alone.get_json()["error"])
+        assert "tumour" not in view and view["laterality"] == "R"
+    assert bad["status"] == 415 and blank["status"] == 422 and "cannot be judged" in blank["error"]
+    assert body["exam"]["refused"] == {"P7_R_CC.png": bad["error"], "P7_R_MLO.png": blank["error"]}
+    assert body["exam"]["n_scored"] == 2 and [b["laterality"] for b in body["breasts"]] == ["L"]
+    check_aggregation(body, app.extensions["mammo"]["model"].threshold)
+    check_records(body, model_path, files)
+    page = exam_post(client, files, kind="html")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200, html
+    assert html.count('class="view-card refused"') == 2 and "Not analysed: This image cannot be judged" in html
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 3  # the blank one is shown, the PDF cannot be
+
+
+@pytest.mark.parametrize("kind", ["api", "html"])
+def test_an_exam_with_every_file_refused_is_422(client, kind):
+    files = [("a.png", b"not an image at all" * 10), ("b.png", png(np.zeros((160, 128), np.uint8)))]
+    resp = exam_post(client, files, kind=kind)
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 422, text
+    assert "None of the 2 files could be analysed" in text and "file 2: This image cannot be judged" in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("kind", ["api", "html"])
+@pytest.mark.parametrize("study, patients, n", [(None, ["P1", "P1", "P2", "P2"], 2), ("per file", ["P1"] * 4, 4)])
+def test_files_of_different_exams_are_refused(app, client, monkeypatch, kind, study, patients, n):
+    files = []
+    for k, patient in enumerate(patients):
+        (name, data), = exam_dicoms(study=f"1.2.3.{k}" if study else None, patient=patient, seeds=(40 + k,))[:1]
+        files.append((f"x{k}.dcm", data))
+    monkeypatch.setattr(app.extensions["mammo"]["model"], "analyse", lambda *a: pytest.fail("an image was scored"))
+    resp = exam_post(client, files, kind=kind)
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 422, text
+    assert f"These files belong to {n} different exams" in text and "upload one exam at a time" in text
+
+
+@pytest.mark.parametrize("kind", ["api", "html"])
+def test_more_than_eight_files_are_refused_before_any_is_read(client, monkeypatch, kind):
+    import mammo.webapp.exam as exam_module
+
+    monkeypatch.setattr(exam_module, "read_upload", lambda *a, **k: pytest.fail("a file was read"))
+    resp = exam_post(client, exam_pngs(tuple(f"v{k}.png" for k in range(9)), seeds=range(9)), kind=kind)
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "at most 8 images of one exam" in text and "has 9" in text
+
+
+def test_eight_files_are_one_exam(client):
+    names = tuple(f"P8_{s}_{v}.png" for s in "LR" for v in ("CC", "MLO", "ML", "XCCL"))
+    body = exam_post(client, exam_pngs(names, seeds=range(50, 58))).get_json()
+    assert len(body["views"]) == 8 and [b["n_views"] for b in body["breasts"]] == [4, 4]
+
+
+EXAM_REFUSALS = {
+    "crop box": ({"crop": "0,0,40,40"}, "crop box applies to a single image"),
+    "crop field": ({"crop_x": "3"}, "crop box applies to a single image"),
+    "heatmap": ({"heatmap": "1"}, "heatmap is made for a single image"),
+    "laterality not per file": ({"laterality": ["L", "R"]}, "one 'laterality' field per file"),
+    "view not per file": ({"view": ["CC", "", "", "", "MLO"]}, "one 'view' field per file"),
+    "bad laterality": ({"laterality": ["L", "middle", "", ""]}, "Bad laterality for file 2"),
+    "bad view": ({"view": ["CC", "MLO", "CC", "top"]}, "Bad view for file 4"),
+}
+
+
+@pytest.mark.parametrize("kind", ["api", "html"])
+@pytest.mark.parametrize("case", sorted(EXAM_REFUSALS))
+def test_exam_requests_that_cannot_be_honoured_are_400(client, kind, case):
+    from html import unescape
+
+    fields, text = EXAM_REFUSALS[case]
+    resp = exam_post(client, exam_pngs(), fields, kind=kind)
+    body = unescape(resp.get_data(as_text=True))
+    assert resp.status_code == 400, body
+    assert text in body and "Traceback" not in body and "P7_L_CC" not in body
+
+
+def test_exam_pixel_limit(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "MAMMO_MAX_EXAM_PIXELS", 3 * 160 * 128 - 1)  # three of the four views fit
+    resp = exam_post(client, exam_pngs())
+    assert resp.status_code == 413 and "too many pixels in all" in resp.get_json()["error"]
+    monkeypatch.setitem(app.config, "MAMMO_MAX_EXAM_PIXELS", None)  # default: twice MAMMO_MAX_PIXELS
+    assert exam_post(client, exam_pngs()).status_code == 200
+
+
+def test_a_single_file_keeps_the_single_image_answer(client):
+    data = mammo_png(seed=5)
+    plain = api_post(client, {"file": upload(data)}).get_json()
+    assert set(plain) == SINGLE_KEYS
+    # the exam's per-file fields do not turn one file into an exam
+    with_fields = api_post(client, {"file": upload(data, "P1_L_CC.png"), "laterality": "R", "view": "MLO"}).get_json()
+    assert set(with_fields) == SINGLE_KEYS
+    assert with_fields["tumour"] == plain["tumour"] and with_fields["density"] == plain["density"]
+    html = html_post(client, {"file": upload(data), "laterality": "R"}).get_data(as_text=True)
+    assert 'id="density-label"' in html and 'class="view-card' not in html
+
+
+def test_exam_page_shows_each_view_the_breasts_and_the_exam_density(client):
+    files = exam_dicoms()
+    body = exam_post(client, files).get_json()
+    resp = exam_post(client, files, kind="html")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200, html
+    cards = re.findall(r'<article class="view-card" id="view-(\d)"', html)
+    assert cards == ["1", "2", "3", "4"]
+    for view in body["views"]:
+        assert f"{view['tumour']['p_malignant']:.3f}" in html and view["density"]["meaning"] in html
+    for title in ("Left breast,\n        CC", "Left breast,\n        MLO", "Right breast,\n        CC", "Right breast,\n        MLO"):
+        assert title in html
+    assert html.count("breast from the DICOM header") == 4
+    # every view is drawn with the breast outline (cyan) the model found
+    images = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="View \d, image\d\.dcm, with the breast outline"', html)
+    assert len(images) == 4
+    for src in images:
+        shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(src))).convert("RGB")).astype(int)
+        assert ((shown[..., 2] > 200) & (shown[..., 1] > 180) & (shown[..., 0] < 60)).sum() > 50
+    rows = re.findall(r'<tr class="breast[^"]*" data-laterality="([LR]?)">\s*<th scope="row">([^<]+)</th>', html)
+    assert rows == [("L", "Left breast"), ("R", "Right breast")]
+    for b in body["breasts"]:
+        assert f'<td class="breast-p">{b["p_malignant"]:.3f}</td>' in html
+    assert f'id="exam-density-label">{body["exam"]["density_meaning"]}<' in html
+    assert "AUC per breast" in html and "the higher (denser) one" in html
+    assert "Crop boxes and the occlusion heatmap are for single images" in html
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == [] and " style=" not in html
+    assert resp.headers["Cache-Control"] == "no-store" and 'id="provenance"' in html
+
+
+def test_index_page_offers_an_exam_upload(client):
+    html = client.get("/").get_data(as_text=True)
+    assert re.search(r'<input type="file" id="file" name="file" required multiple', html)
+    assert 'id="views-panel"' in html and 'data-max-files="8"' in html and 'data-views="CC,MLO,' in html
+    assert "up to 8 images of one exam" in html and "P001_L_CC.png" in html
+    js = client.get("/static/upload.js").get_data(as_text=True)
+    assert 'pick("laterality"' in js and 'pick("view"' in js and "label.htmlFor" in js

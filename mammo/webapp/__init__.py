@@ -29,9 +29,11 @@ DEFAULTS: dict = {
     "MAMMO_MODEL": None,  # path of the saved MammogramModel; also from the MAMMO_MODEL env var
     "MAMMO_MODEL_MANIFEST": "auto",  # "auto": verify <model>.manifest.json if present; a path; or None
     "MAMMO_MAX_PIXELS": DEFAULT_MAX_PIXELS,  # largest accepted width * height of an upload
+    "MAMMO_MAX_EXAM_PIXELS": None,  # largest width * height of an exam's images together; None: 2 x MAMMO_MAX_PIXELS
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,  # largest request body in bytes (413 above it)
     "MAMMO_MIN_CROP": 16,  # smallest crop box side in pixels
     "MAMMO_DISPLAY_SIZE": 768,  # longer side of the images shown on the result page
+    "MAMMO_EXAM_DISPLAY_SIZE": 384,  # longer side of each view's image on the exam result page
     "MAMMO_PREVIEW_SIZE": 512,  # longer side of the /api/preview thumbnail
     "MAMMO_HEATMAP_GRID": 8,  # occlusion cells per side
     "MAMMO_HEATMAP_MAX_SIDE": 512,  # image side the occlusion map works at

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from ..evaluation.card import CARD_FILES, ModelCard, build_card, card_html, card_style_hash
-from ..features.enhance import enhance
-from ..features.quality import ImplausibleImageError
+from ..evaluation.card import CARD_FILES, card_html, card_style_hash
+from ..exams import VIEWS
 from . import DISCLAIMER
 from .errors import CSP
-from .inference import (
-    UploadError,
-    apply_crop,
-    display_image,
-    heatmap_overlay,
-    occlusion_map,
-    parse_crop,
-    png_data_url,
-    read_upload,
-)
+from .exam import MAX_FILES, RULES, combine, exam_json, flagged, read_exam, score_exam
+from .inference import UploadError, apply_crop, display_image, heatmap_overlay, parse_crop, png_data_url, read_upload
+from .shared import density_meanings, density_rows, display_pixels, model_card_content, ood_view, outline, predict_image, state
 
 main = Blueprint("main", __name__)
 api = Blueprint("api", __name__, url_prefix="/api")
-
-
-def _state() -> dict:
-    return current_app.extensions["mammo"]
 
 
 def _uploaded_image():
@@ -52,66 +39,15 @@ def _flag(name: str) -> bool:
     return (request.form.get(name) or request.args.get(name) or "").strip().lower() in ("1", "true", "on", "yes")
 
 
-def _display_pixels(prepared) -> np.ndarray:
-    """The enhanced view: what the model sees, or, for a model trained on unenhanced
-    crops (``make_task_pipeline(enhance=False)``), the default enhancement of that crop."""
-    step = next(iter(_state()["model"].pipelines.values())).named_steps.get("enhance")
-    if step is not None and step.clip_limit == 0 and step.unsharp_amount == 0:
-        return enhance(prepared.pixels, prepared.mask)
-    return prepared.pixels
+def _exam_files() -> list | None:
+    """The request's files when there are several (one exam), else None: one file keeps the single-image flow."""
+    files = request.files.getlist("file")
+    return files if len(files) > 1 else None
 
 
-def _predict(image: np.ndarray, *, heatmap: bool, enhanced: bool) -> dict:
-    """Predictions (and optionally the enhanced view and occlusion map) under an inference slot."""
-    state = _state()
-    model = state["model"]
-    out: dict = {}
-    with state["slots"]:
-        t0 = time.perf_counter()
-        try:
-            if enhanced:
-                records, prepared = model.analyse([image])
-                out["record"], out["enhanced"] = records[0], prepared[0]
-            else:
-                out["record"] = model.predict_records([image])[0]
-            if heatmap:
-                t1 = time.perf_counter()
-                out["occlusion"] = occlusion_map(
-                    model.with_gate(False),  # the altered copies of an image the gate accepted
-                    image,
-                    grid=current_app.config["MAMMO_HEATMAP_GRID"],
-                    max_side=current_app.config["MAMMO_HEATMAP_MAX_SIDE"],
-                )
-                out["heatmap_seconds"] = time.perf_counter() - t1
-        except UploadError:
-            raise
-        except ImplausibleImageError as exc:
-            raise UploadError(422, f"This image cannot be judged: it {_refusal(exc)}. The model analyses "
-                                   "mammograms (a grey X-ray of one breast), nothing else.") from None
-        except ValueError as exc:  # ImageReadError (e.g. a crop of an absurd aspect ratio) is a ValueError
-            raise UploadError(422, f"The image could not be analysed: {exc}") from None
-        out["seconds"] = time.perf_counter() - t0
-    return out
-
-
-def _refusal(exc: ImplausibleImageError) -> str:
-    """The gate's reason as the rest of a sentence starting "it ..."."""
-    text = str(exc).split(": ", 1)[-1]
-    return text.replace("the image is", "is").replace("the image has", "has").replace("no breast was found", "shows no breast")
-
-
-def _outline(prepared, crop) -> list:
-    """The breast's outline in the uploaded image's pixels (the analysed region may be a crop of it)."""
-    dy, dx = (crop.y, crop.x) if crop else (0, 0)
-    return [c + (dy, dx) for c in prepared.outline()]
-
-
-def _ood_view(record: dict) -> dict | None:
-    if "in_distribution" not in record:
-        return None
-    ood = _state()["model"].ood
-    return {"ok": record["in_distribution"], "score": record["ood_score"], "threshold": record["ood_threshold"],
-            "tail": 1.0 - ood["model"].quantile}
+def _model_json() -> dict:
+    st = state()
+    return {"file": st["info"]["file"], "sha256": st["info"]["sha256"], "pipeline_id": st["model"].metadata.get("pipeline_id")}
 
 
 def _occlusion_json(occ: dict) -> dict:
@@ -136,21 +72,26 @@ def index():
         "main/index.html",
         min_crop=current_app.config["MAMMO_MIN_CROP"],
         max_mb=current_app.config["MAX_CONTENT_LENGTH"] / 2**20,
-        info=_state()["info"],
+        max_files=MAX_FILES,
+        views=VIEWS,
+        info=state()["info"],
         disclaimer=DISCLAIMER,
     )
 
 
 @main.post("/predict")
 def predict():
+    files = _exam_files()
+    if files:
+        return _exam_page(files)
     image, crop, analysed = _uploaded_image()
     heatmap = _flag("heatmap")
-    res = _predict(analysed, heatmap=heatmap, enhanced=True)
+    res = predict_image(analysed, heatmap=heatmap, enhanced=True)
     size = current_app.config["MAMMO_DISPLAY_SIZE"]
     enhanced = res["enhanced"]
     view = {
-        "original": png_data_url(display_image(image, size, crop, outline=_outline(enhanced, crop))),
-        "enhanced": png_data_url(display_image(_display_pixels(enhanced), size)),
+        "original": png_data_url(display_image(image, size, crop, outline=outline(enhanced, crop))),
+        "enhanced": png_data_url(display_image(display_pixels(enhanced), size)),
         "flipped": bool(enhanced.flipped),
         "inverted": bool(enhanced.inverted),
         "width": image.shape[1],
@@ -164,35 +105,46 @@ def predict():
     return render_template(
         "main/result.html",
         rec=record,
-        ood=_ood_view(record),
-        density=_density_rows(record["density"]) if "density" in record else None,
+        ood=ood_view(record),
+        density=density_rows(record["density"]) if "density" in record else None,
         view=view,
         occ=res.get("occlusion"),
         heatmap_seconds=res.get("heatmap_seconds"),
         seconds=res["seconds"],
         card=model_card_content(),
-        info=_state()["info"],
+        info=state()["info"],
         disclaimer=DISCLAIMER,
     )
 
 
-def _density_rows(density: dict) -> list[dict]:
-    meanings = _state()["model"].metadata.get("tasks", {}).get("density", {}).get("class_meanings", {})
-    return [
-        {
-            "cls": c,
-            "meaning": meanings.get(c, c),
-            "p": p,
-            "predicted": str(density["label"]) == c,
-        }
-        for c, p in density["probabilities"].items()
-    ]
-
-
-def model_card_content() -> ModelCard:
-    """The loaded model's card, built from its metadata (what the result page summarises)."""
-    state = _state()
-    return build_card(state["model"].metadata, model_file=state["info"])
+def _exam_page(files: list):
+    """The result page of several files: a card per view, the per-breast table and the exam's density."""
+    images = read_exam(files, request.form, heatmap=_flag("heatmap"))
+    seconds = score_exam(images)
+    exam = combine(images)
+    size = current_app.config["MAMMO_EXAM_DISPLAY_SIZE"]
+    cards = []
+    for im in images:
+        card = {"view": im.view, "error": im.reason, "rec": im.record, "ood": ood_view(im.record) if im.record else None}
+        if im.scan is not None:  # refused by the gate: shown without an outline
+            lines = outline(im.prepared, None) if im.prepared is not None else None
+            card.update(image=png_data_url(display_image(im.scan, size, outline=lines)), outlined=bool(lines),
+                        width=im.scan.shape[1], height=im.scan.shape[0])
+        cards.append(card)
+    meanings = density_meanings()
+    return render_template(
+        "main/exam.html",
+        cards=cards,
+        exam=exam,
+        breasts=[{"b": b, "flagged": flagged(b.p_malignant)} for b in exam.breasts],
+        density_meaning=None if exam.density is None else meanings.get(str(exam.density), str(exam.density)),
+        threshold=state()["model"].threshold,
+        rules=RULES,
+        seconds=seconds,
+        card=model_card_content(),
+        info=state()["info"],
+        disclaimer=DISCLAIMER,
+    )
 
 
 def _card_file() -> str | None:
@@ -203,7 +155,7 @@ def _card_file() -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     # a card another model left in the folder must not speak for this one
-    return html if _state()["info"]["sha256"] in html else None
+    return html if state()["info"]["sha256"] in html else None
 
 
 @main.get("/model-card")
@@ -220,14 +172,20 @@ def model_card():
 
 @api.post("/predict")
 def api_predict():
+    files = _exam_files()
+    if files:
+        images = read_exam(files, request.form, heatmap=_flag("heatmap"))
+        seconds = score_exam(images)
+        body = {**exam_json(images, combine(images)), "model": _model_json(), "seconds": round(seconds, 4),
+                "disclaimer": DISCLAIMER}
+        return jsonify(body)
     image, crop, analysed = _uploaded_image()
     heatmap = _flag("heatmap")
-    res = _predict(analysed, heatmap=heatmap, enhanced=False)
+    res = predict_image(analysed, heatmap=heatmap, enhanced=False)
     body = {
         **res["record"],
         "image": {"width": image.shape[1], "height": image.shape[0], "crop": crop.as_list() if crop else None},
-        "model": {"file": _state()["info"]["file"], "sha256": _state()["info"]["sha256"],
-                  "pipeline_id": _state()["model"].metadata.get("pipeline_id")},
+        "model": _model_json(),
         "seconds": round(res["seconds"], 4),
         "disclaimer": DISCLAIMER,
     }
@@ -251,9 +209,9 @@ def api_preview():
 
 @main.get("/healthz")
 def healthz():
-    state = _state()
-    meta = state["model"].metadata
+    st = state()
+    meta = st["model"].metadata
     return jsonify({
         "status": "ok",
-        "model": {**state["info"], "pipeline_id": meta.get("pipeline_id"), "tasks": sorted(state["model"].pipelines)},
+        "model": {**st["info"], "pipeline_id": meta.get("pipeline_id"), "tasks": sorted(st["model"].pipelines)},
     })

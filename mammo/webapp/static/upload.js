@@ -1,6 +1,9 @@
 // Upload page: drag and drop, a server-rendered preview (works for DICOM and TIFF too),
 // and a crop rectangle drawn with the mouse whose box (original-image pixels) is sent
 // in the hidden "crop" field as "x,y,w,h". Without JavaScript the form still works, uncropped.
+// Several files (one exam): no crop or heatmap; per file, a breast and a view select, sent as
+// repeated "laterality" and "view" fields in the files' order ("" = auto: the server reads the
+// DICOM header or the file name, and is the one that decides).
 "use strict";
 (function () {
   const form = document.getElementById("upload-form");
@@ -14,6 +17,11 @@
   const reset = document.getElementById("crop-reset");
   const errorBox = document.getElementById("preview-error");
   const submit = document.getElementById("submit");
+  const heatmap = document.getElementById("heatmap");
+  const viewsPanel = document.getElementById("views-panel");
+  const viewsList = document.getElementById("views-list");
+  const maxFiles = parseInt(viewsPanel.dataset.maxFiles, 10) || 8;
+  const viewCodes = (viewsPanel.dataset.views || "CC,MLO").split(",");
   const minCrop = parseInt(canvas.dataset.minCrop, 10) || 16;
   const ctx = canvas.getContext("2d");
   let img = null;          // preview image
@@ -116,7 +124,57 @@
     im.src = body.preview;
   }
 
-  input.addEventListener("change", function () { preview(input.files[0]); });
+  function pick(name, index, text, options) {
+    const wrap = document.createElement("span");
+    const label = document.createElement("label");
+    const sel = document.createElement("select");
+    sel.name = name;
+    sel.id = name + "-" + index;
+    label.htmlFor = sel.id;
+    label.textContent = text + " ";
+    options.forEach(function (o) {
+      const opt = document.createElement("option");
+      opt.value = o[0];
+      opt.textContent = o[1];
+      sel.append(opt);
+    });
+    wrap.append(label, sel);
+    return wrap;
+  }
+
+  function showViews(files) {
+    viewsList.replaceChildren();
+    const several = files.length > 1;
+    viewsPanel.hidden = !several;
+    heatmap.disabled = several;
+    if (several) heatmap.checked = false;
+    if (!several) return;
+    if (files.length > maxFiles) {
+      showError("Choose at most " + maxFiles + " images of one exam (" + files.length + " chosen).");
+    }
+    Array.from(files).forEach(function (f, i) {
+      const set = document.createElement("fieldset");
+      set.className = "view-choice";
+      const legend = document.createElement("legend");
+      legend.textContent = f.name;
+      set.append(legend,
+        pick("laterality", i, "Breast", [["", "auto"], ["L", "left"], ["R", "right"]]),
+        pick("view", i, "View", [["", "auto"]].concat(viewCodes.map(function (v) { return [v, v]; }))));
+      viewsList.append(set);
+    });
+  }
+
+  function chosen(files) {
+    if (files.length > 1) {
+      preview(null);  // no crop for several files: clears the box and hides the panel
+      showViews(files);
+    } else {
+      showViews(files);
+      preview(files[0]);
+    }
+  }
+
+  input.addEventListener("change", function () { chosen(input.files); });
   ["dragenter", "dragover"].forEach(function (t) {
     zone.addEventListener(t, function (ev) { ev.preventDefault(); zone.classList.add("over"); });
   });
@@ -127,7 +185,7 @@
     ev.preventDefault();
     if (ev.dataTransfer && ev.dataTransfer.files.length) {
       input.files = ev.dataTransfer.files;
-      preview(input.files[0]);
+      chosen(input.files);
     }
   });
   form.addEventListener("submit", function () {
