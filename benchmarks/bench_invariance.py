@@ -91,7 +91,7 @@ def copies(img: np.ndarray, rng: np.random.Generator) -> dict[str, bytes]:
 def _predict(model, sources: list) -> list[dict | None]:
     """Per source: {grade, p, ood} or None when refused or unreadable."""
     out: list[dict | None] = [None] * len(sources)
-    for indices, proba, ood, failures in model.iter_predict(sources, errors="record"):
+    for indices, proba, ood, _failures in model.iter_predict(sources, errors="record"):
         grades = model.labels("density", proba["density"]) if indices and "density" in proba else None
         for k, i in enumerate(indices):
             out[i] = {"grade": None if grades is None else int(grades[k]),

@@ -30,7 +30,7 @@ SETS = {
 def flagged(model, sources: list) -> dict:
     """Refused by the gate, and flagged out of distribution among the rest."""
     refused, flags = 0, []
-    for indices, _, ood, failures in model.iter_predict(sources, errors="record"):
+    for _indices, _, ood, failures in model.iter_predict(sources, errors="record"):
         refused += len(failures)
         if ood is not None:
             flags += [not f for f in ood[1]]

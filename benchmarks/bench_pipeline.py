@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     import keras
 
     from mammo.classifiers import MammogramModel, make_task_pipeline
-    from mammo.features import BreastCropper, CNNEmbedding, Enhancer, GLCMFeatures, ImageReader, LBPFeatures
+    from mammo.features import CNNEmbedding, GLCMFeatures, LBPFeatures
 
     paths = image_paths(args.data, args.n)
     n = len(paths)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
-from functools import partial
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 

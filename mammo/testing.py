@@ -18,7 +18,7 @@ Nothing here is used by training or prediction.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -329,10 +329,9 @@ def more_non_mammograms(seed: int = 1) -> dict[str, np.ndarray]:
     images: smooth random fields, blobs and ellipses on black, stripes, a barcode, a
     screen-like layout of boxes, a sinusoidal grating.
     """
+    import skimage.data
     from scipy.ndimage import gaussian_filter
     from skimage.color import rgb2gray
-
-    import skimage.data
 
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
@@ -406,3 +405,13 @@ def write_dicom(arr: np.ndarray, dest, *, photometric: str = "MONOCHROME2", bits
         del ds.file_meta
         pydicom.dcmwrite(dest, ds, implicit_vr=True, little_endian=True)
     return dest
+
+
+def run_until_closed(server) -> None:
+    """``server.run()`` for a thread (a waitress server of :func:`mammo.webapp.make_server`):
+    closing the server from another thread can race waitress' select loop, which then
+    raises; that is the server shutting down, not an error."""
+    try:
+        server.run()
+    except (OSError, ValueError):  # "bad file descriptor" after close()
+        pass

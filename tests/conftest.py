@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mammo.storage import keras_home
-from mammo.testing import simulate_copies, synthetic_mammogram, write_dicom  # noqa: F401 (tests import it from here)
+from mammo.testing import simulate_copies, synthetic_mammogram
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
@@ -44,8 +44,9 @@ def weights_available() -> bool:
     return (home / "models" / WEIGHTS_FILE.name).is_file()
 
 
-#: Test files whose every test is slow: a real browser, a Dask cluster, Keras training.
-SLOW_FILES = ("test_browser.py", "test_dask.py", "test_finetune.py")
+#: Test files whose every test is slow: a real browser, a Dask cluster, Keras training,
+#: a real training run, fresh command-line processes.
+SLOW_FILES = ("test_browser.py", "test_dask.py", "test_finetune.py", "test_card.py", "test_cli.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
@@ -146,11 +147,3 @@ def dphi_copies():
     """6 originals x 10 DPhi-style augmented copies (:func:`mammo.testing.simulate_copies`), and the true groups."""
     rng = np.random.default_rng(7)
     return simulate_copies([_original(rng, k) for k in range(6)], 10, seed=3)
-
-
-def run_until_closed(server) -> None:
-    """``server.run()`` for a thread; closing the server from another thread can race waitress' select loop."""
-    try:
-        server.run()
-    except (OSError, ValueError):  # "bad file descriptor" after close(): the server is shutting down
-        pass

@@ -52,4 +52,4 @@ def test_the_extra_blocks_old_home_still_answers():
     assert extra.EXTRA_BLOCKS is blocks.EXTRA_BLOCKS
     assert isinstance(extra.make_extra_block("intensity"), IntensityFeatures)
     with pytest.raises(AttributeError):
-        extra.no_such_name
+        _ = extra.no_such_name

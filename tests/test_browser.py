@@ -17,8 +17,7 @@ import pytest
 pytest.importorskip("flask_wtf", reason="Flask-WTF is needed for the web app's CSRF protection")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
 
-from conftest import run_until_closed
-
+from mammo.testing import run_until_closed  # noqa: E402
 from mammo.webapp import create_app, make_server  # noqa: E402
 from mammo.webapp.demo import fit_demo_model  # noqa: E402
 

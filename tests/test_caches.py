@@ -93,12 +93,11 @@ def test_every_cache_uses_one_root(tmp_path, monkeypatch):
     """Feature blocks, grouping signatures, ONNX models and `mammo cache` agree on the root, even for an empty variable."""
     from pathlib import Path
 
+    from mammo import storage
     from mammo.featcache import default_cache_dir
     from mammo.features.cnn import cache_dir
     from mammo.grouping import find
     from mammo.storage import cache_root
-
-    from mammo import storage
 
     monkeypatch.setattr(storage, "checkout_cache", lambda: None)  # as installed from a wheel
     for value, root in ((str(tmp_path), tmp_path), ("", Path.home() / ".cache" / "mammo")):

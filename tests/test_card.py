@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from markupsafe import escape
 from PIL import Image
+from test_train_pipeline import make_manifest
 
-from conftest import run_until_closed
 from mammo.classifiers import file_sha256, load_model
 from mammo.evaluation.card import (
     CARD_FILES,
@@ -32,9 +32,8 @@ from mammo.evaluation.card import (
     card_markdown,
     card_style_hash,
 )
-from mammo.testing import synthetic_mammogram
+from mammo.testing import run_until_closed, synthetic_mammogram
 from mammo.training.cli import main as train
-from test_train_pipeline import make_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--feature-sets", "texture", "--models", "svm", "xgboost", "--no-deep", "--jobs", "1", "--quiet",

@@ -14,7 +14,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mammo.classifiers.estimators import expected_grade, fit_cut_points, quadratic_kappa
 from mammo.classifiers import (
     ArtifactIntegrityError,
     CappedPCA,
@@ -25,6 +24,7 @@ from mammo.classifiers import (
     make_classifier,
     make_task_pipeline,
 )
+from mammo.classifiers.estimators import expected_grade, fit_cut_points, quadratic_kappa
 from mammo.features.region import BreastCropper
 
 
@@ -284,7 +284,7 @@ def test_cnn_model_round_trip_in_fresh_process(synthetic_set, tmp_path):
         np.testing.assert_array_equal(np.asarray(got[task]), expected[task])
 
 
-def _dphi(n, seed=0):
+def _dphi(require_data, n, seed=0):
     import pandas as pd
 
     root = require_data("dphi-sprint31")
@@ -297,7 +297,7 @@ def _dphi(n, seed=0):
 
 @pytest.mark.needs_weights
 def test_fit_predict_on_real_images(tmp_path, require_data):
-    paths, density, tumour = _dphi(96)
+    paths, density, tumour = _dphi(require_data, 96)
     model = MammogramModel({t: make_task_pipeline(t, "combined", "svm") for t in ("density", "tumour")})
     model.fit(paths[:72], density=density[:72], tumour=tumour[:72])
     proba = model.predict_proba(paths[72:])
@@ -320,7 +320,6 @@ def test_capped_pca_caps_to_the_data(rng):
 
 
 def test_pipeline_without_enhancement_keeps_grey_levels(synthetic_set):
-    from mammo.classifiers.model import split_pipeline
 
     paths = synthetic_set[0][:2]
     plain = make_task_pipeline("density", "texture", "svm", enhance=False)

@@ -9,7 +9,6 @@ import joblib
 import numpy as np
 import pytest
 
-
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed")
 
 
@@ -33,7 +32,7 @@ def test_features_on_cluster_equal_local(cluster, synthetic_set):
     with distributed.Client(cluster) as client, joblib.parallel_config(backend="dask"):
         remote = model.transform(paths[24:36])
         # Each worker built the CNN once and kept it (module-level cache).
-        loaded = client.run(lambda: len(__import__("mammo.features.cnn", fromlist=["x"])._RUNNERS))
+        loaded = client.run(lambda: len(__import__("mammo.features.backbone", fromlist=["x"])._RUNNERS))
     for task in local:
         assert remote[task].shape == local[task].shape == (12, 54 + n_features("multi"))
         np.testing.assert_allclose(remote[task], local[task], rtol=1e-5, atol=1e-5)

@@ -10,8 +10,8 @@ from skimage.feature import local_binary_pattern
 from sklearn.base import clone
 
 from mammo.features import BreastCropper, CNNActivations, CNNEmbedding, Enhancer, GLCMFeatures, LBPFeatures, read_image
-from mammo.features.region import Mammogram, breast_mask, crop_breast, is_inverted
 from mammo.features.quality import InputQualityGate
+from mammo.features.region import Mammogram, breast_mask, crop_breast, is_inverted
 from mammo.features.texture import glcm_features, lbp8_uniform, lbp_features
 
 TRANSFORMERS = [BreastCropper(), InputQualityGate(), Enhancer(), GLCMFeatures(), LBPFeatures(), CNNEmbedding(), CNNActivations()]

@@ -35,6 +35,7 @@ def test_signature_shape_and_blank(original):
     assert image_signature(np.zeros((64, 64))).shape == (0, 131)
 
 
+@pytest.mark.slow
 def test_synthetic_copies_are_grouped_exactly(dphi_copies, tmp_path):
     images, truth = dphi_copies
     groups, det = find_duplicate_groups(images, progress=False, cache_dir=tmp_path, return_details=True)
@@ -127,6 +128,7 @@ def test_audit_split_finds_leaks():
     assert audit_split([0, 0, 1], ["train", "train", "test"]).empty
 
 
+@pytest.mark.slow
 def test_audit_cli_detects_leaky_split(dphi_copies, tmp_path):
     images, truth = dphi_copies
     folder = tmp_path / "imgs"
@@ -227,6 +229,7 @@ def test_result_cache_returns_the_uncached_result(dphi_copies, tmp_path, count_g
     assert len(count_groupings) == 2
 
 
+@pytest.mark.slow
 def test_result_cache_misses_on_parameters_content_and_corruption(dphi_copies, tmp_path, count_groupings):
     images = dphi_copies[0][:30]
     folder = tmp_path / "imgs"

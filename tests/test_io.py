@@ -17,17 +17,16 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_windowing, get_decoder
 from pydicom.uid import (
-    JPEG2000Lossless,
     ExplicitVRLittleEndian,
     HTJ2KLossless,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
 )
 from sklearn.base import clone
 
-from mammo.testing import write_dicom
 from mammo.features.io import (
     DEFAULT_MAX_PIXELS,
     EmptyImageError,
@@ -36,12 +35,12 @@ from mammo.features.io import (
     ImageShapeError,
     ImageTooLargeError,
     NotAnImageError,
+    Scan,
     TruncatedImageError,
     UnsupportedDicomError,
-    Scan,
     read_image,
-    read_scan,
 )
+from mammo.testing import write_dicom
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RNG = np.random.default_rng(0)

@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import write_dicom
 from mammo.cli import main as mammo_main
 from mammo.conventions import find_images
 from mammo.predict import main
+from mammo.testing import write_dicom
 
 
 @pytest.fixture

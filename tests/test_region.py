@@ -7,12 +7,11 @@ import io
 import numpy as np
 import pytest
 
-from mammo.testing import write_dicom
 from mammo.features.io import read_scan
+from mammo.features.quality import assess
 from mammo.features.region import crop_breast
 from mammo.features.segmentation import is_inverted, segment_breast
-from mammo.features.quality import assess
-from mammo.testing import film_scan, larger_detector, synthetic_mammogram
+from mammo.testing import film_scan, larger_detector, synthetic_mammogram, write_dicom
 
 
 def _truth(img: np.ndarray) -> np.ndarray:

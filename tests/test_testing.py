@@ -12,7 +12,7 @@ def test_film_scan_never_draws_on_the_original():
     margins once landed on the breast at the chest wall), or are left out."""
     rng = np.random.default_rng(0)
     labelled = 0
-    for seed in range(200):
+    for seed in range(100):
         h, w = int(rng.integers(60, 900)), int(rng.integers(60, 900))
         img = rng.random((h, w)).astype(np.float32)
         film, (dr, dc) = film_scan(img, np.random.default_rng(seed))
@@ -20,7 +20,7 @@ def test_film_scan_never_draws_on_the_original():
         # the same film edges (drawn first, from the same seed) without label and marker
         bare, _ = film_scan(img, np.random.default_rng(seed), label=False, marker=False)
         labelled += not np.array_equal(film, bare)
-    assert labelled > 150  # nearly every copy still carries a label or a marker
+    assert labelled > 75  # nearly every copy still carries a label or a marker
 
 
 def test_larger_detector_keeps_the_original():

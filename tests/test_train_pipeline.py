@@ -56,6 +56,7 @@ def run(args):
 
 # ----------------------------------------------------------------------------- layouts
 
+@pytest.mark.slow
 def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env, capsys):
     csv = make_manifest(tmp_path / "man")
     out = tmp_path / "run"
@@ -124,6 +125,7 @@ def make_mias(root):
     return root
 
 
+@pytest.mark.slow
 def test_mias_layout(tmp_path, cache_env):
     root = make_mias(tmp_path / "mias")
     out = tmp_path / "run"
@@ -179,6 +181,7 @@ def _augment(img, rng):
     return np.ascontiguousarray(out)
 
 
+@pytest.mark.slow
 def test_dphi_layout_groups_augmented_copies(tmp_path, cache_env):
     root = tmp_path / "dphi"
     (root / "train").mkdir(parents=True)
@@ -188,7 +191,7 @@ def test_dphi_layout_groups_augmented_copies(tmp_path, cache_env):
     for orig in range(12):
         d, t = orig % 4 + 1, (orig // 4) % 2
         base = synthetic_mammogram(rng, d, t, shape=(224, 224))
-        for c in range(4):
+        for _ in range(4):
             name = f"Image_{k}.jpg"
             Image.fromarray((_augment(base, rng) * 255).astype(np.uint8)).convert("RGB").save(root / "train" / name, quality=95)
             rows.append(f"{name},Density{d}{'Malignant' if t else 'Benign'}")
@@ -215,6 +218,7 @@ def test_dphi_layout_groups_augmented_copies(tmp_path, cache_env):
 
 # ----------------------------------------------------------------------------- deep baselines
 
+@pytest.mark.slow
 @pytest.mark.needs_weights
 def test_keras_head_runs_beside_the_candidates_and_is_reported(tmp_path, cache_env):
     csv = make_manifest(tmp_path / "man", n_patients=12)
@@ -229,6 +233,7 @@ def test_keras_head_runs_beside_the_candidates_and_is_reported(tmp_path, cache_e
     assert "cnn+keras-head" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.needs_weights
 def test_fine_tuned_baseline_is_reported_not_selected_and_its_maps_cached(tmp_path, cache_env):
     csv = make_manifest(tmp_path / "man", n_patients=12)

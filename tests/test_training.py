@@ -25,7 +25,6 @@ from mammo.training import (
     selection_estimate,
 )
 
-
 # ----------------------------------------------------------------------------- folds
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -210,6 +209,7 @@ def test_selection_estimate_scores_density_by_the_models_own_grades():
 
 # ----------------------------------------------------------------------------- deep baselines
 
+@pytest.mark.slow
 def test_deep_head_learns_a_separable_signal_under_grouped_folds():
     rng = np.random.default_rng(1)
     g = np.repeat(np.arange(30), 3).astype(str)
@@ -225,6 +225,7 @@ def test_deep_head_learns_a_separable_signal_under_grouped_folds():
     assert shuffled.pooled["qwk"] < res.pooled["qwk"] - 0.3
 
 
+@pytest.mark.slow
 def test_deep_head_does_not_warn_about_retracing(caplog):
     """One new model per fold is traced once by design: no TensorFlow warning in the user's run log."""
     rng = np.random.default_rng(0)

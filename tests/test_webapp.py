@@ -16,11 +16,14 @@ from PIL import Image
 
 pytest.importorskip("flask_wtf", reason="Flask-WTF is needed for the web app's CSRF protection")
 
-from conftest import run_until_closed, write_dicom  # noqa: E402
 from mammo.classifiers import load_model  # noqa: E402
+from mammo.testing import (  # noqa: E402
+    run_until_closed,
+    synthetic_mammogram,  # noqa: E402
+    write_dicom,
+)
 from mammo.webapp import ModelLoadError, create_app, make_server, serve  # noqa: E402
 from mammo.webapp.__main__ import main as cli_main  # noqa: E402
-from mammo.testing import synthetic_mammogram  # noqa: E402
 from mammo.webapp.demo import fit_demo_model  # noqa: E402
 from mammo.webapp.inference import (  # noqa: E402
     Crop,
@@ -522,8 +525,12 @@ def test_cli_help_and_missing_model(capsys, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         cli_main([])
     assert exc.value.code == 2 and "no model given" in capsys.readouterr().err
-    assert cli_main(["--model", str(tmp_path / "missing.joblib")]) == 2
-    assert "Model file not found" in capsys.readouterr().err
+    with pytest.raises(ModelLoadError, match="Model file not found"):  # mammo.cli turns it into one line, exit 2
+        cli_main(["--model", str(tmp_path / "missing.joblib")])
+    from mammo.cli import run
+
+    assert run("serve", ["--model", str(tmp_path / "missing.joblib")]) == 2
+    assert capsys.readouterr().err.startswith("mammo serve: error: Model file not found")
 
 
 # --------------------------------------------------------------------------- real CNN pipeline
@@ -676,7 +683,7 @@ def check_records(body: dict, model_path, files: list[tuple]) -> None:
     the last bits (``predict_records`` of the four files together does the same).
     """
     model = load_model(model_path)
-    for view, (name, data) in zip(body["views"], files):
+    for view, (_name, data) in zip(body["views"], files):
         if "error" in view:
             continue
         alone = model.predict_records([data])[0]

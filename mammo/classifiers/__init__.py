@@ -1,7 +1,7 @@
 """Task pipelines (density, tumour) and the saved two-task model artifact."""
 
-from .estimators import CappedPCA, ClassWeighted, OrdinalClassifier
 from .artifact import ArtifactIntegrityError, ModelFileError, OldArtifactWarning, load_model
+from .estimators import CappedPCA, ClassWeighted, OrdinalClassifier
 from .model import MammogramModel, file_sha256
 from .pipelines import (
     DENSITY_CLASSES,

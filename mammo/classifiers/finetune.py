@@ -18,7 +18,8 @@ density stays below the frozen features (docs/results.md).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

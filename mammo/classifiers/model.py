@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from ..features.blocks import feature_set_name
 from ..features.cnn import CNNEmbedding
 from ..storage import atomic_open, atomic_write, file_sha256, step_key
-from .estimators import expected_grade
 from .batches import featurise_chunk, run_stateless
+from .estimators import expected_grade
 from .ood import DistributionModel
 from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES, split_pipeline
 
@@ -82,7 +82,7 @@ class MammogramModel:
 
     # ---------------------------------------------------------------- fitting
     def fit(self, images, *, features: dict | None = None, class_meanings: dict | None = None, progress: bool = False,
-            groups=None, **labels) -> "MammogramModel":
+            groups=None, **labels) -> MammogramModel:
         """Fit every task pipeline, then the out-of-distribution model (:meth:`fit_ood`).
 
         ``labels`` maps task -> labels (NaN / None = unlabelled); ``groups`` (one per
@@ -125,7 +125,7 @@ class MammogramModel:
         groups = None if groups is None else np.asarray(groups)
         return self.fit_ood(features, None if groups is None else {t: groups[m] for t, m in masks.items()})
 
-    def with_gate(self, enabled: bool) -> "MammogramModel":
+    def with_gate(self, enabled: bool) -> MammogramModel:
         """This model with the input-quality gate on or off (the fitted steps are shared).
 
         Off, e.g., for the occlusion map's altered copies of an image the gate accepted.
@@ -146,7 +146,7 @@ class MammogramModel:
             return (any(isinstance(b, CNNEmbedding) for b in blocks), len(blocks))
         return max(self.pipelines, key=rank)
 
-    def fit_ood(self, features: dict, groups: dict | None = None, **params) -> "MammogramModel":
+    def fit_ood(self, features: dict, groups: dict | None = None, **params) -> MammogramModel:
         """Fit the out-of-distribution model on ``features[task]`` of the training images.
 
         ``features`` maps task -> training feature rows (as in :meth:`fit`), ``groups``

@@ -71,7 +71,7 @@ class DistributionModel(BaseEstimator):
         self.quantile = quantile
         self.cv = cv
 
-    def fit(self, X, y=None, groups=None) -> "DistributionModel":
+    def fit(self, X, y=None, groups=None) -> DistributionModel:
         """Describe the training rows ``X``; ``groups`` (e.g. patients) keep cross-fitting honest."""
         self._validate_params()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=4)

@@ -116,7 +116,7 @@ class Dataset:
             }
         return out
 
-    def subset(self, index: Any) -> "Dataset":
+    def subset(self, index: Any) -> Dataset:
         """A new Dataset with the images selected by an integer or boolean index."""
         idx = np.arange(len(self.paths))[index]
         return Dataset(

@@ -19,7 +19,8 @@ percentile bootstrap that resamples whole patients (groups).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

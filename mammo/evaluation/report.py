@@ -7,8 +7,9 @@ can be rewritten from a saved ``metrics.json`` alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .metrics import PRIMARY_METRIC
 

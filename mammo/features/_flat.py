@@ -153,7 +153,7 @@ class Regions:
     nearest: np.ndarray  # per pixel: that region's label
     candidates: np.ndarray  # bool: could be the background (see _background_candidates)
 
-    def inverted(self) -> "Regions":
+    def inverted(self) -> Regions:
         """The same regions described for the inverted image (1 - x)."""
         return replace(self, levels=np.where(np.arange(len(self.levels)) > 0, 1.0 - self.levels, 0.0),
                        split=1.0 - self.split, grey_ends=(1.0 - self.grey_ends[1], 1.0 - self.grey_ends[0]))

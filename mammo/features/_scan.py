@@ -98,7 +98,7 @@ class Scan:
     def __array__(self, dtype=None, copy=None):
         return self.pixels if dtype is None else self.pixels.astype(dtype)
 
-    def crop(self, row0: int, row1: int, col0: int, col1: int) -> "Scan":
+    def crop(self, row0: int, row1: int, col0: int, col1: int) -> Scan:
         """The scan restricted to a box (a contiguous copy of the pixels)."""
         return replace(self, pixels=np.ascontiguousarray(self.pixels[row0:row1, col0:col1]))
 

@@ -12,8 +12,9 @@ crops to a fixed number of columns, with ``get_feature_names_out``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .cnn import CNNEmbedding
 from .extra import IntensityFeatures

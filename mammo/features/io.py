@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
@@ -242,7 +243,7 @@ class ImageReader(StatelessImageTransformer):
         self.min_side = min_side
         self.max_aspect = max_aspect
 
-    def fit(self, X: Sequence[Source], y: Any = None) -> "ImageReader":
+    def fit(self, X: Sequence[Source], y: Any = None) -> ImageReader:
         """Validate the parameters; nothing is learnt.
 
         Parameters

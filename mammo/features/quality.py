@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from ._base import StatelessImageTransformer
 from .io import ImageReadError
 from .region import Mammogram

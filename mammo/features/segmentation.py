@@ -32,15 +32,15 @@ from scipy import ndimage as ndi
 from . import _morph
 from ._artefacts import artefact_mask, thin_strips
 from ._flat import (
+    Regions,
+    box_mean,
     classify,
-    empty_areas,
     decide_inverted,
+    empty_areas,
+    flat_regions,
     grey_span,
     local_std,
-    box_mean,
     otsu_threshold,
-    Regions,
-    flat_regions,
     polarity_evidence,
 )
 
@@ -117,7 +117,7 @@ class Segmentation:
             c0 + min(w, int(np.ceil((cols[-1] + 1) * f))),
         )
 
-    def mirrored(self, width: int) -> "Segmentation":
+    def mirrored(self, width: int) -> Segmentation:
         """The same segmentation described for the left-right mirror of a ``width``-wide source."""
         r0, r1, c0, c1 = self.box
         return replace(self, mask=np.ascontiguousarray(self.mask[:, ::-1]), box=(r0, r1, width - c1, width - c0))

@@ -14,8 +14,9 @@ Signatures are cached per image under ``<cache>/<SIGNATURE_VERSION>/``, keyed by
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..classifiers.estimators import DECISIONS
 from ..classifiers.pipelines import MODELS, TASKS

@@ -19,8 +19,8 @@ from ..features.io import (
     ImageShapeError,
     ImageTooLargeError,
     NotAnImageError,
-    TruncatedImageError,
     Scan,
+    TruncatedImageError,
     UnsupportedDicomError,
     read_scan,
 )

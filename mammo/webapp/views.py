@@ -13,7 +13,16 @@ from . import DISCLAIMER
 from .errors import CSP
 from .exam import MAX_FILES, RULES, combine, exam_json, flagged, read_exam, score_exam
 from .inference import UploadError, apply_crop, display_image, heatmap_overlay, parse_crop, png_data_url, read_upload
-from .shared import density_meanings, density_rows, display_pixels, model_card_content, ood_view, outline, predict_image, state
+from .shared import (
+    density_meanings,
+    density_rows,
+    display_pixels,
+    model_card_content,
+    ood_view,
+    outline,
+    predict_image,
+    state,
+)
 
 main = Blueprint("main", __name__)
 api = Blueprint("api", __name__, url_prefix="/api")
