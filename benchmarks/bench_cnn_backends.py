@@ -32,7 +32,9 @@ def main(argv=None) -> int:
 
     from mammo.features.cnn import load_runner
 
-    model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, pooling="avg", weights="imagenet")
+    model = keras.applications.MobileNetV2(
+        input_shape=(224, 224, 3), include_top=False, pooling="avg", weights="imagenet"
+    )
     x = np.random.default_rng(0).uniform(-1, 1, size=(n, 224, 224, 3)).astype(np.float32)
 
     def batched(fn):
@@ -45,7 +47,9 @@ def main(argv=None) -> int:
         "onnxruntime": batched(load_runner("imagenet", 224, "onnx")),
     }
     if args.xla:
-        xla = tf.function(lambda z: model(z, training=False), jit_compile=True, input_signature=[tf.TensorSpec([32, 224, 224, 3])])
+        xla = tf.function(
+            lambda z: model(z, training=False), jit_compile=True, input_signature=[tf.TensorSpec([32, 224, 224, 3])]
+        )
         runtimes["tf_function_xla"] = batched(xla)
 
     results, reference = {}, None

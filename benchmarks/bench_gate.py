@@ -72,9 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     for cname, corpus in (("non-mammograms", non_mammograms()), ("held-out non-mammograms", more_non_mammograms())):
         reasons = _verdicts(list(corpus.values()), args.jobs)
         missed = [k for k, r in zip(corpus, reasons) if r is None]
-        out["corpora"][cname] = {"n": len(corpus), "caught": len(corpus) - len(missed), "missed": missed,
-                                 "reasons": dict(Counter(r for r in reasons if r))}
-        print(f"{cname}: gate refuses {len(corpus) - len(missed)} of {len(corpus)}; accepted: {', '.join(missed) or '-'}")
+        out["corpora"][cname] = {
+            "n": len(corpus),
+            "caught": len(corpus) - len(missed),
+            "missed": missed,
+            "reasons": dict(Counter(r for r in reasons if r)),
+        }
+        print(
+            f"{cname}: gate refuses {len(corpus) - len(missed)} of {len(corpus)}; accepted: {', '.join(missed) or '-'}"
+        )
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0

@@ -94,9 +94,11 @@ def _predict(model, sources: list) -> list[dict | None]:
     for indices, proba, ood, _failures in model.iter_predict(sources, errors="record"):
         grades = model.labels("density", proba["density"]) if indices and "density" in proba else None
         for k, i in enumerate(indices):
-            out[i] = {"grade": None if grades is None else int(grades[k]),
-                      "p": float(proba["tumour"][k, 1]) if "tumour" in proba else None,
-                      "ood": None if ood is None else bool(not ood[1][k])}
+            out[i] = {
+                "grade": None if grades is None else int(grades[k]),
+                "p": float(proba["tumour"][k, 1]) if "tumour" in proba else None,
+                "ood": None if ood is None else bool(not ood[1][k]),
+            }
     return out
 
 
@@ -129,23 +131,33 @@ def _summary(pairs: list, n: int) -> dict:
     grades = [a["grade"] == b["grade"] for a, b in done if a["grade"] is not None]
     dp = np.array([abs(a["p"] - b["p"]) for a, b in done if a["p"] is not None])
     ood = [b["ood"] for _, b in done if b["ood"] is not None]
-    return {"n": n, "refused": n - len(done), "grade_unchanged": float(np.mean(grades)) if grades else None,
-            "dp_median": float(np.median(dp)) if len(dp) else None, "dp_p90": float(np.percentile(dp, 90)) if len(dp) else None,
-            "flagged_ood": float(np.mean(ood)) if ood else None}
+    return {
+        "n": n,
+        "refused": n - len(done),
+        "grade_unchanged": float(np.mean(grades)) if grades else None,
+        "dp_median": float(np.median(dp)) if len(dp) else None,
+        "dp_p90": float(np.percentile(dp, 90)) if len(dp) else None,
+        "flagged_ood": float(np.mean(ood)) if ood else None,
+    }
 
 
 def markdown(results: dict[str, dict[str, dict]]) -> str:
     def f(v, pct=False):
         return "-" if v is None else f"{100 * v:.0f}%" if pct else f"{v:.3f}"
 
-    lines = ["| copy | model | images | refused | density grade unchanged | median abs. change of P(malignant) "
-             "| 90th pct | flagged OOD |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| copy | model | images | refused | density grade unchanged | median abs. change of P(malignant) "
+        "| 90th pct | flagged OOD |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     kinds = list(next(iter(results.values())))
     for kind in kinds:
         for name, table in results.items():
             r = table[kind]
-            lines.append(f"| {kind} | {name} | {r['n']} | {r['refused']} | {f(r['grade_unchanged'], True)} | "
-                         f"{f(r['dp_median'])} | {f(r['dp_p90'])} | {f(r['flagged_ood'], True)} |")
+            lines.append(
+                f"| {kind} | {name} | {r['n']} | {r['refused']} | {f(r['grade_unchanged'], True)} | "
+                f"{f(r['dp_median'])} | {f(r['dp_p90'])} | {f(r['flagged_ood'], True)} |"
+            )
     return "\n".join(lines)
 
 
@@ -163,9 +175,16 @@ def _sample(spec: list[str], seed: int) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH", help="a saved model (repeatable)")
-    parser.add_argument("--images", nargs="+", default=["rsna:60", "mias:40"], metavar="SET:N",
-                        help=f"random images per shared set ({', '.join(SETS)}); default: rsna:60 mias:40")
+    parser.add_argument(
+        "--model", action="append", required=True, metavar="NAME=PATH", help="a saved model (repeatable)"
+    )
+    parser.add_argument(
+        "--images",
+        nargs="+",
+        default=["rsna:60", "mias:40"],
+        metavar="SET:N",
+        help=f"random images per shared set ({', '.join(SETS)}); default: rsna:60 mias:40",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON")
     args = parser.parse_args(argv)

@@ -35,8 +35,12 @@ def flagged(model, sources: list) -> dict:
         if ood is not None:
             flags += [not f for f in ood[1]]
     n = len(sources)
-    return {"n": n, "refused": refused, "flagged_ood": float(np.mean(flags)) if flags else None,
-            "caught": (refused + sum(flags)) / n if n else None}
+    return {
+        "n": n,
+        "refused": refused,
+        "flagged_ood": float(np.mean(flags)) if flags else None,
+        "caught": (refused + sum(flags)) / n if n else None,
+    }
 
 
 def corpus_rates(model, corpus: dict) -> dict:
@@ -50,9 +54,13 @@ def corpus_rates(model, corpus: dict) -> dict:
     scores = []
     for _, _, ood, _ in model.with_gate(False).iter_predict(scans, errors="record"):
         scores += [not f for f in ood[1]]
-    return {"n": len(scans), "gate": float(np.mean(gate)), "ood": float(np.mean(scores)),
-            "either": float(np.mean(np.logical_or(gate, scores))),
-            "missed_by_both": [n for n, g, o in zip(corpus, gate, scores) if not g and not o]}
+    return {
+        "n": len(scans),
+        "gate": float(np.mean(gate)),
+        "ood": float(np.mean(scores)),
+        "either": float(np.mean(np.logical_or(gate, scores))),
+        "missed_by_both": [n for n, g, o in zip(corpus, gate, scores) if not g and not o],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         paths = paths()
         if not paths:
             sys.exit(f"bench_ood: no images for {name} under {SHARED}")
-        samples[name] = [str(paths[i]) for i in sorted(rng.choice(len(paths), min(args.per_set, len(paths)), replace=False))]
+        samples[name] = [
+            str(paths[i]) for i in sorted(rng.choice(len(paths), min(args.per_set, len(paths)), replace=False))
+        ]
     corpora = {"non-mammograms": non_mammograms(), "held-out non-mammograms": more_non_mammograms()}
     results = {}
     for spec in args.model:
@@ -79,17 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(path)
         model.n_jobs = 2
         print(f"{name} ...", file=sys.stderr, flush=True)
-        results[name] = {"sets": {s: flagged(model, p) for s, p in samples.items()},
-                         "corpora": {c: corpus_rates(model, imgs) for c, imgs in corpora.items()}}
+        results[name] = {
+            "sets": {s: flagged(model, p) for s, p in samples.items()},
+            "corpora": {c: corpus_rates(model, imgs) for c, imgs in corpora.items()},
+        }
     print("| model | images | n | refused by the gate | flagged out of distribution |\n| --- | --- | --- | --- | --- |")
     for name, r in results.items():
         for s, v in r["sets"].items():
             print(f"| {name} | {s} | {v['n']} | {v['refused']} | {100 * (v['flagged_ood'] or 0):.1f}% |")
-    print("\n| model | corpus | n | gate refuses | score flags (gate off) | either | missed by both |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| model | corpus | n | gate refuses | score flags (gate off) | either | missed by both |\n| --- | --- | --- | --- | --- | --- | --- |"
+    )
     for name, r in results.items():
         for c, v in r["corpora"].items():
-            print(f"| {name} | {c} | {v['n']} | {100 * v['gate']:.0f}% | {100 * v['ood']:.0f}% | {100 * v['either']:.0f}% | "
-                  f"{', '.join(v['missed_by_both']) or '-'} |")
+            print(
+                f"| {name} | {c} | {v['n']} | {100 * v['gate']:.0f}% | {100 * v['ood']:.0f}% | {100 * v['either']:.0f}% | "
+                f"{', '.join(v['missed_by_both']) or '-'} |"
+            )
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
     return 0

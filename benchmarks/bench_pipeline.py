@@ -81,11 +81,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=["dphi", "rsna", "mias"], default="dphi", help="image source (default: dphi)")
     parser.add_argument("--n", type=int, default=320, help="images per timing (default: 320)")
-    parser.add_argument("--feature-set", default="combined", help="feature set of the full pipeline (default: combined)")
+    parser.add_argument(
+        "--feature-set", default="combined", help="feature set of the full pipeline (default: combined)"
+    )
     parser.add_argument("--model", default="xgboost", help="classifier of the full pipeline (default: xgboost)")
     parser.add_argument("--texture-size", type=int, default=None, help="working resolution (default: the pipeline's)")
     parser.add_argument(
-        "--rss-images", type=int, nargs="*", default=[500, 1000], metavar="N",
+        "--rss-images",
+        type=int,
+        nargs="*",
+        default=[500, 1000],
+        metavar="N",
         help="image counts for the peak-RSS runs, one fresh process each (default: 500 1000; none skips them)",
     )
     parser.add_argument("--repeats", type=int, default=2, help="timings per measurement; the best counts")
@@ -101,18 +107,29 @@ def main(argv=None) -> int:
     paths = image_paths(args.data, args.n)
     n = len(paths)
     kw = {} if args.texture_size is None else {"texture_size": args.texture_size}
-    model = MammogramModel({t: make_task_pipeline(t, args.feature_set, args.model, **kw) for t in ("density", "tumour")})
+    model = MammogramModel(
+        {t: make_task_pipeline(t, args.feature_set, args.model, **kw) for t in ("density", "tumour")}
+    )
     rng = np.random.default_rng(0)
     fit_paths = image_paths(args.data, 48)
     model.fit(fit_paths, density=rng.integers(1, 5, 48), tumour=np.arange(48) % 2)
-    cnn_blocks = [b for _, b in model.pipelines["density"].named_steps["features"].transformer_list if isinstance(b, CNNEmbedding)]
+    cnn_blocks = [
+        b for _, b in model.pipelines["density"].named_steps["features"].transformer_list if isinstance(b, CNNEmbedding)
+    ]
     cnn_inputs = n * (2 if cnn_blocks and cnn_blocks[0].flip_tta else 1) if cnn_blocks else n
 
-    bare = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, pooling="avg", weights="imagenet")
+    bare = keras.applications.MobileNetV2(
+        input_shape=(224, 224, 3), include_top=False, pooling="avg", weights="imagenet"
+    )
     x = rng.uniform(-1, 1, size=(cnn_inputs, 224, 224, 3)).astype(np.float32)
     bare.predict(x[:32], batch_size=32, verbose=0)
 
-    figures: dict = {"data": args.data, "n_images": n, "cnn_inputs": cnn_inputs, "pipeline": f"{args.feature_set}+{args.model}"}
+    figures: dict = {
+        "data": args.data,
+        "n_images": n,
+        "cnn_inputs": cnn_inputs,
+        "pipeline": f"{args.feature_set}+{args.model}",
+    }
     full_paths = list(paths)
     model.predict_proba(full_paths[:32])  # warm-up
     t_bare, t_full = float("inf"), float("inf")
@@ -150,7 +167,10 @@ def main(argv=None) -> int:
                 listing = Path(tmp) / f"paths_{count}.json"
                 listing.write_text(json.dumps(image_paths(args.data, count)))
                 out = subprocess.run(
-                    [sys.executable, "-c", RSS_SCRIPT, str(path), str(listing)], capture_output=True, text=True, check=True
+                    [sys.executable, "-c", RSS_SCRIPT, str(path), str(listing)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 figures[f"peak_rss_gb_{count}_images"] = result["peak_rss_gb"]
@@ -165,9 +185,13 @@ def main(argv=None) -> int:
     if rss:
         print(f"target: peak RSS of a predicting process <= 2.5 GB -> {'MET' if max(rss) <= 2.5 else 'NOT MET'}")
         growth = rss[-1] / rss[0] - 1
-        print(f"peak RSS growth from {min(args.rss_images)} to {max(args.rss_images)} images: {growth:+.1%}"
-              f" (target <= 10%: {'MET' if growth <= 0.10 else 'NOT MET'})")
-    print(f"full pipeline / bare CNN images per second: {1 / figures['ratio_full_over_bare']:.2f} (issue 5 target >= 1.0)")
+        print(
+            f"peak RSS growth from {min(args.rss_images)} to {max(args.rss_images)} images: {growth:+.1%}"
+            f" (target <= 10%: {'MET' if growth <= 0.10 else 'NOT MET'})"
+        )
+    print(
+        f"full pipeline / bare CNN images per second: {1 / figures['ratio_full_over_bare']:.2f} (issue 5 target >= 1.0)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0

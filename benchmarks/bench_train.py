@@ -59,15 +59,24 @@ def run_measured(cmd: list[str], env: dict) -> dict:
     th.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
-    return {"wall_s": time.perf_counter() - t0, "peak_tree_rss": peak["tree"], "peak_single_rss": peak["single"],
-            "run_dir": out.strip().splitlines()[-1] if out.strip() else ""}
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "peak_tree_rss": peak["tree"],
+        "peak_single_rss": peak["single"],
+        "run_dir": out.strip().splitlines()[-1] if out.strip() else "",
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(SHARED / "dphi-sprint31"), help="data set (default ../shared/data/dphi-sprint31)")
-    p.add_argument("--cache-dir", default=None,
-                   help="MAMMO_CACHE_DIR to use (default: a new empty temporary folder, removed at the end)")
+    p.add_argument(
+        "--data", default=str(SHARED / "dphi-sprint31"), help="data set (default ../shared/data/dphi-sprint31)"
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="MAMMO_CACHE_DIR to use (default: a new empty temporary folder, removed at the end)",
+    )
     p.add_argument("--only", choices=("cold", "warm", "both"), default="both")
     p.add_argument("--out", default=None, help="folder for the two run folders (default: a temporary folder)")
     p.add_argument("extra", nargs="*", help="extra mammo train arguments (after --)")
@@ -97,11 +106,15 @@ def _bench(args, cache: Path, out: Path) -> int:
         print(f"{phase}: {' '.join(cmd)}  (MAMMO_CACHE_DIR={cache})", file=sys.stderr, flush=True)
         results[phase] = run_measured(cmd, env)
     target = {"cold": 20 * 60, "warm": 3 * 60}
-    print(f"{'phase':6} {'wall':>10} {'target':>8} {'wall/target':>11} {'peak RSS (tree)':>16} {'peak RSS (1 proc)':>18}")
+    print(
+        f"{'phase':6} {'wall':>10} {'target':>8} {'wall/target':>11} {'peak RSS (tree)':>16} {'peak RSS (1 proc)':>18}"
+    )
     for phase, r in results.items():
         ok = "ok" if r["wall_s"] <= target[phase] else "MISSED"
-        print(f"{phase:6} {r['wall_s'] / 60:8.1f} min {target[phase] / 60:5.0f} min {r['wall_s'] / target[phase]:11.2f} "
-              f"{r['peak_tree_rss'] / 2**30:13.2f} GB {r['peak_single_rss'] / 2**30:15.2f} GB  {ok}")
+        print(
+            f"{phase:6} {r['wall_s'] / 60:8.1f} min {target[phase] / 60:5.0f} min {r['wall_s'] / target[phase]:11.2f} "
+            f"{r['peak_tree_rss'] / 2**30:13.2f} GB {r['peak_single_rss'] / 2**30:15.2f} GB  {ok}"
+        )
     if "cold" in results and "warm" in results:
         print(f"warm / cold wall time: {results['warm']['wall_s'] / results['cold']['wall_s']:.2f}")
     for phase in results:  # where the time went (the run's own phase timing, metrics.json)

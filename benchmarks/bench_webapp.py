@@ -33,7 +33,9 @@ from mammo.testing import synthetic_mammogram
 from mammo.webapp import create_app, make_server
 from mammo.webapp.demo import fit_demo_model
 
-DEFAULT_IMAGE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dphi-sprint31" / "train" / "Image_1.jpg"
+DEFAULT_IMAGE = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dphi-sprint31" / "train" / "Image_1.jpg"
+)
 EXAM_NAMES = ("BENCH_L_CC.png", "BENCH_L_MLO.png", "BENCH_R_CC.png", "BENCH_R_MLO.png")
 
 
@@ -115,22 +117,34 @@ def concurrent_rounds(url: str, files: list[tuple[str, bytes]], args, label: str
         errors += sum(e for e, _ in results)
         times = [x for _, ts in results for x in ts]
         total = args.clients * args.per_client
-        print(f"{label} round {rnd}: {args.clients} clients x {args.per_client} requests: {sum(e for e, _ in results)} errors "
-              f"of {total}; {total / wall:.1f} req/s; latency p50 {percentile(times, 50):.0f} ms p95 {percentile(times, 95):.0f} ms; "
-              f"server RSS {rss[-2] / 2**20:.0f} -> {rss[-1] / 2**20:.0f} MB ({(rss[-1] - rss[-2]) / 2**20:+.0f} MB)")
+        print(
+            f"{label} round {rnd}: {args.clients} clients x {args.per_client} requests: {sum(e for e, _ in results)} errors "
+            f"of {total}; {total / wall:.1f} req/s; latency p50 {percentile(times, 50):.0f} ms p95 {percentile(times, 95):.0f} ms; "
+            f"server RSS {rss[-2] / 2**20:.0f} -> {rss[-1] / 2**20:.0f} MB ({(rss[-1] - rss[-2]) / 2**20:+.0f} MB)"
+        )
     after_first = f"; after the first round: {(rss[-1] - rss[1]) / 2**20:+.0f} MB" if args.rounds > 1 else ""
-    print(f"{label} RSS growth over all concurrent rounds: {(rss[-1] - rss[0]) / 2**20:+.0f} MB (target <= 100 MB){after_first}")
+    print(
+        f"{label} RSS growth over all concurrent rounds: {(rss[-1] - rss[0]) / 2**20:+.0f} MB (target <= 100 MB){after_first}"
+    )
     return errors
 
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="saved model; default: fit a small synthetic texture+SVM model")
-    ap.add_argument("--image", default=str(DEFAULT_IMAGE), help="image to send (resized to 224x224); default: a DPhi image, or a synthetic one")
+    ap.add_argument(
+        "--image",
+        default=str(DEFAULT_IMAGE),
+        help="image to send (resized to 224x224); default: a DPhi image, or a synthetic one",
+    )
     ap.add_argument("--threads", type=int, default=4, help="waitress threads")
-    ap.add_argument("--only", choices=("all", "single", "exam"), default="all",
-                    help="what to measure: everything (default), the single image only, or the exam only "
-                         "(with the single-image p50 it is compared to)")
+    ap.add_argument(
+        "--only",
+        choices=("all", "single", "exam"),
+        default="all",
+        help="what to measure: everything (default), the single image only, or the exam only "
+        "(with the single-image p50 it is compared to)",
+    )
     ap.add_argument("--n", type=int, default=40, help="sequential requests for p50/p95")
     ap.add_argument("--n-heatmap", type=int, default=5, help="sequential heatmap requests")
     ap.add_argument("--n-exam", type=int, default=20, help="sequential four-view exam requests for p50/p95")
@@ -164,15 +178,21 @@ def main(argv=None) -> int:
     thread.start()
     url = f"http://127.0.0.1:{server.effective_port}/api/predict"
     try:
-        print(f"model {Path(model).name}; image {source} as 224x224 PNG ({len(single[0][1])} bytes); waitress {args.threads} threads")
+        print(
+            f"model {Path(model).name}; image {source} as 224x224 PNG ({len(single[0][1])} bytes); waitress {args.threads} threads"
+        )
         timed_posts(url, single, 3)  # warm-up
         t = timed_posts(url, single, args.n)
         single_p50 = percentile(t, 50)
-        print(f"/api/predict             n={args.n:3d}  p50 {single_p50:7.1f} ms  p95 {percentile(t, 95):7.1f} ms  (target p50 <= 300 ms)")
+        print(
+            f"/api/predict             n={args.n:3d}  p50 {single_p50:7.1f} ms  p95 {percentile(t, 95):7.1f} ms  (target p50 <= 300 ms)"
+        )
         errors = 0
         if args.only in ("all", "single"):
             t = timed_posts(url, single, args.n_heatmap, {"heatmap": "1"})
-            print(f"/api/predict?heatmap=1   n={args.n_heatmap:3d}  p50 {percentile(t, 50):7.1f} ms  p95 {percentile(t, 95):7.1f} ms  (target <= 5000 ms)")
+            print(
+                f"/api/predict?heatmap=1   n={args.n_heatmap:3d}  p50 {percentile(t, 50):7.1f} ms  p95 {percentile(t, 95):7.1f} ms  (target <= 5000 ms)"
+            )
             errors += concurrent_rounds(url, single, args, "single image")
         if args.only in ("all", "exam"):
             errors += measure_exam(url, exam_files(img), args, single_p50)
@@ -188,8 +208,10 @@ def measure_exam(url: str, files: list[tuple[str, bytes]], args, single_p50: flo
     timed_posts(url, files, 2)  # warm-up
     t = timed_posts(url, files, args.n_exam)
     p50 = percentile(t, 50)
-    print(f"/api/predict 4-view exam n={args.n_exam:3d}  p50 {p50:7.1f} ms  p95 {percentile(t, 95):7.1f} ms  "
-          f"= {p50 / single_p50:.2f} x the single-image p50 (goal <= 4 x)")
+    print(
+        f"/api/predict 4-view exam n={args.n_exam:3d}  p50 {p50:7.1f} ms  p95 {percentile(t, 95):7.1f} ms  "
+        f"= {p50 / single_p50:.2f} x the single-image p50 (goal <= 4 x)"
+    )
     return concurrent_rounds(url, files, args, "4-view exam")
 
 

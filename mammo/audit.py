@@ -132,8 +132,9 @@ def audit(
     if split_csv is not None:
         split = _lookup(paths, _key_table(split_csv, _SPLIT_COLUMNS, "split"), base, "split")
     out.mkdir(parents=True, exist_ok=True)
-    groups, details = find_duplicate_groups(paths, n_jobs=n_jobs, progress=progress, cache_dir=cache_dir,
-                                            return_details=True, **kwargs)
+    groups, details = find_duplicate_groups(
+        paths, n_jobs=n_jobs, progress=progress, cache_dir=cache_dir, return_details=True, **kwargs
+    )
     rel = [str(Path(p).relative_to(base)) if Path(p).is_relative_to(base) else p for p in paths]
     table = pd.DataFrame({"path": rel, "group": groups})
     if labels is not None:
@@ -185,30 +186,57 @@ def main(argv: list[str] | None = None) -> int:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", metavar="IMAGE_FOLDER_OR_CSV",
-                   help="folder of images (searched recursively) or a CSV with a path or filename column")
-    p.add_argument("--labels", metavar="CSV", help="CSV with path/filename and label: groups mixing labels are reported")
-    p.add_argument("--split", metavar="CSV",
-                   help="CSV with path/filename and a split column (split/set/subset/fold, e.g. train/test)")
+    p.add_argument(
+        "source",
+        metavar="IMAGE_FOLDER_OR_CSV",
+        help="folder of images (searched recursively) or a CSV with a path or filename column",
+    )
+    p.add_argument(
+        "--labels", metavar="CSV", help="CSV with path/filename and label: groups mixing labels are reported"
+    )
+    p.add_argument(
+        "--split",
+        metavar="CSV",
+        help="CSV with path/filename and a split column (split/set/subset/fold, e.g. train/test)",
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="output folder")
-    p.add_argument("--threshold", type=int, default=None,
-                   help="RANSAC inliers that make two images copies (default 15)")
+    p.add_argument(
+        "--threshold", type=int, default=None, help="RANSAC inliers that make two images copies (default 15)"
+    )
     p.add_argument("--jobs", type=int, default=1, help="processes for the image signatures (default 1)")
-    p.add_argument("--cache-dir", default=None, help="signature cache (default $MAMMO_CACHE_DIR, else the checkout's .cache/mammo, else ~/.cache/mammo)")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="signature cache (default $MAMMO_CACHE_DIR, else the checkout's .cache/mammo, else ~/.cache/mammo)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-    rep = audit(a.source, a.out, labels_csv=a.labels, split_csv=a.split, n_jobs=a.jobs,
-                progress=not a.no_progress, cache_dir=a.cache_dir, threshold=a.threshold)
+    rep = audit(
+        a.source,
+        a.out,
+        labels_csv=a.labels,
+        split_csv=a.split,
+        n_jobs=a.jobs,
+        progress=not a.no_progress,
+        cache_dir=a.cache_dir,
+        threshold=a.threshold,
+    )
     s = rep["size"]
-    print(f"{rep['n_images']} images in {rep['n_groups']} groups "
-          f"(size min {s['min']}, median {s['median']:g}, max {s['max']}; {rep['n_singletons']} single images)")
+    print(
+        f"{rep['n_images']} images in {rep['n_groups']} groups "
+        f"(size min {s['min']}, median {s['median']:g}, max {s['max']}; {rep['n_singletons']} single images)"
+    )
     if "n_impure" in rep:
-        print(f"{rep['n_impure']} groups mix labels ({rep['minority_images']} images disagree with their group's majority)")
+        print(
+            f"{rep['n_impure']} groups mix labels ({rep['minority_images']} images disagree with their group's majority)"
+        )
     if "n_leaking_groups" in rep:
         n = rep["n_leaking_groups"]
         if n:
-            print(f"LEAKAGE: {n} groups ({rep['n_leaking_images']} images) have copies on more than one side "
-                  f"of the split; see {a.out}/leaks.csv")
+            print(
+                f"LEAKAGE: {n} groups ({rep['n_leaking_images']} images) have copies on more than one side "
+                f"of the split; see {a.out}/leaks.csv"
+            )
             return 1
         print("no leakage: every group is on one side of the split")
     print(f"wrote {a.out}/groups.csv, group_sizes.png, contact sheets and report.json")

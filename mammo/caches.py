@@ -113,8 +113,15 @@ def scan(root: str | Path | None = None) -> list[CacheEntry]:
             out.append(CacheEntry("features", d, *_usage(d), stale=stale, what=what))
     for d in sorted(p for p in root.iterdir() if p.is_dir() and _SIGNATURE_DIR.match(p.name)):
         current = d.name == VERSIONS["signatures"]
-        out.append(CacheEntry("signatures", d, *_usage(d), stale=not current,
-                              what="duplicate-grouping signatures" + ("" if current else " of an older version")))
+        out.append(
+            CacheEntry(
+                "signatures",
+                d,
+                *_usage(d),
+                stale=not current,
+                what="duplicate-grouping signatures" + ("" if current else " of an older version"),
+            )
+        )
     groups = root / "groups"
     if groups.is_dir():
         for f in sorted(groups.glob("*.json")):
@@ -126,8 +133,12 @@ def scan(root: str | Path | None = None) -> list[CacheEntry]:
     inside_stale = [e.path for e in out if e.stale and e.path.is_dir()]
     for f in sorted(root.rglob("*.tmp*")):
         # an hour old: younger ones may belong to a run writing right now
-        if (f.is_file() and ".tmp" in f.suffixes and time.time() - f.stat().st_mtime > _TMP_AGE_S
-                and not any(d in f.parents for d in inside_stale)):
+        if (
+            f.is_file()
+            and ".tmp" in f.suffixes
+            and time.time() - f.stat().st_mtime > _TMP_AGE_S
+            and not any(d in f.parents for d in inside_stale)
+        ):
             out.append(CacheEntry("temporary", f, *_usage(f), stale=True, what="left by an interrupted write"))
     return out
 
@@ -152,9 +163,11 @@ def _size(n: int) -> str:
     return f"{n:.1f} GB"
 
 
-DESCRIPTION = ("Show what mammo's on-disk caches hold (feature blocks and the settings that made them, "
-               "duplicate-grouping signatures and groups, ONNX models) and remove entries that no current version "
-               "reads.")
+DESCRIPTION = (
+    "Show what mammo's on-disk caches hold (feature blocks and the settings that made them, "
+    "duplicate-grouping signatures and groups, ONNX models) and remove entries that no current version "
+    "reads."
+)
 EPILOG = """\
 Examples:
   mammo cache                # list the entries, their sizes, and which are stale
@@ -164,14 +177,22 @@ Examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mammo cache`` argument parser."""
-    p = argparse.ArgumentParser(prog="mammo cache", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", type=Path, default=None,
-                   help="cache root (default $MAMMO_CACHE_DIR, else the checkout's .cache/mammo, else ~/.cache/mammo)")
+    p = argparse.ArgumentParser(
+        prog="mammo cache", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="cache root (default $MAMMO_CACHE_DIR, else the checkout's .cache/mammo, else ~/.cache/mammo)",
+    )
     action = p.add_mutually_exclusive_group()
-    action.add_argument("--prune", action="store_true",
-                        help="remove stale entries: older signature versions, group results or feature blocks of an "
-                             "older cache version, temporary files of interrupted writes")
+    action.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove stale entries: older signature versions, group results or feature blocks of an "
+        "older cache version, temporary files of interrupted writes",
+    )
     action.add_argument("--clear", action="store_true", help="remove everything under the cache root")
     p.add_argument("--dry-run", action="store_true", help="with --prune or --clear: only say what would be removed")
     return p
@@ -204,8 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         flag = "STALE " if e.stale else ""
         print(f"  {flag}{e.area:10} {_size(e.bytes):>9} {e.files:>7} files  {e.path.name}  {e.what}")
     stale = [e for e in entries if e.stale]
-    print(f"total {_size(sum(e.bytes for e in entries))}; stale {_size(sum(e.bytes for e in stale))} in "
-          f"{len(stale)} entries ('mammo cache --prune' removes them)")
+    print(
+        f"total {_size(sum(e.bytes for e in entries))}; stale {_size(sum(e.bytes for e in stale))} in "
+        f"{len(stale)} entries ('mammo cache --prune' removes them)"
+    )
     return 0
 
 

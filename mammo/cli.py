@@ -24,11 +24,20 @@ import tempfile
 from collections.abc import Iterator
 
 COMMANDS = {
-    "train": ("mammo.training.cli", "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model"),
+    "train": (
+        "mammo.training.cli",
+        "compare texture / CNN / combined features x XGBoost / SVM with grouped CV, write a report and the best model",
+    ),
     "serve": ("mammo.webapp.__main__", "serve the upload page and JSON API for a saved model (waitress)"),
     "predict": ("mammo.predict", "predict density and tumour for files, folders or globs into a CSV"),
-    "evaluate": ("mammo.evaluate_cli", "score a saved model on another labelled data set, beside its cross-validated figures"),
-    "inspect": ("mammo.inspection", "draw how the breast was found in each image (contact sheets + CSV), no model needed"),
+    "evaluate": (
+        "mammo.evaluate_cli",
+        "score a saved model on another labelled data set, beside its cross-validated figures",
+    ),
+    "inspect": (
+        "mammo.inspection",
+        "draw how the breast was found in each image (contact sheets + CSV), no model needed",
+    ),
     "audit": ("mammo.audit", "find near-duplicate images (augmented copies) and check a train/test split for leakage"),
     "cache": ("mammo.caches", "show what the on-disk caches hold and remove stale entries"),
 }

@@ -31,13 +31,28 @@ from .evaluation.external_report import write_evaluation_report
 from .storage import file_sha256
 from .training.results import jsonable
 
-__all__ = ["EvaluationError", "LabelMismatchError", "Predictions", "evaluate", "choose_tasks", "map_density",
-           "predict_dataset", "score_task", "write_outputs", "subgroup_columns",
-           "SUBGROUP_COLUMNS"]
+__all__ = [
+    "EvaluationError",
+    "LabelMismatchError",
+    "Predictions",
+    "evaluate",
+    "choose_tasks",
+    "map_density",
+    "predict_dataset",
+    "score_task",
+    "write_outputs",
+    "subgroup_columns",
+    "SUBGROUP_COLUMNS",
+]
 
 #: Subgroup name -> the meta columns (lower case, first match wins) that hold it.
-SUBGROUP_COLUMNS = {"site": ("site", "site_id"), "machine": ("machine", "machine_id", "manufacturer"),
-                    "view": ("view",), "laterality": ("laterality",), "age band": ("age",)}
+SUBGROUP_COLUMNS = {
+    "site": ("site", "site_id"),
+    "machine": ("machine", "machine_id", "manufacturer"),
+    "view": ("view",),
+    "laterality": ("laterality",),
+    "age band": ("age",),
+}
 _AGE_BANDS = ([-np.inf, 50, 60, 70, np.inf], ["0-49", "50-59", "60-69", "70+"])  # labels sort in age order
 
 
@@ -58,8 +73,10 @@ def choose_tasks(model, ds: Dataset, task: str | None = None) -> list[str]:
     if task is None:
         tasks = [t for t in model_tasks if t in data_tasks]
         if not tasks:
-            raise EvaluationError(f"nothing to score: the model predicts {'/'.join(model_tasks) or 'nothing'}, "
-                                  f"{ds.name} has labels for {'/'.join(data_tasks) or 'nothing'}")
+            raise EvaluationError(
+                f"nothing to score: the model predicts {'/'.join(model_tasks) or 'nothing'}, "
+                f"{ds.name} has labels for {'/'.join(data_tasks) or 'nothing'}"
+            )
         return tasks
     wanted = list(TASKS) if task == "both" else [task]
     for t in wanted:
@@ -108,8 +125,13 @@ def map_density(model, ds: Dataset, spec: str | dict | None = None) -> tuple[Dat
         raise LabelMismatchError(
             f"density labels do not match: {ds.name} grades {_scale(data_m, present)}; the model grades "
             f"{_scale(model_m, model_classes)}. Score tumour only (--task tumour) or map the data's classes onto "
-            f"the model's explicitly, e.g. --map-density {example}")
-    pairs = spec.items() if isinstance(spec, dict) else (item.partition("=")[::2] for item in spec.split(",") if item.strip())
+            f"the model's explicitly, e.g. --map-density {example}"
+        )
+    pairs = (
+        spec.items()
+        if isinstance(spec, dict)
+        else (item.partition("=")[::2] for item in spec.split(",") if item.strip())
+    )
     mapping: dict[int, int] = {}
     for left, right in pairs:
         src = _class_of(str(left), data_m, present, "data")
@@ -118,8 +140,10 @@ def map_density(model, ds: Dataset, spec: str | dict | None = None) -> tuple[Dat
         mapping[src] = _class_of(str(right), model_m, model_classes, "model")
     unmapped = [c for c in present if c not in mapping]
     if unmapped:
-        raise EvaluationError(f"--map-density: data class(es) {_scale(data_m, unmapped)} are not mapped; map every "
-                              f"class present ({', '.join(_code(data_m.get(c, str(c))) for c in present)})")
+        raise EvaluationError(
+            f"--map-density: data class(es) {_scale(data_m, unmapped)} are not mapped; map every "
+            f"class present ({', '.join(_code(data_m.get(c, str(c))) for c in present)})"
+        )
     density = np.array([mapping[int(v)] if not np.isnan(v) else np.nan for v in ds.density])
     shown = {f"{_code(data_m.get(c, str(c)))} ({c})": m for c, m in sorted(mapping.items()) if c in present}
     return replace(ds, density=density, density_meanings=None), shown
@@ -130,8 +154,10 @@ def _class_of(token: str, meanings: dict[int, str], classes, side: str) -> int:
     for c in classes:
         if token == str(c) or token.upper() == _code(meanings.get(c, str(c))).upper():
             return int(c)
-    raise EvaluationError(f"--map-density: {token!r} is not a {side} density class "
-                          f"({', '.join(f'{c} or {_code(meanings.get(c, str(c)))}' for c in classes)})")
+    raise EvaluationError(
+        f"--map-density: {token!r} is not a {side} density class "
+        f"({', '.join(f'{c} or {_code(meanings.get(c, str(c)))}' for c in classes)})"
+    )
 
 
 @dataclass
@@ -197,9 +223,14 @@ def _expected(model, task: str) -> dict[str, Any] | None:
     if not cv:
         return None
     data = model.metadata.get("training_data", {})
-    return {"candidate": cv.get("candidate"), "protocol": cv.get("protocol"), "training_data": data.get("name"),
-            "training_images": data.get("n_images"), "metrics": cv.get("metrics", {}),
-            "folds_summary": cv.get("folds_summary", {})}
+    return {
+        "candidate": cv.get("candidate"),
+        "protocol": cv.get("protocol"),
+        "training_data": data.get("name"),
+        "training_images": data.get("n_images"),
+        "metrics": cv.get("metrics", {}),
+        "folds_summary": cv.get("folds_summary", {}),
+    }
 
 
 def _task_rows(ds: Dataset, task: str, pred: Predictions) -> tuple[np.ndarray, np.ndarray]:
@@ -223,16 +254,25 @@ def score_task(model, ds: Dataset, task: str, pred: Predictions, *, n_boot: int 
     if task == "density":
         decide = partial(model.labels, "density")  # the model's own grading rule
         measured = score_density(y, proba, classes, decide, groups, breasts, n_boot=n_boot, seed=seed)
-        subgroups = subgroup_scores(task, y, groups, columns, pred=decide(proba), classes=classes, n_boot=n_boot, seed=seed)
+        subgroups = subgroup_scores(
+            task, y, groups, columns, pred=decide(proba), classes=classes, n_boot=n_boot, seed=seed
+        )
     else:
         measured = score_tumour(y, proba[:, 1], model.threshold, groups, breasts, n_boot=n_boot, seed=seed)
         subgroups = subgroup_scores(task, y, groups, columns, proba=proba[:, 1], n_boot=n_boot, seed=seed)
     expected = _expected(model, task)
     meanings = model.metadata.get("tasks", {}).get(task, {}).get("class_meanings", {})
-    out = {"n_images": int(len(rows)), "n_groups": int(len(set(groups))),
-           "class_counts": {str(c): int((y == c).sum()) for c in np.unique(y)}, "classes": classes,
-           "class_meanings": meanings, "measured": measured, "expected": expected,
-           "comparison": compare_with_cv(task, expected, measured["image"]), "subgroups": subgroups}
+    out = {
+        "n_images": int(len(rows)),
+        "n_groups": int(len(set(groups))),
+        "class_counts": {str(c): int((y == c).sum()) for c in np.unique(y)},
+        "classes": classes,
+        "class_meanings": meanings,
+        "measured": measured,
+        "expected": expected,
+        "comparison": compare_with_cv(task, expected, measured["image"]),
+        "subgroups": subgroups,
+    }
     if task == "tumour":
         out["threshold"] = model.threshold
     return out
@@ -242,30 +282,52 @@ def _images(ds: Dataset, pred: Predictions) -> dict[str, Any]:
     """How many images were predicted and scored, and those left out by why: the gate or unreadable."""
     refused = {ds.paths[i]: m for i, m in pred.failures.items() if m.startswith("ImplausibleImageError")}
     unreadable = {ds.paths[i]: m for i, m in pred.failures.items() if ds.paths[i] not in refused}
-    return {"n_labelled": int(pred.used.sum()), "n_scored": int(pred.scored.sum()), "refused": refused,
-            "unreadable": unreadable}
+    return {
+        "n_labelled": int(pred.used.sum()),
+        "n_scored": int(pred.scored.sum()),
+        "refused": refused,
+        "unreadable": unreadable,
+    }
 
 
 def _ood(model, pred: Predictions) -> dict[str, Any] | None:
     if pred.in_distribution is None:
         return None
     flagged = ~pred.in_distribution[pred.scored]
-    return {"task": model.ood["task"], "threshold": float(model.ood["model"].threshold_), "n": int(len(flagged)),
-            "n_flagged": int(flagged.sum()), "flag_rate": float(flagged.mean()),
-            "expected_flag_rate": model.metadata.get("ood", {}).get("held_out_flagged")}
+    return {
+        "task": model.ood["task"],
+        "threshold": float(model.ood["model"].threshold_),
+        "n": int(len(flagged)),
+        "n_flagged": int(flagged.sum()),
+        "flag_rate": float(flagged.mean()),
+        "expected_flag_rate": model.metadata.get("ood", {}).get("held_out_flagged"),
+    }
 
 
 def _load(data, kind: str, jobs: int | None, progress: bool) -> Dataset:
     path = Path(data).expanduser()
-    is_dphi = kind == "dphi" or (kind == "auto" and (path.name == "Training_set.csv" or (path / "Training_set.csv").is_file()))
+    is_dphi = kind == "dphi" or (
+        kind == "auto" and (path.name == "Training_set.csv" or (path / "Training_set.csv").is_file())
+    )
     # DPhi's groups (its originals) come from the pixels; the other layouts name their patients
     kwargs = {"n_jobs": jobs or 1, "progress": progress} if is_dphi else {}
     return load_dataset(path, kind, **kwargs)
 
 
-def evaluate(model, data, *, kind: str = "auto", task: str | None = None, density_map: str | dict | None = None,
-             out=None, model_path=None, n_boot: int = 1000, seed: int = 0, jobs: int | None = None,
-             progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    model,
+    data,
+    *,
+    kind: str = "auto",
+    task: str | None = None,
+    density_map: str | dict | None = None,
+    out=None,
+    model_path=None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Score ``model`` (a :class:`~mammo.classifiers.MammogramModel`) on the data set ``data`` (a path
     :func:`~mammo.datasets.load_dataset` reads, or a :class:`Dataset`) and write the folder ``out``
     (default ``runs/evaluate-<data set>-<time>``); returns the content of its ``metrics.json``.
@@ -288,20 +350,31 @@ def evaluate(model, data, *, kind: str = "auto", task: str | None = None, densit
     predict_s = time.time() - t0 - load_s
     if not pred.scored.any():
         first = next(iter(pred.failures.values()), "")
-        raise EvaluationError(f"none of the {int(pred.used.sum())} labelled images of {ds.name} could be scored "
-                              f"(e.g. {first})")
+        raise EvaluationError(
+            f"none of the {int(pred.used.sum())} labelled images of {ds.name} could be scored (e.g. {first})"
+        )
     results = {t: score_task(model, ds, t, pred, n_boot=n_boot, seed=seed) for t in tasks}
     meta = model.metadata
     metrics = {
         "started": started,
-        "model": {"path": str(model_path) if model_path else None,
-                  "sha256": file_sha256(model_path) if model_path else None, "pipeline_id": meta.get("pipeline_id"),
-                  "training_data": {k: meta.get("training_data", {}).get(k) for k in ("name", "n_images", "n_groups")}},
+        "model": {
+            "path": str(model_path) if model_path else None,
+            "sha256": file_sha256(model_path) if model_path else None,
+            "pipeline_id": meta.get("pipeline_id"),
+            "training_data": {k: meta.get("training_data", {}).get(k) for k in ("name", "n_images", "n_groups")},
+        },
         "dataset": {**ds.summary(), "path": str(data) if not isinstance(data, Dataset) else None},
         "config": {"tasks": tasks, "density_map": mapping, "n_boot": n_boot, "seed": seed},
-        "images": _images(ds, pred), "ood": _ood(model, pred), "tasks": results, "notes": notes,
-        "timing": {"load_s": load_s, "predict_s": predict_s, "ms_per_image": 1000 * predict_s / max(1, int(pred.used.sum())),
-                   "total_s": 0.0},
+        "images": _images(ds, pred),
+        "ood": _ood(model, pred),
+        "tasks": results,
+        "notes": notes,
+        "timing": {
+            "load_s": load_s,
+            "predict_s": predict_s,
+            "ms_per_image": 1000 * predict_s / max(1, int(pred.used.sum())),
+            "total_s": 0.0,
+        },
     }
     out = Path(out) if out else Path("runs") / f"evaluate-{ds.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     metrics["out"] = str(out)
@@ -319,13 +392,15 @@ def write_outputs(metrics: dict, model, ds: Dataset, pred: Predictions, out: Pat
         if task == "tumour":
             curve = {"per image": (y, pred.proba[task][rows, 1])}
             plots["roc_tumour"] = ev.plot_roc(curve, out / "roc_tumour.png", f"ROC {title}").name
-            plots["calibration_tumour"] = ev.plot_calibration(curve, out / "calibration_tumour.png",
-                                                              title=f"Calibration {title}").name
+            plots["calibration_tumour"] = ev.plot_calibration(
+                curve, out / "calibration_tumour.png", title=f"Calibration {title}"
+            ).name
         else:
             levels = metrics["tasks"][task]["measured"]
             cms = {f"per {lv}": m["confusion_matrix"] for lv, m in levels.items() if m.get("confusion_matrix")}
-            plots["confusion_density"] = ev.plot_confusion(cms, model.classes(task), out / "confusion_density.png",
-                                                           f"Density on {ds.name} (rows = truth)").name
+            plots["confusion_density"] = ev.plot_confusion(
+                cms, model.classes(task), out / "confusion_density.png", f"Density on {ds.name} (rows = truth)"
+            ).name
     _write_predictions(model, ds, pred, list(metrics["tasks"]), out / "predictions.csv")
     if t0 is not None:
         metrics["timing"]["total_s"] = time.time() - t0

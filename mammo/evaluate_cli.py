@@ -16,40 +16,54 @@ from .datasets import DATASET_KINDS
 
 __all__ = ["build_parser", "main"]
 
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mammo evaluate`` argument parser."""
     p = argparse.ArgumentParser(
         prog="mammo evaluate",
         description="Score a model saved by 'mammo train' on any labelled data set the loaders read (DPhi, "
-                    "mini-MIAS, the RSNA layout or a CSV manifest): density QWK, accuracy and confusion matrix; "
-                    "tumour AUC with a 95%% CI that resamples whole patients, sensitivity at 90%% specificity, "
-                    "Brier score, ROC and calibration curves. Per image and, where the data name patients and "
-                    "laterality, per breast (its views averaged) and per patient; per subgroup where the data "
-                    "have site, machine, view, laterality or age. Each measured figure is shown beside the "
-                    "one the model's own cross-validation expected. Images the input-quality gate refuses or "
-                    "that cannot be read are listed and left out.",
+        "mini-MIAS, the RSNA layout or a CSV manifest): density QWK, accuracy and confusion matrix; "
+        "tumour AUC with a 95%% CI that resamples whole patients, sensitivity at 90%% specificity, "
+        "Brier score, ROC and calibration curves. Per image and, where the data name patients and "
+        "laterality, per breast (its views averaged) and per patient; per subgroup where the data "
+        "have site, machine, view, laterality or age. Each measured figure is shown beside the "
+        "one the model's own cross-validation expected. Images the input-quality gate refuses or "
+        "that cannot be read are listed and left out.",
         epilog="Label sets must mean the same: mini-MIAS density is background tissue F/G/D (3 classes), not "
-               "BI-RADS A-D, so a BI-RADS density model on mini-MIAS density is refused unless the classes are "
-               "mapped explicitly with --map-density (DATA=MODEL pairs, by class number or short name).\n\n"
-               "Examples:\n"
-               "  mammo evaluate runs/dphi/model.joblib ../shared/data/mini-mias --task tumour\n"
-               "  mammo evaluate model.joblib ../shared/data/mini-mias --map-density F=1,G=2,D=3 --out eval-mias\n"
-               "  mammo evaluate model.joblib local_cases.csv --kind manifest\n"
-               "Writes report.md (with its PNG plots), metrics.json and predictions.csv into --out.",
+        "BI-RADS A-D, so a BI-RADS density model on mini-MIAS density is refused unless the classes are "
+        "mapped explicitly with --map-density (DATA=MODEL pairs, by class number or short name).\n\n"
+        "Examples:\n"
+        "  mammo evaluate runs/dphi/model.joblib ../shared/data/mini-mias --task tumour\n"
+        "  mammo evaluate model.joblib ../shared/data/mini-mias --map-density F=1,G=2,D=3 --out eval-mias\n"
+        "  mammo evaluate model.joblib local_cases.csv --kind manifest\n"
+        "Writes report.md (with its PNG plots), metrics.json and predictions.csv into --out.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="model file saved by 'mammo train' (model.joblib)")
-    p.add_argument("data", help="data set folder (DPhi, mini-MIAS, rsna-screening) or a CSV manifest "
-                                "(path, group/patient_id, density, tumour/cancer; other columns such as site are kept)")
+    p.add_argument(
+        "data",
+        help="data set folder (DPhi, mini-MIAS, rsna-screening) or a CSV manifest "
+        "(path, group/patient_id, density, tumour/cancer; other columns such as site are kept)",
+    )
     p.add_argument("--kind", default="auto", choices=DATASET_KINDS, help="data set layout (default: detected)")
-    p.add_argument("--task", choices=("tumour", "density", "both"), default=None,
-                   help="what to score (default: every task both the model and the data have)")
-    p.add_argument("--map-density", metavar="DATA=MODEL,...", default=None,
-                   help="map the data's density classes onto the model's, e.g. F=1,G=2,D=3 (mini-MIAS background "
-                        "tissue onto BI-RADS 1-3); every class present must be mapped")
+    p.add_argument(
+        "--task",
+        choices=("tumour", "density", "both"),
+        default=None,
+        help="what to score (default: every task both the model and the data have)",
+    )
+    p.add_argument(
+        "--map-density",
+        metavar="DATA=MODEL,...",
+        default=None,
+        help="map the data's density classes onto the model's, e.g. F=1,G=2,D=3 (mini-MIAS background "
+        "tissue onto BI-RADS 1-3); every class present must be mapped",
+    )
     p.add_argument("--out", type=Path, default=None, help="folder to write (default runs/evaluate-<data set>-<time>)")
     p.add_argument("--manifest", help="verify the model file's sha256 against this manifest before loading")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the CIs (default 1000)")
+    p.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the CIs (default 1000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--batch-size", type=int, default=32, help="images per streamed chunk (default 32)")
     p.add_argument("--jobs", type=int, default=None, help="chunks processed at once (default: one per core)")
@@ -70,13 +84,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a bad model file, data set or label set is an expected failure: mammo.cli reports it in one line
     model = load_model(args.model, manifest=args.manifest)
     model.batch_size, model.n_jobs = args.batch_size, args.jobs
-    metrics = evaluate(model, args.data, kind=args.kind, task=args.task, density_map=args.map_density,
-                       out=args.out, model_path=args.model, n_boot=args.bootstrap, seed=args.seed,
-                       jobs=args.jobs, progress=not args.quiet)
+    metrics = evaluate(
+        model,
+        args.data,
+        kind=args.kind,
+        task=args.task,
+        density_map=args.map_density,
+        out=args.out,
+        model_path=args.model,
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        jobs=args.jobs,
+        progress=not args.quiet,
+    )
     images = metrics["images"]
     left_out = len(images["refused"]) + len(images["unreadable"])
-    print(f"{parser.prog}: {images['n_scored']} images scored, {left_out} left out; wrote {metrics['out']}",
-          file=sys.stderr)
+    print(
+        f"{parser.prog}: {images['n_scored']} images scored, {left_out} left out; wrote {metrics['out']}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -19,10 +19,31 @@ from .exams import ExamResult, View, aggregate, describe_view
 
 __all__ = ["read_views", "views_for_files", "write_aggregated", "BREAST_COLUMNS", "EXAM_COLUMNS"]
 
-BREAST_COLUMNS = ["exam", "laterality", "n_views", "views", "files", "density_label", "tumour_label", "p_malignant",
-                  "in_distribution", "refused", "pipeline_id"]
-EXAM_COLUMNS = ["exam", "n_images", "n_scored", "density_label", "p_malignant_left", "p_malignant_right",
-                "p_malignant_other", "in_distribution", "refused", "pipeline_id"]
+BREAST_COLUMNS = [
+    "exam",
+    "laterality",
+    "n_views",
+    "views",
+    "files",
+    "density_label",
+    "tumour_label",
+    "p_malignant",
+    "in_distribution",
+    "refused",
+    "pipeline_id",
+]
+EXAM_COLUMNS = [
+    "exam",
+    "n_images",
+    "n_scored",
+    "density_label",
+    "p_malignant_left",
+    "p_malignant_right",
+    "p_malignant_other",
+    "in_distribution",
+    "refused",
+    "pipeline_id",
+]
 _EXAM_COLS = ("exam", "patient_id", "study", "study_instance_uid")
 
 
@@ -45,9 +66,11 @@ def read_views(path: str | os.PathLike) -> dict[str, dict]:
     for row in rows:
         file = Path(row[file_col].strip())
         key = str((file if file.is_absolute() else base / file).resolve())
-        out[key] = {"exam": row.get(exam_col, "") if exam_col else "",
-                    "laterality": row.get(cols.get("laterality", ""), "") or "",
-                    "view": row.get(cols.get("view", ""), "") or ""}
+        out[key] = {
+            "exam": row.get(exam_col, "") if exam_col else "",
+            "laterality": row.get(cols.get("laterality", ""), "") or "",
+            "view": row.get(cols.get("view", ""), "") or "",
+        }
     return out
 
 
@@ -82,9 +105,12 @@ def collect_records(model, paths: list[str], *, progress: bool = True) -> tuple[
     failed = 0
     for indices, proba, ood, failures in model.iter_predict(paths, errors="record", progress=progress):
         for k, i in enumerate(indices):
-            records[i] = _record(model, proba["density"][k] if "density" in proba else None,
-                                 proba["tumour"][k] if "tumour" in proba else None,
-                                 None if ood is None else ood[1][k])
+            records[i] = _record(
+                model,
+                proba["density"][k] if "density" in proba else None,
+                proba["tumour"][k] if "tumour" in proba else None,
+                None if ood is None else ood[1][k],
+            )
         for i, message in failures.items():
             records[i] = message
             failed += 1
@@ -102,13 +128,30 @@ def _flag(v: bool | None) -> str:
 def _breast_rows(model, exam: ExamResult, pipeline_id: str) -> list[dict]:
     rows = []
     for b in exam.breasts:
-        tumour = "" if b.p_malignant is None else \
-            ("Malignant" if int(model.labels("tumour", np.array([[1 - b.p_malignant, b.p_malignant]]))[0]) else "Benign")
-        rows.append({"exam": exam.exam, "laterality": b.laterality or "", "n_views": b.n_views,
-                     "views": ";".join(v or "?" for v in b.views), "files": ";".join(b.images),
-                     "density_label": "" if b.density is None else b.density, "tumour_label": tumour,
-                     "p_malignant": _fmt(b.p_malignant), "in_distribution": _flag(b.in_distribution),
-                     "refused": "", "pipeline_id": pipeline_id})
+        tumour = (
+            ""
+            if b.p_malignant is None
+            else (
+                "Malignant"
+                if int(model.labels("tumour", np.array([[1 - b.p_malignant, b.p_malignant]]))[0])
+                else "Benign"
+            )
+        )
+        rows.append(
+            {
+                "exam": exam.exam,
+                "laterality": b.laterality or "",
+                "n_views": b.n_views,
+                "views": ";".join(v or "?" for v in b.views),
+                "files": ";".join(b.images),
+                "density_label": "" if b.density is None else b.density,
+                "tumour_label": tumour,
+                "p_malignant": _fmt(b.p_malignant),
+                "in_distribution": _flag(b.in_distribution),
+                "refused": "",
+                "pipeline_id": pipeline_id,
+            }
+        )
     for file, why in exam.refused.items():
         rows.append({"exam": exam.exam, "files": file, "refused": why, "pipeline_id": pipeline_id})
     return rows
@@ -117,15 +160,23 @@ def _breast_rows(model, exam: ExamResult, pipeline_id: str) -> list[dict]:
 def _exam_row(exam: ExamResult, pipeline_id: str) -> dict:
     side = {b.laterality: b.p_malignant for b in exam.breasts if b.laterality}
     other = [b.p_malignant for b in exam.breasts if not b.laterality and b.p_malignant is not None]
-    return {"exam": exam.exam, "n_images": len(exam.images), "n_scored": len(exam.images) - len(exam.refused),
-            "density_label": "" if exam.density is None else exam.density,
-            "p_malignant_left": _fmt(side.get("L")), "p_malignant_right": _fmt(side.get("R")),
-            "p_malignant_other": ";".join(_fmt(p) for p in other), "in_distribution": _flag(exam.in_distribution),
-            "refused": ";".join(f"{Path(f).name}: {why}" for f, why in exam.refused.items()), "pipeline_id": pipeline_id}
+    return {
+        "exam": exam.exam,
+        "n_images": len(exam.images),
+        "n_scored": len(exam.images) - len(exam.refused),
+        "density_label": "" if exam.density is None else exam.density,
+        "p_malignant_left": _fmt(side.get("L")),
+        "p_malignant_right": _fmt(side.get("R")),
+        "p_malignant_other": ";".join(_fmt(p) for p in other),
+        "in_distribution": _flag(exam.in_distribution),
+        "refused": ";".join(f"{Path(f).name}: {why}" for f, why in exam.refused.items()),
+        "pipeline_id": pipeline_id,
+    }
 
 
-def write_aggregated(model, paths: list[str], out, by: str, *, views: list[View] | None = None,
-                     progress: bool = True) -> int:
+def write_aggregated(
+    model, paths: list[str], out, by: str, *, views: list[View] | None = None, progress: bool = True
+) -> int:
     """Write one CSV row per breast (``by="breast"``) or per exam (``"exam"``); returns the failure count."""
     if by not in ("breast", "exam"):
         raise ValueError(f"by must be 'breast' or 'exam', got {by!r}")

@@ -87,8 +87,14 @@ def _from_filename(name: str) -> tuple[str | None, str | None, str]:
     return side, view, "_".join(rest) or PurePath(name).stem
 
 
-def describe_view(name: str, tags: Mapping | None = None, *, laterality: str | None = None,
-                  view: str | None = None, exam: str | None = None) -> View:
+def describe_view(
+    name: str,
+    tags: Mapping | None = None,
+    *,
+    laterality: str | None = None,
+    view: str | None = None,
+    exam: str | None = None,
+) -> View:
     """The :class:`View` of one image: the caller's values, else the DICOM tags, else the file name.
 
     Parameters
@@ -112,11 +118,17 @@ def describe_view(name: str, tags: Mapping | None = None, *, laterality: str | N
     if laterality not in (None, "") and given_side is None:
         raise ValueError(f"{name}: laterality {laterality!r} is not L, R, left or right")
     tag_side = _side(tags.get("ImageLaterality")) or _side(tags.get("Laterality"))
-    side, source = next(((s, src) for s, src in ((given_side, "given"), (tag_side, "dicom"), (f_side, "filename")) if s),
-                        (None, "unknown"))
+    side, source = next(
+        ((s, src) for s, src in ((given_side, "given"), (tag_side, "dicom"), (f_side, "filename")) if s),
+        (None, "unknown"),
+    )
     position = _view_code(view) or _view_code(tags.get("ViewPosition")) or f_view
-    exam_id = (str(exam).strip() if exam not in (None, "") else None) or tags.get("StudyInstanceUID") \
-        or tags.get("PatientID") or f_exam
+    exam_id = (
+        (str(exam).strip() if exam not in (None, "") else None)
+        or tags.get("StudyInstanceUID")
+        or tags.get("PatientID")
+        or f_exam
+    )
     return View(str(name), str(exam_id), side, position, source)
 
 
@@ -207,13 +219,15 @@ def _breasts(exam: str, done: list[tuple[View, dict]]) -> list[BreastResult]:
     for key in order:
         items = groups[key]
         ps = [r["tumour"]["p_malignant"] for _, r in items if "tumour" in r]
-        out.append(BreastResult(
-            exam=exam,
-            laterality=key[0],
-            images=[v.name for v, _ in items],
-            views=[v.view for v, _ in items],
-            p_malignant=float(sum(ps) / len(ps)) if ps else None,
-            density=exam_density([g for _, r in items if (g := _grade(r)) is not None]),
-            in_distribution=_all_in([r for _, r in items]),
-        ))
+        out.append(
+            BreastResult(
+                exam=exam,
+                laterality=key[0],
+                images=[v.name for v, _ in items],
+                views=[v.view for v, _ in items],
+                p_malignant=float(sum(ps) / len(ps)) if ps else None,
+                density=exam_density([g for _, r in items if (g := _grade(r)) is not None]),
+                in_distribution=_all_in([r for _, r in items]),
+            )
+        )
     return out

@@ -38,7 +38,14 @@ from tqdm.auto import tqdm
 from .classifiers.pipelines import SCREEN_STEPS, split_pipeline
 from .storage import FEATURES_VERSION, atomic_open, atomic_write, cache_root, content_sha256, step_key, step_record
 
-__all__ = ["FeatureCache", "FeatureComputationError", "default_cache_dir", "content_sha256", "chain_key", "chain_record"]
+__all__ = [
+    "FeatureCache",
+    "FeatureComputationError",
+    "default_cache_dir",
+    "content_sha256",
+    "chain_key",
+    "chain_record",
+]
 
 CACHE_VERSION = FEATURES_VERSION  # the registry in mammo.storage holds it; this name stays for old imports
 CHAIN_FORMAT = 2  # chain.json: 1 (no "format" key) held step_key strings, 2 holds step_record dicts
@@ -60,8 +67,12 @@ def chain_key(steps: Sequence, block) -> str:
 
 def chain_record(name: str, steps: Sequence, block) -> dict:
     """What ``chain.json`` holds: the same chain as :func:`chain_key`, as structured JSON."""
-    return {"format": CHAIN_FORMAT, "block": name, "version": CACHE_VERSION,
-            "chain": [step_record(s) for s in [*steps, block]]}
+    return {
+        "format": CHAIN_FORMAT,
+        "block": name,
+        "version": CACHE_VERSION,
+        "chain": [step_record(s) for s in [*steps, block]],
+    }
 
 
 class FeatureCache:
@@ -116,8 +127,15 @@ class FeatureCache:
         return d
 
     # --------------------------------------------------------------- compute
-    def blocks(self, images: Sequence, steps: Sequence, blocks: Sequence[tuple[str, Any]], *, desc: str = "features",
-               errors: str = "raise") -> dict:
+    def blocks(
+        self,
+        images: Sequence,
+        steps: Sequence,
+        blocks: Sequence[tuple[str, Any]],
+        *,
+        desc: str = "features",
+        errors: str = "raise",
+    ) -> dict:
         """``{name: (n_images, n_features) array}`` for each ``(name, transformer)`` block.
 
         ``steps`` are the stateless ``(name, transformer)`` steps before the blocks
@@ -189,8 +207,9 @@ class FeatureCache:
                         res[name] = (kept[need], b.transform([x for x, k in zip(X, need) if k]))
                 return res
             except Exception as exc:
-                raise FeatureComputationError(f"{_name(images[idx[0]])} (or another image of its batch): "
-                                              f"{type(exc).__name__}: {exc}") from exc
+                raise FeatureComputationError(
+                    f"{_name(images[idx[0]])} (or another image of its batch): {type(exc).__name__}: {exc}"
+                ) from exc
 
         chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         with tqdm(total=len(todo), desc=desc, unit="img", disable=not self.progress) as bar:

@@ -25,8 +25,17 @@ from .storage import check_output_dir
 __all__ = ["Inspection", "inspect_image", "contact_sheet", "main"]
 
 #: Gate measurements written to segmentation.csv, in this order.
-STAT_COLUMNS = ("area_fraction", "mask_fraction", "local_solidity", "local_convexity", "local_straight_edge",
-                "local_tissue_texture", "artefact_fraction", "chroma", "grey_range")
+STAT_COLUMNS = (
+    "area_fraction",
+    "mask_fraction",
+    "local_solidity",
+    "local_convexity",
+    "local_straight_edge",
+    "local_tissue_texture",
+    "artefact_fraction",
+    "chroma",
+    "grey_range",
+)
 OUTLINE = (0, 220, 255)
 REFUSED = (235, 60, 40)
 
@@ -72,9 +81,17 @@ def inspect_image(path: str, side: int = 256) -> Inspection:
     r0, r1, c0, c1 = m.bbox
     draw.rectangle([c0 * scale, r0 * scale, c1 * scale - 1, r1 * scale - 1], outline=(255, 196, 0), width=1)
     seg = m.segmentation
-    row = {"file": path, "accepted": report.ok, "reason": report.reason or "", "error": "",
-           "polarity": seg.polarity, "inverted": m.inverted, "flipped": m.flipped, "bbox": " ".join(map(str, m.bbox)),
-           **{k: _fmt(report.stats.get(k)) for k in STAT_COLUMNS}}
+    row = {
+        "file": path,
+        "accepted": report.ok,
+        "reason": report.reason or "",
+        "error": "",
+        "polarity": seg.polarity,
+        "inverted": m.inverted,
+        "flipped": m.flipped,
+        "bbox": " ".join(map(str, m.bbox)),
+        **{k: _fmt(report.stats.get(k)) for k in STAT_COLUMNS},
+    }
     return Inspection(path, [original, drawn, _grey(m.pixels, side)], report.ok, report.reason, row)
 
 
@@ -87,8 +104,13 @@ def _caption(item: Inspection) -> tuple[str, tuple]:
     if item.error:
         return f"{name}: unreadable", REFUSED
     row = item.row
-    how = ("grey levels from the DICOM header" if row["polarity"] == "header"
-           else "white background undone" if row["inverted"] else "dark background")
+    how = (
+        "grey levels from the DICOM header"
+        if row["polarity"] == "header"
+        else "white background undone"
+        if row["inverted"]
+        else "dark background"
+    )
     verdict = "accepted" if item.ok else f"REFUSED: {item.reason}"
     return f"{name} | {how}{', mirrored' if row['flipped'] else ''} | {verdict}", (0, 0, 0) if item.ok else REFUSED
 
@@ -114,8 +136,11 @@ def contact_sheet(items: list[Inspection], side: int = 256) -> Image.Image:
 def build_parser() -> argparse.ArgumentParser:
     """The ``mammo inspect`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog="mammo inspect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: mammo inspect scans/ --out inspect/   (then open inspect/sheet-001.png)")
+        prog="mammo inspect",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: mammo inspect scans/ --out inspect/   (then open inspect/sheet-001.png)",
+    )
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     parser.add_argument("--out", required=True, type=Path, help="folder for the sheets and segmentation.csv")
     parser.add_argument("--per-sheet", type=int, default=12, help="images per sheet (default: 12)")
@@ -144,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         contact_sheet(chunk, args.size).save(args.out / f"sheet-{k:03d}.png")
     _write_csv(items, args.out / "segmentation.csv")
     bad = [i for i in items if not i.ok]
-    print(f"mammo inspect: {len(items) - len(bad)} accepted, {sum(1 for i in bad if not i.error)} refused, "
-          f"{sum(1 for i in bad if i.error)} unreadable; {len(sheets)} sheet(s) and segmentation.csv in {args.out}",
-          file=sys.stderr)
+    print(
+        f"mammo inspect: {len(items) - len(bad)} accepted, {sum(1 for i in bad if not i.error)} refused, "
+        f"{sum(1 for i in bad if i.error)} unreadable; {len(sheets)} sheet(s) and segmentation.csv in {args.out}",
+        file=sys.stderr,
+    )
     return 1 if bad or missing else 0
 
 

@@ -100,7 +100,10 @@ def fetch_cnn_weights(model) -> None:
         for _, step in pipe.steps:
             blocks = [t for _, t in step.transformer_list] if isinstance(step, FeatureUnion) else [step]
             for b in blocks:
-                if isinstance(b, CNNEmbedding) and not Path(resolve_weights(str(b.weights), int(b.input_size))).is_file():
+                if (
+                    isinstance(b, CNNEmbedding)
+                    and not Path(resolve_weights(str(b.weights), int(b.input_size))).is_file()
+                ):
                     load_backbone(str(b.weights), int(b.input_size))
 
 
@@ -148,8 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="image",
         help="one row per image (default), per breast (views averaged) or per exam (density: median of the views)",
     )
-    parser.add_argument("--views", help="CSV naming each file's exam, laterality and view (columns path, exam, "
-                                        "laterality, view); default: DICOM tags, else the file name")
+    parser.add_argument(
+        "--views",
+        help="CSV naming each file's exam, laterality and view (columns path, exam, "
+        "laterality, view); default: DICOM tags, else the file name",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

@@ -106,8 +106,9 @@ def synthetic_mammogram(
     return (img * 255).astype(np.uint8) if uint8 else img
 
 
-def augment_like_dphi(image: np.ndarray, rng: np.random.Generator, *, size: int = 224,
-                      enhanced: bool | None = None) -> np.ndarray:
+def augment_like_dphi(
+    image: np.ndarray, rng: np.random.Generator, *, size: int = 224, enhanced: bool | None = None
+) -> np.ndarray:
     """One DPhi-style augmented copy of a grey image, for building ground truth.
 
     Resize to ``size`` x ``size``, rotate by any angle with black fill, random
@@ -130,13 +131,18 @@ def augment_like_dphi(image: np.ndarray, rng: np.random.Generator, *, size: int 
     shift = rng.uniform(-0.1, 0.1, size=2) * size
     c = size / 2
     # output pixel -> input pixel: scale about the centre, then shift
-    tf = AffineTransform(translation=(-c, -c)) + AffineTransform(scale=1 / zoom) + AffineTransform(translation=(c + shift[0], c + shift[1]))
+    tf = (
+        AffineTransform(translation=(-c, -c))
+        + AffineTransform(scale=1 / zoom)
+        + AffineTransform(translation=(c + shift[0], c + shift[1]))
+    )
     im = warp(np.ascontiguousarray(im), tf, mode="constant", cval=0.0, order=1)
     return np.clip(im, 0, 1).astype(np.float32)
 
 
-def simulate_copies(images: Sequence[np.ndarray], n_copies: int, *, seed: int = 0,
-                    size: int = 224) -> tuple[list[np.ndarray], np.ndarray]:
+def simulate_copies(
+    images: Sequence[np.ndarray], n_copies: int, *, seed: int = 0, size: int = 224
+) -> tuple[list[np.ndarray], np.ndarray]:
     """``n_copies`` DPhi-style augmented copies of each image, with the true groups."""
     rng = np.random.default_rng(seed)
     out, truth = [], []
@@ -170,7 +176,9 @@ def _draw_label(canvas: np.ndarray, rng: np.random.Generator, box: tuple[int, in
         font = ImageFont.load_default(size=max(8, int(0.7 * h)))
     except TypeError:  # Pillow without FreeType: the fixed bitmap font
         font = ImageFont.load_default()
-    ImageDraw.Draw(label).text((max(1, w // 12), max(0, h // 8)), text, fill=int(255 * rng.uniform(0.05, 0.3)), font=font)
+    ImageDraw.Draw(label).text(
+        (max(1, w // 12), max(0, h // 8)), text, fill=int(255 * rng.uniform(0.05, 0.3)), font=font
+    )
     canvas[r0:r1, c0:c1] = np.asarray(label, np.float32) / 255
 
 
@@ -246,8 +254,9 @@ def film_scan(
     return canvas, (pr, pc)
 
 
-def larger_detector(image: np.ndarray, *, factor: float = 1.8, level: float = 0.06,
-                    where: str = "centre") -> tuple[np.ndarray, tuple[int, int]]:
+def larger_detector(
+    image: np.ndarray, *, factor: float = 1.8, level: float = 0.06, where: str = "centre"
+) -> tuple[np.ndarray, tuple[int, int]]:
     """``image`` on a detector ``factor`` times its size whose empty area reads ``level``
     (slightly grey): ``(copy, (row, col) offset of the original)``. ``where`` is
     "centre" or "chest wall" (flush with the left side, as a breast is positioned)."""
@@ -263,9 +272,31 @@ def larger_detector(image: np.ndarray, *, factor: float = 1.8, level: float = 0.
 
 #: Pictures bundled with scikit-image (no download) that are not mammograms.
 SKIMAGE_PICTURES = (
-    "astronaut", "binary_blobs", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock",
-    "coffee", "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry",
-    "logo", "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text",
+    "astronaut",
+    "binary_blobs",
+    "brick",
+    "camera",
+    "cat",
+    "cell",
+    "checkerboard",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "colorwheel",
+    "grass",
+    "gravel",
+    "horse",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "logo",
+    "microaneurysms",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "shepp_logan_phantom",
+    "text",
 )
 
 
@@ -341,7 +372,9 @@ def more_non_mammograms(seed: int = 1) -> dict[str, np.ndarray]:
         grey = rgb2gray(img[..., :3]) if img.ndim == 3 else img
         h, w = grey.shape
         r0, c0 = int(rng.uniform(0, 0.4) * h), int(rng.uniform(0, 0.4) * w)
-        out[f"{name}: crop, rotated"] = np.rot90(grey[r0 : r0 + int(0.6 * h), c0 : c0 + int(0.6 * w)], k=int(rng.integers(1, 4))).copy()
+        out[f"{name}: crop, rotated"] = np.rot90(
+            grey[r0 : r0 + int(0.6 * h), c0 : c0 + int(0.6 * w)], k=int(rng.integers(1, 4))
+        ).copy()
         out[f"{name}: negative"] = 1.0 - grey
         out[f"{name}: blurred"] = gaussian_filter(grey, 3)
     h, w = 480, 384
@@ -351,7 +384,9 @@ def more_non_mammograms(seed: int = 1) -> dict[str, np.ndarray]:
         out[f"smooth random field (scale {s})"] = (field - field.min()) / (field.max() - field.min())
     blobs = np.zeros((h, w), np.float32)
     for _ in range(12):
-        blobs += np.exp(-(((rows - rng.uniform(0, h)) ** 2 + (cols - rng.uniform(0, w)) ** 2) / (2 * rng.uniform(8, 40) ** 2)))
+        blobs += np.exp(
+            -(((rows - rng.uniform(0, h)) ** 2 + (cols - rng.uniform(0, w)) ** 2) / (2 * rng.uniform(8, 40) ** 2))
+        )
     out["gaussian blobs on black"] = np.clip(blobs, 0, 1)
     ell = np.zeros((h, w), np.float32)
     for _ in range(5):
@@ -369,8 +404,18 @@ def more_non_mammograms(seed: int = 1) -> dict[str, np.ndarray]:
     return out
 
 
-def write_dicom(arr: np.ndarray, dest, *, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
-                syntax=None, compress=None, preamble: bool = True, with_pixels: bool = True, **elements):
+def write_dicom(
+    arr: np.ndarray,
+    dest,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    syntax=None,
+    compress=None,
+    preamble: bool = True,
+    with_pixels: bool = True,
+    **elements,
+):
     """A mammography DICOM (MG, "for presentation") of ``arr`` written to ``dest`` (a path or a binary file).
 
     ``syntax``: the transfer syntax (default Explicit VR Little Endian); ``compress``: a

@@ -53,8 +53,13 @@ SLOW_FILES = ("test_browser.py", "test_dask.py", "test_finetune.py", "test_card.
 def pytest_collection_modifyitems(config, items):
     """Mark the slow tests (the CNN, real data, a browser, training runs) and skip the
     ``needs_weights`` ones when the ImageNet weights are not at hand."""
-    skip = None if weights_available() else pytest.mark.skip(
-        reason="MobileNetV2 ImageNet weights not found in $KERAS_HOME/models nor ../shared/weights")
+    skip = (
+        None
+        if weights_available()
+        else pytest.mark.skip(
+            reason="MobileNetV2 ImageNet weights not found in $KERAS_HOME/models nor ../shared/weights"
+        )
+    )
     for item in items:
         heavy = "needs_weights" in item.keywords or "require_data" in getattr(item, "fixturenames", ())
         if heavy or item.path.name in SLOW_FILES:
@@ -132,8 +137,9 @@ def mammogram(rng):
 
 def _original(rng: np.random.Generator, k: int = 0) -> np.ndarray:
     """A distinct original for the grouping tests: structured tissue, no film label (it would match across originals)."""
-    return synthetic_mammogram(rng, 1 + k % 4, 0, (256, 256), "left" if k % 2 else "right", structure=True,
-                               film_label=False)
+    return synthetic_mammogram(
+        rng, 1 + k % 4, 0, (256, 256), "left" if k % 2 else "right", structure=True, film_label=False
+    )
 
 
 @pytest.fixture

@@ -25,8 +25,9 @@ def test_feature_sets_and_their_blocks_in_column_order():
 
 
 def test_make_features_builds_the_registry_blocks_with_the_pipeline_options():
-    union = make_features("combined", glcm_levels=16, cnn_input_size=160, flip_tta=True, cnn_layers="last",
-                          extra_blocks=["intensity"])
+    union = make_features(
+        "combined", glcm_levels=16, cnn_input_size=160, flip_tta=True, cnn_layers="last", extra_blocks=["intensity"]
+    )
     names = [n for n, _ in union.transformer_list]
     assert names == ["glcm", "lbp", "cnn", "intensity"]
     glcm, lbp, cnn, extra = (t for _, t in union.transformer_list)

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("flask_wtf", reason="Flask-WTF is needed for the web app's CSRF protection")
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
+)
 
 from mammo.testing import run_until_closed  # noqa: E402
 from mammo.webapp import create_app, make_server  # noqa: E402
@@ -24,8 +26,16 @@ from mammo.webapp.demo import fit_demo_model  # noqa: E402
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGE = DATA / "dphi-sprint31" / "train" / "Image_1.jpg"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +74,10 @@ def _drag(page, selector: str, frm: tuple[float, float], to: tuple[float, float]
     page.mouse.down()
     for k in range(1, 11):  # several moves, as a hand would
         f = k / 10
-        page.mouse.move(box["x"] + (frm[0] + f * (to[0] - frm[0])) * box["width"],
-                        box["y"] + (frm[1] + f * (to[1] - frm[1])) * box["height"])
+        page.mouse.move(
+            box["x"] + (frm[0] + f * (to[0] - frm[0])) * box["width"],
+            box["y"] + (frm[1] + f * (to[1] - frm[1])) * box["height"],
+        )
     page.mouse.up()
 
 
@@ -125,7 +137,10 @@ def test_drag_and_drop_shows_the_preview(page, server_url):
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
     page.wait_for_selector("#crop-canvas", state="visible", timeout=20_000)
     assert page.eval_on_selector("#file", "el => el.files.length") == 1
-    assert page.eval_on_selector("#crop-canvas", "el => [el.dataset.originalWidth, el.dataset.originalHeight]") == ["224", "224"]
+    assert page.eval_on_selector("#crop-canvas", "el => [el.dataset.originalWidth, el.dataset.originalHeight]") == [
+        "224",
+        "224",
+    ]
     # Submitting without a crop analyses the whole image.
     with page.expect_navigation(timeout=60_000):
         page.click("#submit")

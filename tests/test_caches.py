@@ -33,8 +33,10 @@ def cache_root(tmp_path):
     fc = FeatureCache(root / "features")
     current = fc.block_dir([ImageReader(), BreastCropper(size=512), Enhancer()], "glcm", GLCMFeatures())
     _write(current / "ab" / "abc.npy")
-    old = _write(root / "features" / "cnn-0123" / "chain.json",
-                 json.dumps({"block": "cnn", "chain": ["mammo-featcache-v0", "x.Y[]"]}).encode()).parent
+    old = _write(
+        root / "features" / "cnn-0123" / "chain.json",
+        json.dumps({"block": "cnn", "chain": ["mammo-featcache-v0", "x.Y[]"]}).encode(),
+    ).parent
     _write(root / SIGNATURE_VERSION / "ab" / "k.npz")
     _write(root / "sift-clahe-v0" / "ab" / "k.npz", b"y" * 1000)
     _write(root / "groups" / "new.json", json.dumps({"version": GROUPS_VERSION}).encode())
@@ -49,9 +51,16 @@ def test_scan_marks_exactly_the_entries_no_current_version_reads(cache_root):
     root, current, old = cache_root
     entries = {(e.area, e.path.name): e for e in caches.scan(root)}
     stale = {k for k, e in entries.items() if e.stale}
-    assert stale == {("features", "cnn-0123"), ("signatures", "sift-clahe-v0"), ("groups", "old.json"),
-                     ("temporary", "cde.npy.123.456.tmp")}
-    assert entries[("features", current.name)].what == "ImageReader() > BreastCropper(size=512) > Enhancer() > GLCMFeatures()"
+    assert stale == {
+        ("features", "cnn-0123"),
+        ("signatures", "sift-clahe-v0"),
+        ("groups", "old.json"),
+        ("temporary", "cde.npy.123.456.tmp"),
+    }
+    assert (
+        entries[("features", current.name)].what
+        == "ImageReader() > BreastCropper(size=512) > Enhancer() > GLCMFeatures()"
+    )
     assert entries[("signatures", "sift-clahe-v0")].bytes == 1000
     assert ("temporary", "fgh.npy.123.789.tmp") not in entries  # young: may belong to a running job
 
@@ -109,7 +118,10 @@ def test_every_cache_uses_one_root(tmp_path, monkeypatch):
     (tmp_path / "co" / "mammo").mkdir(parents=True)
     monkeypatch.setattr(storage, "checkout_cache", lambda: tmp_path / "co")
     monkeypatch.delenv("MAMMO_CACHE_DIR")
-    assert cache_root() == cache_dir() == tmp_path / "co" / "mammo" and default_cache_dir() == tmp_path / "co" / "mammo" / "features"
+    assert (
+        cache_root() == cache_dir() == tmp_path / "co" / "mammo"
+        and default_cache_dir() == tmp_path / "co" / "mammo" / "features"
+    )
 
 
 class _Step:
@@ -134,8 +146,10 @@ def test_chain_json_is_structured_and_the_folder_key_unchanged(tmp_path):
     assert d.name == f"blk-{hashlib.sha256(old_key.encode()).hexdigest()[:20]}"
     chain = json.loads((d / "chain.json").read_text())
     assert chain["format"] == 2 and chain["version"] == FEATURES_VERSION and chain["block"] == "blk"
-    assert chain["chain"] == [{"class": name, "params": {"mode": "a", "size": 512}},
-                              {"class": name, "params": {"mode": "b", "size": 256}}]
+    assert chain["chain"] == [
+        {"class": name, "params": {"mode": "a", "size": 512}},
+        {"class": name, "params": {"mode": "b", "size": 256}},
+    ]
     stale, what = caches._feature_summary(d)
     assert not stale and what == "_Step(size=512) > _Step(mode='b')"
 

@@ -36,8 +36,21 @@ from mammo.testing import run_until_closed, synthetic_mammogram
 from mammo.training.cli import main as train
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--feature-sets", "texture", "--models", "svm", "xgboost", "--no-deep", "--jobs", "1", "--quiet",
-        "--bootstrap", "200", "--folds", "4"]
+ARGS = [
+    "--feature-sets",
+    "texture",
+    "--models",
+    "svm",
+    "xgboost",
+    "--no-deep",
+    "--jobs",
+    "1",
+    "--quiet",
+    "--bootstrap",
+    "200",
+    "--folds",
+    "4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +89,11 @@ def _png(seed: int = 1) -> bytes:
 
 def _result_page(client) -> str:
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
-    resp = client.post("/predict", data={"csrf_token": token, "file": (io.BytesIO(_png()), "scan.png")},
-                       content_type="multipart/form-data")
+    resp = client.post(
+        "/predict",
+        data={"csrf_token": token, "file": (io.BytesIO(_png()), "scan.png")},
+        content_type="multipart/form-data",
+    )
     assert resp.status_code == 200, resp.get_data(as_text=True)
     return resp.get_data(as_text=True)
 
@@ -95,13 +111,22 @@ def test_training_writes_the_card_beside_the_model(run_dir, card_files):
     assert (run_dir / "model.joblib").is_file()
     for doc in (md, _text(html)):
         assert "Research use only, not for diagnosis." in doc
-        for heading in ("Intended use", "Out-of-scope use", "Training data", "Evaluation protocol",
-                        "Candidates compared", "Chosen pipelines", "Subgroup results", "Out-of-distribution rate",
-                        "Limitations", "Versions and hashes"):
+        for heading in (
+            "Intended use",
+            "Out-of-scope use",
+            "Training data",
+            "Evaluation protocol",
+            "Candidates compared",
+            "Chosen pipelines",
+            "Subgroup results",
+            "Out-of-distribution rate",
+            "Limitations",
+            "Versions and hashes",
+        ):
             assert heading in doc, heading
         assert "Diagnosis, screening, triage" in doc and "not a medical device" in doc
         assert "Research and teaching" in doc
-    assert md.startswith("---\nlibrary_name: \"mammo\"")  # Hugging Face style front matter
+    assert md.startswith('---\nlibrary_name: "mammo"')  # Hugging Face style front matter
     assert html.lstrip().startswith("<!doctype html>") and "http://" not in html and "https://" not in html
 
 
@@ -150,7 +175,9 @@ def test_card_names_the_model_by_its_hashes_and_versions(metrics, card_files, ru
     assert SUBGROUPS_NOT_MEASURED in md
 
 
-SUBGROUPS_NOT_MEASURED = f"Results by subgroup (scanner, site, age, density grade for the tumour task, lesion type): {NOT_MEASURED}"
+SUBGROUPS_NOT_MEASURED = (
+    f"Results by subgroup (scanner, site, age, density grade for the tumour task, lesion type): {NOT_MEASURED}"
+)
 
 
 def test_markdown_and_html_are_one_card(metrics, card_files, run_dir):
@@ -165,10 +192,17 @@ def test_markdown_and_html_are_one_card(metrics, card_files, run_dir):
 
 
 def test_user_strings_are_escaped():
-    meta = {"training_data": {"name": "<script>alert(1)</script>", "n_images": 3, "n_groups": 2},
-            "pipeline_id": "x|<img src=x onerror=alert(1)>",
-            "cv_metrics": {"tumour": {"candidate": "<b>c</b>", "table": {"<b>c</b>": {"auc": 0.5, "auc_ci95": [0.4, 0.6]}},
-                                      "protocol": "2-fold StratifiedGroupKFold, seed 0"}}}
+    meta = {
+        "training_data": {"name": "<script>alert(1)</script>", "n_images": 3, "n_groups": 2},
+        "pipeline_id": "x|<img src=x onerror=alert(1)>",
+        "cv_metrics": {
+            "tumour": {
+                "candidate": "<b>c</b>",
+                "table": {"<b>c</b>": {"auc": 0.5, "auc_ci95": [0.4, 0.6]}},
+                "protocol": "2-fold StratifiedGroupKFold, seed 0",
+            }
+        },
+    }
     html = card_html(build_card(meta))
     assert "<script>alert" not in html and "<img src=x" not in html and "<b>c</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;c&lt;/b&gt; (selected)" in html
@@ -177,10 +211,14 @@ def test_user_strings_are_escaped():
 
 
 def test_a_model_without_evaluation_says_what_was_not_measured():
-    card = build_card({"training_data": {"source": "synthetic mammograms", "n_images": 24}, "pipeline_id": "demo",
-                       "tasks": {"density": {"steps": ["read", "clf"], "features": ["glcm"], "model": "SVC",
-                                             "n_train": 24}}},
-                      model_file={"file": "demo.joblib", "sha256": "ab" * 32})
+    card = build_card(
+        {
+            "training_data": {"source": "synthetic mammograms", "n_images": 24},
+            "pipeline_id": "demo",
+            "tasks": {"density": {"steps": ["read", "clf"], "features": ["glcm"], "model": "SVC", "n_train": 24}},
+        },
+        model_file={"file": "demo.joblib", "sha256": "ab" * 32},
+    )
     md = card_markdown(card)
     assert "Trained on synthetic mammograms: 24 images." in md
     assert f"Density pipeline: glcm → SVC; cross-validated performance {NOT_MEASURED}." in md
@@ -204,10 +242,12 @@ def test_package_data_ships_the_card_templates():
 
 def test_result_page_summarises_the_card_instead_of_flattened_keys(client, metrics, run_dir):
     html = _result_page(client)
-    section = html[html.index('id="provenance"'):html.index("Analyse another image")]
+    section = html[html.index('id="provenance"') : html.index("Analyse another image")]
     text = _text(section)
     assert "cv_metrics." not in html and "training_data." not in html and "table.texture" not in html
-    assert f"Trained on labels: {metrics['dataset']['n_images']} images in {metrics['dataset']['n_groups']} groups" in text
+    assert (
+        f"Trained on labels: {metrics['dataset']['n_images']} images in {metrics['dataset']['n_groups']} groups" in text
+    )
     for task, key in (("density", "qwk"), ("tumour", "auc")):
         best = metrics["tasks"][task]["best"]
         pooled = metrics["tasks"][task]["candidates"][best]["pooled"]
@@ -215,8 +255,9 @@ def test_result_page_summarises_the_card_instead_of_flattened_keys(client, metri
         for name, cand in metrics["tasks"][task]["candidates"].items():
             ci = cand["pooled"].get(f"{key}_ci95")
             cell = f"{cand['pooled'][key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-            assert re.search(rf"<th scope=\"row\">{re.escape(name)}( \(selected\))?</th><td>{re.escape(cell)}</td>",
-                             section), (name, cell)
+            assert re.search(
+                rf"<th scope=\"row\">{re.escape(name)}( \(selected\))?</th><td>{re.escape(cell)}</td>", section
+            ), (name, cell)
     lo, hi = metrics["tasks"]["tumour"]["candidates"][metrics["tasks"]["tumour"]["best"]]["pooled"]["auc_ci95"]
     assert f"95% CI {lo:.3f}–{hi:.3f}" in text
     assert "Research use only, not for diagnosis." in text
@@ -242,7 +283,9 @@ def test_healthz_and_api_keep_the_machine_readable_metadata(client, run_dir):
     meta = load_model(run_dir / "model.joblib").metadata
     assert set(body["model"]) == {"file", "sha256", "verified_manifest", "loaded_at", "pipeline_id", "tasks"}
     assert body["model"]["pipeline_id"] == meta["pipeline_id"]
-    api = client.post("/api/predict", data={"file": (io.BytesIO(_png()), "scan.png")}, content_type="multipart/form-data")
+    api = client.post(
+        "/api/predict", data={"file": (io.BytesIO(_png()), "scan.png")}, content_type="multipart/form-data"
+    )
     assert api.status_code == 200 and api.get_json()["model"]["pipeline_id"] == meta["pipeline_id"]
 
 
@@ -262,8 +305,9 @@ def test_a_model_without_a_card_file_gets_one_from_its_metadata(run_dir, tmp_pat
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200 and resp.mimetype == "text/html"
     assert file_sha256(model) in html and file_sha256(run_dir / "model.joblib") not in html
-    assert html == card_html(build_card(load_model(model).metadata,
-                                        model_file={"file": "old.joblib", "sha256": file_sha256(model)}))
+    assert html == card_html(
+        build_card(load_model(model).metadata, model_file={"file": "old.joblib", "sha256": file_sha256(model)})
+    )
     text = _text(html)
     assert "Research use only, not for diagnosis." in text and f"Cross-validation: {NOT_MEASURED}" in text
     assert "Built from the saved model's metadata alone" in text

@@ -28,16 +28,21 @@ from mammo.classifiers.estimators import expected_grade, fit_cut_points, quadrat
 from mammo.features.region import BreastCropper
 
 
-@parametrize_with_checks([
-    ClassWeighted(LogisticRegression()),
-    OrdinalClassifier(LogisticRegression()),
-    OrdinalClassifier(CalibratedClassifierCV(LogisticRegression(), cv=2), decision="qwk"),
-    CappedPCA(max_components=3),
-], expected_failed_checks=lambda est: (
-    # by design: the grade comes from cut points on the expected grade, not the most probable class
-    {"check_classifiers_train": "predict is not argmax(predict_proba) with decision='qwk'"}
-    if getattr(est, "decision", None) == "qwk" else {}
-), xfail_strict=True)
+@parametrize_with_checks(
+    [
+        ClassWeighted(LogisticRegression()),
+        OrdinalClassifier(LogisticRegression()),
+        OrdinalClassifier(CalibratedClassifierCV(LogisticRegression(), cv=2), decision="qwk"),
+        CappedPCA(max_components=3),
+    ],
+    expected_failed_checks=lambda est: (
+        # by design: the grade comes from cut points on the expected grade, not the most probable class
+        {"check_classifiers_train": "predict is not argmax(predict_proba) with decision='qwk'"}
+        if getattr(est, "decision", None) == "qwk"
+        else {}
+    ),
+    xfail_strict=True,
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -122,8 +127,9 @@ def test_ordinal_qwk_decision_uses_held_out_predictions(rng, monkeypatch):
     # Same probabilities: only the decision rule differs.
     assert np.allclose(est.predict_proba(X[test]), plain.predict_proba(X[test]))
     # At most max_cut_samples held-out predictions fit the cut points, from every fold.
-    OrdinalClassifier(CalibratedClassifierCV(LogisticRegression(), cv=splits), decision="qwk",
-                      max_cut_samples=100).fit(X[train], y[train])
+    OrdinalClassifier(CalibratedClassifierCV(LogisticRegression(), cv=splits), decision="qwk", max_cut_samples=100).fit(
+        X[train], y[train]
+    )
     assert 90 <= len(seen["score"]) <= 100
     assert np.bincount(seen["rank"], minlength=4).min() > 0
 
@@ -151,9 +157,33 @@ def test_ordinal_qwk_decision_needs_cross_validated_calibration(rng):
 
 
 def test_make_task_pipeline_steps_and_errors():
-    assert [n for n, _ in make_task_pipeline("density", "texture", "svm").steps] == ["read", "crop", "check", "enhance", "features", "scale", "reduce", "clf"]
-    assert [n for n, _ in make_task_pipeline("tumour", "cnn", "xgboost").steps] == ["read", "crop", "check", "enhance", "features", "select", "clf"]
-    assert [n for n, _ in make_task_pipeline("tumour", "texture", "xgboost").steps] == ["read", "crop", "check", "enhance", "features", "clf"]
+    assert [n for n, _ in make_task_pipeline("density", "texture", "svm").steps] == [
+        "read",
+        "crop",
+        "check",
+        "enhance",
+        "features",
+        "scale",
+        "reduce",
+        "clf",
+    ]
+    assert [n for n, _ in make_task_pipeline("tumour", "cnn", "xgboost").steps] == [
+        "read",
+        "crop",
+        "check",
+        "enhance",
+        "features",
+        "select",
+        "clf",
+    ]
+    assert [n for n, _ in make_task_pipeline("tumour", "texture", "xgboost").steps] == [
+        "read",
+        "crop",
+        "check",
+        "enhance",
+        "features",
+        "clf",
+    ]
     assert isinstance(make_classifier("density", "svm"), OrdinalClassifier)
     for bad in [dict(task="age"), dict(task="density", feature_set="sift"), dict(task="density", model="knn")]:
         with pytest.raises(ValueError, match="must be one of"):
@@ -240,7 +270,10 @@ def test_save_load_manifest(texture_model, synthetic_set, tmp_path):
     path = texture_model.save(tmp_path / "m.joblib")
     manifest = tmp_path / "m.joblib.manifest.json"
     loaded = load_model(path, manifest=manifest)
-    np.testing.assert_array_equal(loaded.predict_proba(synthetic_set[0][:3])["tumour"], texture_model.predict_proba(synthetic_set[0][:3])["tumour"])
+    np.testing.assert_array_equal(
+        loaded.predict_proba(synthetic_set[0][:3])["tumour"],
+        texture_model.predict_proba(synthetic_set[0][:3])["tumour"],
+    )
     sha = json.loads(manifest.read_text())["sha256"]
     assert load_model(path, manifest=sha).metadata == texture_model.metadata
     tampered = tmp_path / "t.joblib"
@@ -277,7 +310,9 @@ def test_cnn_model_round_trip_in_fresh_process(synthetic_set, tmp_path):
         "p = m.predict_proba(json.loads(sys.argv[2]))\n"
         "print(json.dumps({k: v.tolist() for k, v in p.items()}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(paths[:6])], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path), json.dumps(paths[:6])], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     for task in ("density", "tumour"):

@@ -35,12 +35,20 @@ def mammo_cli(cwd: Path, *args, **env: str) -> subprocess.CompletedProcess:
         "no_proxy": "",
         **env,
     }
-    return subprocess.run([sys.executable, "-m", "mammo.cli", *map(str, args)], cwd=cwd, env=clean,
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mammo.cli", *map(str, args)],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
-def assert_one_line_error(res: subprocess.CompletedProcess, command: str, *words: str,
-                          prefix: str | None = None) -> str:
+def assert_one_line_error(
+    res: subprocess.CompletedProcess, command: str, *words: str, prefix: str | None = None
+) -> str:
     """Exit status 2, no traceback, and stderr exactly one line ``mammo COMMAND: error: ...`` with ``words``."""
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
@@ -67,6 +75,7 @@ def work(tmp_path, synthetic_set, texture_model_path):
 
 
 # ------------------------------------------------------------------------- model files
+
 
 def _truncated(work: Path) -> tuple[str, list[str]]:
     data = (work / "model.joblib").read_bytes()
@@ -103,8 +112,9 @@ def test_predict_refuses_a_bad_model_file_in_one_line(work, make_bad):
 
 
 def test_missing_model_and_manifest(work):
-    assert_one_line_error(mammo_cli(work, "predict", "scans", "--model", "gone.joblib"), "predict",
-                          "model file not found", "gone.joblib")
+    assert_one_line_error(
+        mammo_cli(work, "predict", "scans", "--model", "gone.joblib"), "predict", "model file not found", "gone.joblib"
+    )
     res = mammo_cli(work, "predict", "scans", "--model", "model.joblib", "--manifest", "gone.json")
     assert_one_line_error(res, "predict", "gone.json", "manifest")
     # the web app reports its own errors (mammo/webapp/__main__.py), in one line too
@@ -113,6 +123,7 @@ def test_missing_model_and_manifest(work):
 
 
 # ------------------------------------------------------------------ images and outputs
+
 
 @pytest.mark.parametrize("command", ["predict", "inspect", "audit"])
 def test_no_images_found(work, command):
@@ -124,12 +135,15 @@ def test_no_images_found(work, command):
     assert not (work / "o").exists()
 
 
-@pytest.mark.parametrize("command, args", [
-    ("predict", ["scans", "--model", "model.joblib", "--out", "a-file/predictions.csv"]),
-    ("inspect", ["scans", "--out", "a-file/inspect"]),
-    ("audit", ["scans", "--out", "a-file/audit"]),
-    ("train", ["data", "--out", "a-file/run"]),
-])
+@pytest.mark.parametrize(
+    "command, args",
+    [
+        ("predict", ["scans", "--model", "model.joblib", "--out", "a-file/predictions.csv"]),
+        ("inspect", ["scans", "--out", "a-file/inspect"]),
+        ("audit", ["scans", "--out", "a-file/audit"]),
+        ("train", ["data", "--out", "a-file/run"]),
+    ],
+)
 def test_output_folder_that_cannot_be_written(work, command, args):
     # checked before any work: the train case fails on --out before it looks for data
     assert_one_line_error(mammo_cli(work, command, *args), command, "cannot write in", "a-file is a file")
@@ -149,6 +163,7 @@ def test_data_set_failures(work):
 
 # ----------------------------------------------------------------------- CNN weights
 
+
 def _manifest(work: Path, paths: list[str], tumour: np.ndarray) -> Path:
     rows = ["path,tumour"] + [f"{p},{int(t)}" for p, t in zip(paths, tumour)]
     (work / "labels.csv").write_text("\n".join(rows) + "\n")
@@ -165,8 +180,25 @@ def _no_weights(work: Path) -> dict[str, str]:
 def test_train_without_weights_says_where_to_put_them(work, synthetic_set):
     paths, _, tumour = synthetic_set
     csv = _manifest(work, paths[:12], tumour[:12])
-    res = mammo_cli(work, "train", csv, "--feature-sets", "cnn", "--models", "svm", "--tasks", "tumour",
-                    "--folds", "2", "--no-deep", "--no-leaky", "--quiet", "--out", "runs/x", **_no_weights(work))
+    res = mammo_cli(
+        work,
+        "train",
+        csv,
+        "--feature-sets",
+        "cnn",
+        "--models",
+        "svm",
+        "--tasks",
+        "tumour",
+        "--folds",
+        "2",
+        "--no-deep",
+        "--no-leaky",
+        "--quiet",
+        "--out",
+        "runs/x",
+        **_no_weights(work),
+    )
     # one line also means TensorFlow's C++ start-up lines were silenced: Keras was imported
     assert_one_line_error(res, "train", "ImageNet MobileNetV2 weights", str(work / "keras" / "models"))
 
@@ -189,17 +221,21 @@ def test_predict_without_weights_says_where_to_put_them(work, cnn_model_path):
 
 
 def test_tensorflow_start_up_lines_are_silenced(tmp_path):
-    code = ("import sys; from mammo.cli import quiet_tensorflow\n"
-            "with quiet_tensorflow():\n    import tensorflow\n"
-            "print('kept', file=sys.stderr)")
+    code = (
+        "import sys; from mammo.cli import quiet_tensorflow\n"
+        "with quiet_tensorflow():\n    import tensorflow\n"
+        "print('kept', file=sys.stderr)"
+    )
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=300
+    )
     assert res.returncode == 0, res.stderr
     assert res.stderr == "kept\n"
 
 
 # --------------------------------------------------------------------- arguments, help
+
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_bad_arguments_are_usage_and_one_error_line(tmp_path, command):
@@ -233,6 +269,7 @@ def test_help_introduces_the_command(command, capsys):
 
 # ------------------------------------------------------------- the central error mapping
 
+
 def test_expected_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
     import mammo.caches
     from mammo.datasets import DatasetError
@@ -243,6 +280,7 @@ def test_expected_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch,
     def raising(exc):
         def fail(argv):
             raise exc
+
         return fail
 
     monkeypatch.setattr(mammo.caches, "main", raising(DatasetError("no Info.txt\n(not a mini-MIAS layout)")))
@@ -266,6 +304,7 @@ def test_expected_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch,
 
 
 # ------------------------------------------------------------------------ getting data
+
 
 def _getting_data() -> str:
     """The README's "Getting data" section, up to the next top-level heading."""
@@ -291,8 +330,13 @@ def test_readme_says_where_each_data_set_comes_from_and_how_to_train_on_it():
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 def test_make_without_data_points_to_getting_data(tmp_path):
     target = tmp_path / "run" / "model.joblib"  # the $(MODEL) rule, with no data found or given
-    res = subprocess.run(["make", "-s", "-C", str(ROOT), "DATA=", f"RUN={tmp_path / 'run'}", str(target)],
-                         capture_output=True, text=True, timeout=60, check=False)
+    res = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "DATA=", f"RUN={tmp_path / 'run'}", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert res.returncode == 2
     message = res.stderr.splitlines()[0]
     assert message.startswith("no training data") and "Getting data" in message and "DATA=" in message

@@ -45,7 +45,18 @@ def test_predict_cli_dask_backend(cluster, texture_model_path, synthetic_set, ca
     paths = synthetic_set[0][:6]
     assert main([*paths, "--model", str(texture_model_path), "--quiet"]) == 0
     local = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    code = main([*paths, "--model", str(texture_model_path), "--quiet", "--backend", "dask", "--scheduler", cluster.scheduler_address])
+    code = main(
+        [
+            *paths,
+            "--model",
+            str(texture_model_path),
+            "--quiet",
+            "--backend",
+            "dask",
+            "--scheduler",
+            cluster.scheduler_address,
+        ]
+    )
     remote = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert code == 0 and remote == local
 

@@ -34,6 +34,7 @@ def _img(path: Path, seed: int = 0, size: int = 16, mode: str = "L") -> None:
 
 # ----------------------------------------------------------------------------- DPhi
 
+
 def _dphi(tmp_path: Path) -> Path:
     root = tmp_path / "dphi"
     labels = ["Density1Benign", "Density3Malignant", "Density4Benign", "Density2Malignant"]
@@ -138,16 +139,19 @@ def test_mias_no_rows(tmp_path):
 
 # ----------------------------------------------------------------------------- manifest
 
+
 def test_manifest_letters_and_missing_labels(tmp_path):
     for i in range(5):
         _img(tmp_path / "imgs" / f"{i}.png", i)
-    pd.DataFrame({
-        "path": [f"imgs/{i}.png" for i in range(5)],
-        "patient_id": ["p1", "p1", "p2", "p3", "p3"],
-        "density": ["A", "d", "", "2", "C"],
-        "tumour": ["Malignant", "B", "1", "", "0"],
-        "view": ["CC", "MLO", "CC", "CC", "MLO"],
-    }).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame(
+        {
+            "path": [f"imgs/{i}.png" for i in range(5)],
+            "patient_id": ["p1", "p1", "p2", "p3", "p3"],
+            "density": ["A", "d", "", "2", "C"],
+            "tumour": ["Malignant", "B", "1", "", "0"],
+            "view": ["CC", "MLO", "CC", "CC", "MLO"],
+        }
+    ).to_csv(tmp_path / "m.csv", index=False)
     ds = load_dataset(tmp_path / "m.csv")
     assert ds.name == "m"
     np.testing.assert_array_equal(ds.density, [1, 4, np.nan, 2, 3])
@@ -191,14 +195,25 @@ def test_manifest_errors(tmp_path, frame, match):
 
 # ----------------------------------------------------------------------------- RSNA
 
+
 def _rsna(tmp_path: Path) -> Path:
     root = tmp_path / "rsna"
     rows = []
     for i, (pid, cancer, dens) in enumerate([(5, 0, ""), (5, 0, ""), (7, 1, "B"), (7, 1, "D")]):
         fn = f"{pid}_{1000 + i}_png.rf.abc{i}.jpg"
         _img(root / "images" / fn, i, mode="RGB")
-        rows.append({"filename": fn, "patient_id": pid, "image_id": 1000 + i, "laterality": "L",
-                     "view": "CC", "site_id": 2 if not dens else 1, "cancer": cancer, "density": dens})
+        rows.append(
+            {
+                "filename": fn,
+                "patient_id": pid,
+                "image_id": 1000 + i,
+                "laterality": "L",
+                "view": "CC",
+                "site_id": 2 if not dens else 1,
+                "cancer": cancer,
+                "density": dens,
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
     (root / "holdout").mkdir()
     (root / "holdout" / "case_0000.jpg").write_bytes(b"not an image: reading it would fail")
@@ -251,6 +266,7 @@ def test_rsna_missing_column(tmp_path):
 
 # ----------------------------------------------------------------------------- load_dataset errors
 
+
 def test_missing_path(tmp_path):
     with pytest.raises(DatasetError, match="no such"):
         load_dataset(tmp_path / "nowhere")
@@ -282,7 +298,9 @@ def test_real_mias_counts():
     assert s["tumour"]["counts"] == {"0": 63, "1": 52}
 
 
-@pytest.mark.skipif(not (DATA / "rsna-screening" / "labels.csv").is_file(), reason="../shared/data/rsna-screening not present")
+@pytest.mark.skipif(
+    not (DATA / "rsna-screening" / "labels.csv").is_file(), reason="../shared/data/rsna-screening not present"
+)
 def test_real_rsna_counts():
     ds = load_dataset(DATA / "rsna-screening")
     s = ds.summary()

@@ -28,13 +28,25 @@ from mammo.testing import synthetic_mammogram
 FAST = ["--quiet", "--bootstrap", "200", "--jobs", "1"]
 #: what `mammo train` would have stored; distinctive values, so the report can be searched for them
 CV_METRICS = {
-    "tumour": {"candidate": "texture+svm", "protocol": "5-fold StratifiedGroupKFold, seed 0",
-               "metrics": {"n": 48, "auc": 0.8123, "auc_ci95": [0.7011, 0.9022], "sens_at_90spec": 0.4567,
-                           "balanced_accuracy": 0.7345, "brier": 0.1789},
-               "folds_summary": {"auc": {"mean": 0.8234, "std": 0.0456}}},
-    "density": {"candidate": "texture+svm", "protocol": "5-fold StratifiedGroupKFold, seed 0",
-                "metrics": {"n": 48, "qwk": 0.6543, "accuracy": 0.5432, "balanced_accuracy": 0.5321, "macro_f1": 0.5012},
-                "folds_summary": {"qwk": {"mean": 0.6412, "std": 0.1102}}},
+    "tumour": {
+        "candidate": "texture+svm",
+        "protocol": "5-fold StratifiedGroupKFold, seed 0",
+        "metrics": {
+            "n": 48,
+            "auc": 0.8123,
+            "auc_ci95": [0.7011, 0.9022],
+            "sens_at_90spec": 0.4567,
+            "balanced_accuracy": 0.7345,
+            "brier": 0.1789,
+        },
+        "folds_summary": {"auc": {"mean": 0.8234, "std": 0.0456}},
+    },
+    "density": {
+        "candidate": "texture+svm",
+        "protocol": "5-fold StratifiedGroupKFold, seed 0",
+        "metrics": {"n": 48, "qwk": 0.6543, "accuracy": 0.5432, "balanced_accuracy": 0.5321, "macro_f1": 0.5012},
+        "folds_summary": {"qwk": {"mean": 0.6412, "std": 0.1102}},
+    },
 }
 
 
@@ -56,14 +68,33 @@ def manifest(tmp_path_factory):
             for view in ("CC", "MLO"):
                 name = f"p{p}_{side}_{view}.png"
                 _save(synthetic_mammogram(rng, density, tumour, side="left" if side == "L" else "right"), root / name)
-                rows.append({"path": name, "patient_id": f"pat{p}", "laterality": side, "view": view,
-                             "site": "north" if p < 4 else "south", "age": 45 + 4 * p, "density": density,
-                             "tumour": tumour})
+                rows.append(
+                    {
+                        "path": name,
+                        "patient_id": f"pat{p}",
+                        "laterality": side,
+                        "view": view,
+                        "site": "north" if p < 4 else "south",
+                        "age": 45 + 4 * p,
+                        "density": density,
+                        "tumour": tumour,
+                    }
+                )
     (root / "empty.png").write_bytes(b"")
     Image.fromarray(np.zeros((300, 240), np.uint8)).save(root / "black.png")
     for name in ("empty.png", "black.png"):
-        rows.append({"path": name, "patient_id": "pat9", "laterality": "L", "view": "CC", "site": "south", "age": 60,
-                     "density": 2, "tumour": 1})
+        rows.append(
+            {
+                "path": name,
+                "patient_id": "pat9",
+                "laterality": "L",
+                "view": "CC",
+                "site": "south",
+                "age": 60,
+                "density": 2,
+                "tumour": 1,
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
     return root / "labels.csv"
 
@@ -72,8 +103,11 @@ def manifest(tmp_path_factory):
 def cv_model_path(texture_model, tmp_path_factory):
     """The texture model with the cross-validated figures and training summary `mammo train` stores."""
     model = copy.deepcopy(texture_model)
-    model.metadata.update(cv_metrics=CV_METRICS, pipeline_id="synthetic:density=texture+svm;tumour=texture+svm",
-                          training_data={"name": "synthetic", "n_images": 48, "n_groups": 48})
+    model.metadata.update(
+        cv_metrics=CV_METRICS,
+        pipeline_id="synthetic:density=texture+svm;tumour=texture+svm",
+        training_data={"name": "synthetic", "n_images": 48, "n_groups": 48},
+    )
     return model.save(tmp_path_factory.mktemp("cvmodel") / "model.joblib")
 
 
@@ -142,7 +176,10 @@ def test_report_plots_and_predictions_are_written(evaluated):
 def test_expected_column_comes_from_the_artifact(evaluated, texture_model_path, manifest, tmp_path):
     out, m = evaluated
     rows = {r["metric"]: r for r in m["tasks"]["tumour"]["comparison"]}
-    assert rows["auc"]["expected"] == 0.8123 and rows["auc"]["measured"] == m["tasks"]["tumour"]["measured"]["image"]["auc"]
+    assert (
+        rows["auc"]["expected"] == 0.8123
+        and rows["auc"]["measured"] == m["tasks"]["tumour"]["measured"]["image"]["auc"]
+    )
     assert rows["auc"]["expected_folds"] == {"mean": 0.8234, "std": 0.0456}
     assert {r["metric"]: r["expected"] for r in m["tasks"]["density"]["comparison"]}["qwk"] == 0.6543
     report = (out / "report.md").read_text()
@@ -193,8 +230,10 @@ def make_mias(root):
         bg = "FGD"[n % 3]
         tumour = None if n % 4 == 0 else n % 2
         lines.append(f"mdb{n:03d} {bg} NORM" if tumour is None else f"mdb{n:03d} {bg} CIRC {'BM'[tumour]} 100 100 20")
-        _save(synthetic_mammogram(rng, "FGD".index(bg) + 1, tumour or 0, side="left" if n % 2 == 0 else "right"),
-              root / f"mdb{n:03d}.png")
+        _save(
+            synthetic_mammogram(rng, "FGD".index(bg) + 1, tumour or 0, side="left" if n % 2 == 0 else "right"),
+            root / f"mdb{n:03d}.png",
+        )
     (root / "Info.txt").write_text("\n".join(lines) + "\n")
     return root
 
@@ -230,9 +269,15 @@ def test_density_on_another_scale_is_refused_unless_mapped(texture_model, textur
     assert m["config"]["density_map"] == {"F (1)": 1, "G (2)": 2, "D (3)": 4}
     assert m["tasks"]["density"]["class_counts"] == {"1": 4, "2": 4, "4": 4}
     assert "Density labels mapped onto the model's classes" in (out / "report.md").read_text()
-    for bad, says in (("F=1,G=2", "not mapped"), ("F=1,G=2,D=9", "not a model density class"),
-                      ("F=1,X=2,D=3", "not a data density class"), ("F=1,F=2,G=2,D=3", "mapped twice")):
-        code, err = _exit_code([texture_model_path, mias, "--map-density", bad, "--out", tmp_path / "bad", *FAST], capsys)
+    for bad, says in (
+        ("F=1,G=2", "not mapped"),
+        ("F=1,G=2,D=9", "not a model density class"),
+        ("F=1,X=2,D=3", "not a data density class"),
+        ("F=1,F=2,G=2,D=3", "mapped twice"),
+    ):
+        code, err = _exit_code(
+            [texture_model_path, mias, "--map-density", bad, "--out", tmp_path / "bad", *FAST], capsys
+        )
         assert code == 2 and says in err
 
 
@@ -242,10 +287,12 @@ def test_usage_errors_exit_2_with_one_line(texture_model_path, manifest, tmp_pat
     tumour_only = tmp_path / "tumour.csv"
     table = pd.read_csv(manifest).drop(columns="density")
     table.assign(path=[str(manifest.parent / p) for p in table["path"]]).to_csv(tumour_only, index=False)
-    for args, says in (([tmp_path / "none.joblib", manifest], "model file not found"),
-                       ([not_a_model, manifest], "not a readable model file"),
-                       ([texture_model_path, tmp_path / "nowhere"], "no such file or folder"),
-                       ([texture_model_path, tumour_only, "--task", "both"], "has no density labels")):
+    for args, says in (
+        ([tmp_path / "none.joblib", manifest], "model file not found"),
+        ([not_a_model, manifest], "not a readable model file"),
+        ([texture_model_path, tmp_path / "nowhere"], "no such file or folder"),
+        ([texture_model_path, tumour_only, "--task", "both"], "has no density labels"),
+    ):
         code, err = _exit_code([*args, "--out", tmp_path / "out", "--quiet"], capsys)
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1
     # a bad argument: argparse's usage, then one error line
@@ -259,11 +306,16 @@ def test_dispatch_help_and_a_fresh_process(texture_model_path, manifest, tmp_pat
         mammo_main(["evaluate", "--help"])
     assert exc.value.code == 0 and "--map-density" in capsys.readouterr().out
     out = tmp_path / "cli"
-    assert mammo_main(["evaluate", str(texture_model_path), str(manifest), "--task", "tumour", "--out", str(out),
-                       *FAST]) == 0
+    assert (
+        mammo_main(["evaluate", str(texture_model_path), str(manifest), "--task", "tumour", "--out", str(out), *FAST])
+        == 0
+    )
     assert "32 images scored, 2 left out" in capsys.readouterr().err
-    proc = subprocess.run([sys.executable, "-m", "mammo.cli", "evaluate", str(texture_model_path), str(tmp_path / "x")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mammo.cli", "evaluate", str(texture_model_path), str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "no such file" in proc.stderr
 
 
@@ -275,8 +327,11 @@ def test_unit_rules_on_known_numbers():
     out = ev.score_tumour(y, p, 0.5, groups, breasts, n_boot=20)
     # breasts: a|L 0.7 (1), a|R 0.3 (0), b|L 0.3, b|R 0.1; patients: a max 0.7 (1), b max 0.3 (0)
     assert out["breast"]["n"] == 4 and out["breast"]["auc"] == 1.0
-    assert out["patient"]["n"] == 2 and out["patient"]["n_pos"] == 1 and out["patient"]["brier"] == pytest.approx(
-        ((0.7 - 1) ** 2 + 0.3 ** 2) / 2)
+    assert (
+        out["patient"]["n"] == 2
+        and out["patient"]["n_pos"] == 1
+        and out["patient"]["brier"] == pytest.approx(((0.7 - 1) ** 2 + 0.3**2) / 2)
+    )
     ids, first, means, n = ev.unit_means(np.column_stack([p, 1 - p]), breasts)
     assert ids.tolist() == ["a|L", "a|R", "b|L", "b|R"] and first.tolist() == [0, 2, 4, 5]
     np.testing.assert_allclose(means[:, 0], [0.7, 0.3, 0.3, 0.1])
@@ -284,8 +339,9 @@ def test_unit_rules_on_known_numbers():
     # density: a patient whose images disagree on the grade is left out and counted
     d = np.array([1, 1, 2, 3, 4, 4])
     proba = np.eye(4)[d - 1]
-    dens = ev.score_density(d, proba, [1, 2, 3, 4], lambda q: np.argmax(q, axis=1) + 1,
-                            np.array(["a", "a", "b", "b", "c", "c"]), n_boot=20)
+    dens = ev.score_density(
+        d, proba, [1, 2, 3, 4], lambda q: np.argmax(q, axis=1) + 1, np.array(["a", "a", "b", "b", "c", "c"]), n_boot=20
+    )
     assert dens["patient"]["n"] == 2 and dens["patient"]["units_with_disagreeing_labels"] == 1
     assert dens["patient"]["accuracy"] == 1.0 and "breast" not in dens
 
@@ -296,5 +352,6 @@ def test_fast_qwk_is_sklearns_quadratic_kappa():
         y = rng.choice(classes, 200)
         pred = np.clip(y + rng.integers(-1, 2, 200), min(classes), max(classes))
         assert ev.fast_qwk(y, pred, classes) == pytest.approx(
-            cohen_kappa_score(y, pred, labels=sorted(classes), weights="quadratic"))
+            cohen_kappa_score(y, pred, labels=sorted(classes), weights="quadratic")
+        )
     assert np.isnan(ev.fast_qwk(np.ones(5, int), np.ones(5, int), [1, 2, 3, 4]))

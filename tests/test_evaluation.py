@@ -82,7 +82,9 @@ def test_group_bootstrap_is_wider_than_image_bootstrap_for_copies():
 
 
 def test_fold_summary():
-    s = ev.fold_summary([{"auc": 0.6, "n": 3, "confusion_matrix": [[1]]}, {"auc": 0.8, "n": 4}, {"auc": float("nan"), "n": 2}])
+    s = ev.fold_summary(
+        [{"auc": 0.6, "n": 3, "confusion_matrix": [[1]]}, {"auc": 0.8, "n": 4}, {"auc": float("nan"), "n": 2}]
+    )
     assert s["auc"]["mean"] == pytest.approx(0.7)
     assert s["auc"]["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
     assert set(s) == {"auc"}
@@ -107,8 +109,16 @@ def test_plots_and_report(tmp_path):
         "config": {"data": "toy.csv", "folds": 5, "seed": 0, "inner_folds": 3, "n_boot": 100},
         "started": "now",
         "timing": {"total_s": 1.0},
-        "tasks": {"tumour": {"n_images": 100, "n_groups": 50, "class_counts": {"0": 50, "1": 50}, "fold_sizes": [20] * 5,
-                             "best": "texture+svm", "candidates": {"texture+svm": cand}}},
+        "tasks": {
+            "tumour": {
+                "n_images": 100,
+                "n_groups": 50,
+                "class_counts": {"0": 50, "1": 50},
+                "fold_sizes": [20] * 5,
+                "best": "texture+svm",
+                "candidates": {"texture+svm": cand},
+            }
+        },
     }
     text = ev.write_report(metrics, tmp_path / "report.md", {"roc_tumour": "roc.png"}).read_text()
     assert "| texture+svm **(selected)** |" in text

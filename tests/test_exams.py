@@ -45,8 +45,9 @@ def test_a_bad_laterality_is_refused():
         describe_view("a.png", laterality="middle")
 
 
-@pytest.mark.parametrize("grades, want", [([2], 2), ([2, 3], 3), ([1, 2, 4], 2), ([2, 2, 3, 3], 3),
-                                          ([1, 2, 2, 4], 2), ([], None)])
+@pytest.mark.parametrize(
+    "grades, want", [([2], 2), ([2, 3], 3), ([1, 2, 4], 2), ([2, 2, 3, 3], 3), ([1, 2, 2, 4], 2), ([], None)]
+)
 def test_exam_density_is_the_median_grade_taking_the_denser_middle(grades, want):
     assert exam_density(grades) == want
 

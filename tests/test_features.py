@@ -14,7 +14,15 @@ from mammo.features.quality import InputQualityGate
 from mammo.features.region import Mammogram, breast_mask, crop_breast, is_inverted
 from mammo.features.texture import glcm_features, lbp8_uniform, lbp_features
 
-TRANSFORMERS = [BreastCropper(), InputQualityGate(), Enhancer(), GLCMFeatures(), LBPFeatures(), CNNEmbedding(), CNNActivations()]
+TRANSFORMERS = [
+    BreastCropper(),
+    InputQualityGate(),
+    Enhancer(),
+    GLCMFeatures(),
+    LBPFeatures(),
+    CNNEmbedding(),
+    CNNActivations(),
+]
 
 
 # ------------------------------------------------------------------ contract
@@ -32,8 +40,15 @@ def test_estimator_contract(est):
 
 @pytest.mark.parametrize(
     "est",
-    [BreastCropper(size=8), InputQualityGate(enabled="yes"), Enhancer(clip_limit=2.0), GLCMFeatures(levels=1), LBPFeatures(radii=()), CNNEmbedding(input_size=8),
-     CNNActivations(batch_size=0)],
+    [
+        BreastCropper(size=8),
+        InputQualityGate(enabled="yes"),
+        Enhancer(clip_limit=2.0),
+        GLCMFeatures(levels=1),
+        LBPFeatures(radii=()),
+        CNNEmbedding(input_size=8),
+        CNNActivations(batch_size=0),
+    ],
     ids=lambda e: type(e).__name__,
 )
 def test_bad_params_raise_in_fit_not_init(est):
@@ -251,7 +266,12 @@ def test_imagenet_download_failure_is_explained(tmp_path, monkeypatch):
         "except c.WeightsUnavailableError as e:\n"
         "    print('OK96', bool(re.search(r'for 96 px.*_96_no_top[.]h5.*224 px file', str(e))))\n"
     )
-    env = {**__import__("os").environ, "KERAS_HOME": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    env = {
+        **__import__("os").environ,
+        "KERAS_HOME": str(tmp_path),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert "OK True" in out.stdout and "OK96 True" in out.stdout, out.stdout + out.stderr[-2000:]
 
@@ -277,4 +297,7 @@ def test_region_on_real_images(require_data):
     assert 0.1 < np.mean(flags) < 0.7
     for f in site2.head(10):
         m = crop_breast(read_image(folder / f))
-        assert 0.3 < m.mask.mean() <= 1 and m.mask[:, : m.mask.shape[1] // 2].sum() >= m.mask[:, m.mask.shape[1] // 2 :].sum()
+        assert (
+            0.3 < m.mask.mean() <= 1
+            and m.mask[:, : m.mask.shape[1] // 2].sum() >= m.mask[:, m.mask.shape[1] // 2 :].sum()
+        )

@@ -48,8 +48,19 @@ def test_fine_tuning_leaves_the_shared_backbone_and_batchnorm_statistics_untouch
     maps = rng.normal(size=(24, 6 * 6 * 96)).astype(np.float16)
     idx = np.arange(24) % 2
     epochs = []
-    proba = fit_predict_finetuned(maps, idx, np.arange(16), np.arange(16, 24), 2, map_shape=(6, 6, 96), epochs=2,
-                                  batch_size=8, weights=W, input_size=SIZE, on_epoch_end=lambda: epochs.append(1))
+    proba = fit_predict_finetuned(
+        maps,
+        idx,
+        np.arange(16),
+        np.arange(16, 24),
+        2,
+        map_shape=(6, 6, 96),
+        epochs=2,
+        batch_size=8,
+        weights=W,
+        input_size=SIZE,
+        on_epoch_end=lambda: epochs.append(1),
+    )
     assert proba.shape == (8, 2) and len(epochs) == 2  # progress is reported per epoch
     np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
     for a, b in zip(before, shared.get_layer("block_16_project").get_weights()):
@@ -72,12 +83,36 @@ def test_fine_tuning_learns_a_visual_signal_under_grouped_folds(rng, mammogram):
     act = CNNActivations(weights=W, input_size=SIZE).fit(imgs)
     maps = act.transform(imgs)
     folds = make_folds(y, g, 2, 0)
-    res = finetune_cv("tumour", maps, y, g, folds, map_shape=act.map_shape_, epochs=8, batch_size=8, weights=W,
-                      input_size=SIZE, n_boot=50, progress=False)
+    res = finetune_cv(
+        "tumour",
+        maps,
+        y,
+        g,
+        folds,
+        map_shape=act.map_shape_,
+        epochs=8,
+        batch_size=8,
+        weights=W,
+        input_size=SIZE,
+        n_boot=50,
+        progress=False,
+    )
     assert res.oof_proba.shape == (80, 2) and res.fit_s > 0 and len(res.folds) == 2
     assert res.pooled["auc"] > 0.8
-    shuffled = finetune_cv("tumour", maps, rng.permutation(y), g, folds, map_shape=act.map_shape_, epochs=8,
-                           batch_size=8, weights=W, input_size=SIZE, n_boot=50, progress=False)
+    shuffled = finetune_cv(
+        "tumour",
+        maps,
+        rng.permutation(y),
+        g,
+        folds,
+        map_shape=act.map_shape_,
+        epochs=8,
+        batch_size=8,
+        weights=W,
+        input_size=SIZE,
+        n_boot=50,
+        progress=False,
+    )
     assert shuffled.pooled["auc"] < res.pooled["auc"] - 0.2
 
 
@@ -88,6 +123,18 @@ def test_fine_tuning_does_not_warn_about_retracing(caplog, rng):
     g = np.repeat(np.arange(30), 2)
     y = g % 2
     maps = rng.normal(size=(len(y), 6 * 6 * 96)).astype(np.float16)
-    finetune_cv("tumour", maps, y, g, make_folds(y, g, 5, 0), map_shape=(6, 6, 96), epochs=1, batch_size=16,
-                weights=W, input_size=SIZE, n_boot=10, progress=False)
+    finetune_cv(
+        "tumour",
+        maps,
+        y,
+        g,
+        make_folds(y, g, 5, 0),
+        map_shape=(6, 6, 96),
+        epochs=1,
+        batch_size=16,
+        weights=W,
+        input_size=SIZE,
+        n_boot=10,
+        progress=False,
+    )
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]

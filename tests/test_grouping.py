@@ -72,8 +72,12 @@ def _reference_inliers(a: np.ndarray, b: np.ndarray, ratio: float = 0.8, reproj:
         pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(a0[:, 3:], bb[:, 3:], k=2)
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
         if len(good) >= 3:
-            _, inl = cv2.estimateAffinePartial2D(a0[[g.queryIdx for g in good], :2], bb[[g.trainIdx for g in good], :2],
-                                                 method=cv2.RANSAC, ransacReprojThreshold=reproj)
+            _, inl = cv2.estimateAffinePartial2D(
+                a0[[g.queryIdx for g in good], :2],
+                bb[[g.trainIdx for g in good], :2],
+                method=cv2.RANSAC,
+                ransacReprojThreshold=reproj,
+            )
             best = max(best, int(inl.sum())) if inl is not None else best
     return best
 
@@ -142,8 +146,20 @@ def test_audit_cli_detects_leaky_split(dphi_copies, tmp_path):
     pd.DataFrame({"filename": names, "label": truth[:30]}).to_csv(tmp_path / "labels.csv", index=False)
     out = tmp_path / "out"
     env_cache = {"MAMMO_CACHE_DIR": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "mammo.cli", "audit", str(folder), "--split", str(tmp_path / "split.csv"),
-           "--labels", str(tmp_path / "labels.csv"), "--out", str(out), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mammo.cli",
+        "audit",
+        str(folder),
+        "--split",
+        str(tmp_path / "split.csv"),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     import os
 
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env_cache}, timeout=120)
@@ -156,7 +172,8 @@ def test_audit_cli_detects_leaky_split(dphi_copies, tmp_path):
     assert json.loads((out / "report.json").read_text())["n_leaking_groups"] == 3
     # a grouped split is clean: exit code 0
     pd.DataFrame({"filename": names, "split": np.where(truth[:30] == 0, "test", "train")}).to_csv(
-        tmp_path / "split.csv", index=False)
+        tmp_path / "split.csv", index=False
+    )
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env_cache}, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -243,9 +260,16 @@ def test_result_cache_misses_on_parameters_content_and_corruption(dphi_copies, t
     find_duplicate_groups(paths, progress=False, cache_dir=cache)
     assert len(count_groupings) == 1
     # every grouping parameter and every signature parameter is part of the key
-    for kw in ({"threshold": 16}, {"orphan_threshold": 3}, {"n_neighbors": 9}, {"n_words": 256},
-               {"n_component_neighbors": 4}, {"pairs_per_component": 2}, {"max_passes": 4},
-               {"n_features": 250}):
+    for kw in (
+        {"threshold": 16},
+        {"orphan_threshold": 3},
+        {"n_neighbors": 9},
+        {"n_words": 256},
+        {"n_component_neighbors": 4},
+        {"pairs_per_component": 2},
+        {"max_passes": 4},
+        {"n_features": 250},
+    ):
         before = len(count_groupings)
         find_duplicate_groups(paths, progress=False, cache_dir=cache, **kw)
         assert len(count_groupings) == before + 1, kw

@@ -24,7 +24,9 @@ def test_inspect_writes_sheets_and_a_row_per_image(tmp_path, capsys):
     Image.fromarray(non_mammograms()["astronaut"]).save(folder / "photo.jpg")
     (folder / "broken.png").write_bytes(b"\x89PNG nope")
     out = tmp_path / "inspect"
-    code = mammo_main(["inspect", str(folder), "--out", str(out), "--per-sheet", "3", "--size", "128", "--quiet", "--jobs", "1"])
+    code = mammo_main(
+        ["inspect", str(folder), "--out", str(out), "--per-sheet", "3", "--size", "128", "--quiet", "--jobs", "1"]
+    )
     assert code == 1 and "6 accepted, 1 refused, 1 unreadable" in capsys.readouterr().err
     sheets = sorted(out.glob("sheet-*.png"))
     assert len(sheets) == 3

@@ -134,14 +134,10 @@ def test_rgb_rgba_la_palette(tmp_path):
 
     alpha = RNG.integers(0, 256, (30, 40), dtype=np.uint8)
     rgba = np.dstack([rgb, alpha])
-    np.testing.assert_allclose(
-        read_image(_save(tmp_path, rgba, "rgba.png")), expected * alpha / 255, atol=1e-6
-    )
+    np.testing.assert_allclose(read_image(_save(tmp_path, rgba, "rgba.png")), expected * alpha / 255, atol=1e-6)
     grey = rgb[:, :, 0]
     la = Image.fromarray(np.dstack([grey, alpha]), mode="LA")
-    np.testing.assert_allclose(
-        read_image(_save(tmp_path, la, "la.png")), grey / 255 * alpha / 255, atol=1e-6
-    )
+    np.testing.assert_allclose(read_image(_save(tmp_path, la, "la.png")), grey / 255 * alpha / 255, atol=1e-6)
 
     pal = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     path = _save(tmp_path, pal, "pal.png")
@@ -264,9 +260,7 @@ def test_dicom_monochrome1_is_inverted(tmp_path):
 
 def test_dicom_window(tmp_path):
     arr = _ramp16()
-    img = read_image(
-        write_dicom(arr, tmp_path / "w.dcm", bits_stored=12, WindowCenter=2048, WindowWidth=1024)
-    )
+    img = read_image(write_dicom(arr, tmp_path / "w.dcm", bits_stored=12, WindowCenter=2048, WindowWidth=1024))
     assert np.all(img[arr < 1536] == 0.0)
     assert np.all(img[arr > 2560] == 1.0)
     mid = (arr > 1700) & (arr < 2400)
@@ -275,14 +269,23 @@ def test_dicom_window(tmp_path):
 
 @pytest.mark.parametrize(
     "func, centre, width",
-    [("LINEAR", 2048, 1024), ("LINEAR", [1000, 3000], [500, 100]), ("LINEAR_EXACT", 2000.5, 301.0),
-     ("LINEAR", 1000, 1), ("SIGMOID", 2048, 800)],
+    [
+        ("LINEAR", 2048, 1024),
+        ("LINEAR", [1000, 3000], [500, 100]),
+        ("LINEAR_EXACT", 2000.5, 301.0),
+        ("LINEAR", 1000, 1),
+        ("SIGMOID", 2048, 800),
+    ],
 )
 def test_dicom_window_matches_pydicom(tmp_path, func, centre, width):
     arr = _ramp16()
     path = write_dicom(
-        arr, tmp_path / "w.dcm", bits_stored=12,
-        WindowCenter=centre, WindowWidth=width, VOILUTFunction=func,
+        arr,
+        tmp_path / "w.dcm",
+        bits_stored=12,
+        WindowCenter=centre,
+        WindowWidth=width,
+        VOILUTFunction=func,
     )
     ds = pydicom.dcmread(path)
     ref = apply_windowing(arr, ds)
@@ -297,8 +300,9 @@ def test_dicom_voi_lut_sequence(tmp_path):
     item = Dataset()
     item.LUTDescriptor = [4096, 0, 16]
     item.LUTData = lut.round().astype("<u2").tobytes()
-    path = write_dicom(arr, tmp_path / "lut.dcm", bits_stored=12, VOILUTSequence=[item],
-                  WindowCenter=10, WindowWidth=2)  # the LUT takes precedence
+    path = write_dicom(
+        arr, tmp_path / "lut.dcm", bits_stored=12, VOILUTSequence=[item], WindowCenter=10, WindowWidth=2
+    )  # the LUT takes precedence
     img = read_image(path)
     want = lut.round()[arr]
     np.testing.assert_allclose(img, (want - want.min()) / (want.max() - want.min()), atol=1e-6)
@@ -308,8 +312,13 @@ def test_dicom_rescale_then_window(tmp_path):
     arr = (_ramp16(bits=10) // 1).astype(np.uint16)  # 0..1023
     # Rescaled values run from -1000 to +1046; the window is in rescaled units.
     path = write_dicom(
-        arr, tmp_path / "r.dcm", bits_stored=10,
-        RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=0, WindowWidth=1000,
+        arr,
+        tmp_path / "r.dcm",
+        bits_stored=10,
+        RescaleSlope=2,
+        RescaleIntercept=-1000,
+        WindowCenter=0,
+        WindowWidth=1000,
     )
     img = read_image(path)
     hu = arr * 2.0 - 1000
@@ -570,8 +579,14 @@ def test_missing_path_and_directory(tmp_path):
 
 
 def test_errors_are_value_errors():
-    for cls in (EmptyImageError, NotAnImageError, TruncatedImageError, ImageTooLargeError,
-                ImageShapeError, UnsupportedDicomError):
+    for cls in (
+        EmptyImageError,
+        NotAnImageError,
+        TruncatedImageError,
+        ImageTooLargeError,
+        ImageShapeError,
+        UnsupportedDicomError,
+    ):
         assert issubclass(cls, ImageReadError) and issubclass(cls, ValueError)
 
 

@@ -58,7 +58,9 @@ def test_folder_with_good_and_bad_files(folder, texture_model_path, capsys):
 
 def test_csv_file_and_exit_zero_when_all_good(folder, texture_model_path, tmp_path, texture_model, synthetic_set):
     out = tmp_path / "out" / "pred.csv"
-    code = main([str(folder / "*.png"), str(folder / "sub"), "--model", str(texture_model_path), "--out", str(out), "--quiet"])
+    code = main(
+        [str(folder / "*.png"), str(folder / "sub"), "--model", str(texture_model_path), "--out", str(out), "--quiet"]
+    )
     assert code == 1  # empty.png matches the glob
     code = main([str(folder / "sub"), "--model", str(texture_model_path), "--out", str(out), "--quiet"])
     assert code == 0
@@ -127,7 +129,9 @@ def test_not_a_mammogram_gets_an_error_row_and_every_row_its_ood_fields(folder, 
     assert "ImplausibleImageError" in rows["photo.jpg"]["error"] and "colour" in rows["photo.jpg"]["error"]
     assert "blank" in rows["black.png"]["error"] and rows["black.png"]["p_malignant"] == ""
     good = [r for r in rows.values() if not r["error"]]
-    assert len(good) == 5 and all(float(r["ood_score"]) >= 0 and r["in_distribution"] in ("true", "false") for r in good)
+    assert len(good) == 5 and all(
+        float(r["ood_score"]) >= 0 and r["in_distribution"] in ("true", "false") for r in good
+    )
 
 
 # ------------------------------------------------------------------ --by breast | exam
@@ -167,8 +171,14 @@ def test_by_breast_averages_the_views_of_each_breast(exam_folder, texture_model_
     assert set(scored) == {("P1", "L"), ("P1", "R"), ("1.2.9", "L"), ("1.2.9", "R")}
     left = scored[("P1", "L")]
     files = left["files"].split(";")
-    assert left["n_views"] == "2" and left["views"] == "CC;MLO" and [f.rsplit("/", 1)[-1] for f in files] == ["P1_L_CC.png", "P1_L_MLO.png"]
-    assert float(left["p_malignant"]) == pytest.approx(np.mean([float(per_image[f]["p_malignant"]) for f in files]), abs=1e-6)
+    assert (
+        left["n_views"] == "2"
+        and left["views"] == "CC;MLO"
+        and [f.rsplit("/", 1)[-1] for f in files] == ["P1_L_CC.png", "P1_L_MLO.png"]
+    )
+    assert float(left["p_malignant"]) == pytest.approx(
+        np.mean([float(per_image[f]["p_malignant"]) for f in files]), abs=1e-6
+    )
     assert scored[("1.2.9", "R")]["views"] == "MLO"  # from the DICOM tags
     (bad,) = [r for r in rows if r["refused"]]
     assert bad["exam"] == "P1" and bad["files"].endswith("P1_R_XCCL.png")
@@ -177,7 +187,9 @@ def test_by_breast_averages_the_views_of_each_breast(exam_folder, texture_model_
 def test_by_exam_gives_one_density_per_exam(exam_folder, texture_model_path, tmp_path, capsys):
     per_image = _image_rows(exam_folder, texture_model_path, capsys)
     out = tmp_path / "exams.csv"
-    assert main([str(exam_folder), "--model", str(texture_model_path), "--quiet", "--by", "exam", "--out", str(out)]) == 1
+    assert (
+        main([str(exam_folder), "--model", str(texture_model_path), "--quiet", "--by", "exam", "--out", str(out)]) == 1
+    )
     rows = {r["exam"]: r for r in csv.DictReader(open(out))}
     assert set(rows) == {"P1", "1.2.9"}
     p1 = rows["P1"]
@@ -190,11 +202,22 @@ def test_by_exam_gives_one_density_per_exam(exam_folder, texture_model_path, tmp
 
 def test_a_views_manifest_overrides_names_and_tags(exam_folder, texture_model_path, tmp_path, capsys):
     views = tmp_path / "views.csv"
-    views.write_text("path,exam,laterality,view\n"
-                     f"{exam_folder / 'P1_L_CC.png'},E9,R,CC\n"
-                     f"{exam_folder / 'img0.dcm'},E9,R,MLO\n")
-    main([str(exam_folder / "P1_L_CC.png"), str(exam_folder / "img0.dcm"), "--model", str(texture_model_path),
-          "--quiet", "--by", "breast", "--views", str(views)])
+    views.write_text(
+        f"path,exam,laterality,view\n{exam_folder / 'P1_L_CC.png'},E9,R,CC\n{exam_folder / 'img0.dcm'},E9,R,MLO\n"
+    )
+    main(
+        [
+            str(exam_folder / "P1_L_CC.png"),
+            str(exam_folder / "img0.dcm"),
+            "--model",
+            str(texture_model_path),
+            "--quiet",
+            "--by",
+            "breast",
+            "--views",
+            str(views),
+        ]
+    )
     (row,) = _rows(capsys.readouterr().out)
     assert (row["exam"], row["laterality"], row["views"], row["n_views"]) == ("E9", "R", "CC;MLO", "2")
 
@@ -205,6 +228,10 @@ def test_views_needs_by_and_a_bad_laterality_is_one_line(exam_folder, texture_mo
     with pytest.raises(SystemExit) as exc:
         main([str(exam_folder), "--model", str(texture_model_path), "--views", str(views)])
     assert exc.value.code == 2
-    assert mammo_main(["predict", str(exam_folder), "--model", str(texture_model_path), "--by", "exam",
-                       "--views", str(views)]) == 2
+    assert (
+        mammo_main(
+            ["predict", str(exam_folder), "--model", str(texture_model_path), "--by", "exam", "--views", str(views)]
+        )
+        == 2
+    )
     assert "laterality 'middle'" in capsys.readouterr().err

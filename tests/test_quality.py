@@ -13,8 +13,21 @@ from mammo.testing import film_scan, larger_detector, non_mammograms, synthetic_
 
 #: Corpus images the gate lets through (documented in docs/results.md); the
 #: out-of-distribution score is what flags them.
-GATE_MISSES = {"astronaut (grey)", "camera", "cell", "clock", "coffee (grey)", "colorwheel (grey)", "gravel",
-               "logo (grey)", "microaneurysms", "page", "retina (grey)", "radial gradient", "coins"}
+GATE_MISSES = {
+    "astronaut (grey)",
+    "camera",
+    "cell",
+    "clock",
+    "coffee (grey)",
+    "colorwheel (grey)",
+    "gravel",
+    "logo (grey)",
+    "microaneurysms",
+    "page",
+    "retina (grey)",
+    "radial gradient",
+    "coins",
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +46,9 @@ def test_gate_refuses_what_is_not_a_mammogram(corpus):
     assert len(missed) <= 12 and len(corpus) >= 45
     assert reasons["black"] == reasons["white"] == reasons["grey"] == "blank"
     assert reasons["astronaut"] == reasons["coffee"] == "colour"
-    assert None not in {reasons[n] for n in ("uniform noise", "gaussian noise", "salt and pepper", "horizontal gradient")}
+    assert None not in {
+        reasons[n] for n in ("uniform noise", "gaussian noise", "salt and pepper", "horizontal gradient")
+    }
     assert reasons["document"] in ("texture", "breast_too_small", "not_breast_shaped")
 
 
@@ -60,8 +75,11 @@ def test_gate_raises_a_typed_error_with_reason(corpus):
 
 def test_gate_passes_real_mammograms(require_data):
     DATA = require_data()
-    paths = (sorted((DATA / "mini-mias").glob("*.png"))[::16] + sorted((DATA / "rsna-screening" / "images").glob("*.jpg"))[::100]
-             + sorted((DATA / "dphi-sprint31" / "train").glob("*.jpg"))[::250])
+    paths = (
+        sorted((DATA / "mini-mias").glob("*.png"))[::16]
+        + sorted((DATA / "rsna-screening" / "images").glob("*.jpg"))[::100]
+        + sorted((DATA / "dphi-sprint31" / "train").glob("*.jpg"))[::250]
+    )
     assert len(paths) > 60
     refused = [(p.name, r.reason) for p in paths if not (r := assess(_crop(p))).ok]
     assert not refused
@@ -112,7 +130,10 @@ def test_distribution_model_contract():
 def test_model_flags_non_mammograms_and_reports_ood_fields(texture_model, corpus):
     from mammo.features.io import read_scan
 
-    assert texture_model.ood is not None and texture_model.metadata["ood"]["threshold"] == texture_model.ood["model"].threshold_
+    assert (
+        texture_model.ood is not None
+        and texture_model.metadata["ood"]["threshold"] == texture_model.ood["model"].threshold_
+    )
     misses = [read_scan(corpus[n]) for n in sorted(GATE_MISSES)]
     records = texture_model.with_gate(False).predict_records(misses)
     flagged = [not r["in_distribution"] and r["ood_score"] > r["ood_threshold"] for r in records]
@@ -127,7 +148,7 @@ def test_model_flags_non_mammograms_and_reports_ood_fields(texture_model, corpus
 def test_batch_prediction_records_refused_images_and_goes_on(texture_model, corpus, synthetic_set):
     paths = synthetic_set[0][:3]
     batch = [paths[0], corpus["black"], paths[1], corpus["astronaut"], paths[2]]
-    (indices, proba, ood, failures), = list(texture_model.iter_predict(batch, errors="record"))
+    ((indices, proba, ood, failures),) = list(texture_model.iter_predict(batch, errors="record"))
     assert indices == [0, 2, 4] and set(failures) == {1, 3}
     assert "ImplausibleImageError" in failures[1] and "blank" in failures[1] and "colour" in failures[3]
     assert proba["tumour"].shape == (3, 2) and ood[0].shape == (3,)
@@ -142,9 +163,12 @@ def test_old_model_loads_with_the_gate_and_a_retrain_warning(texture_model, tmp_
 
     from mammo.classifiers import OldArtifactWarning, load_model
 
-    old = replace(texture_model, pipelines={t: Pipeline([s for s in p.steps if s[0] != "check"])
-                                            for t, p in texture_model.pipelines.items()},
-                  metadata={**texture_model.metadata, "format_version": 1}, ood=None)
+    old = replace(
+        texture_model,
+        pipelines={t: Pipeline([s for s in p.steps if s[0] != "check"]) for t, p in texture_model.pipelines.items()},
+        metadata={**texture_model.metadata, "format_version": 1},
+        ood=None,
+    )
     path = old.save(tmp_path / "old.joblib")
     with pytest.warns(OldArtifactWarning, match="Retrain it"):
         loaded = load_model(path)

@@ -30,7 +30,9 @@ def _source_mask(m, shape) -> np.ndarray:
     from PIL import Image
 
     mask = m.mask[:, ::-1] if m.flipped else m.mask
-    full[r0:r1, c0:c1] = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((c1 - c0, r1 - r0), Image.NEAREST)).astype(bool)
+    full[r0:r1, c0:c1] = np.asarray(
+        Image.fromarray(mask.astype(np.uint8)).resize((c1 - c0, r1 - r0), Image.NEAREST)
+    ).astype(bool)
     return full
 
 
@@ -53,7 +55,9 @@ def test_segmentation_of_a_clean_image_matches_the_drawn_breast(rng):
     assert _iou(_truth(img), drawn) > 0.95
 
 
-@pytest.mark.parametrize("sides", [["top"], ["right", "bottom"], ["top", "right", "bottom"], ["top", "bottom", "left", "right"]])
+@pytest.mark.parametrize(
+    "sides", [["top"], ["right", "bottom"], ["top", "right", "bottom"], ["top", "bottom", "left", "right"]]
+)
 def test_film_edges_label_and_marker_are_left_out(breast, rng, sides):
     img, truth = breast
     film, (dr, dc) = film_scan(img, rng, sides=sides)
@@ -190,8 +194,16 @@ def _film_dicom(img, rng, photometric: str, tmp_path, name: str):
     stored = film if photometric == "MONOCHROME2" else 1 - film
     arr = np.round(stored * 65535).astype(np.uint16)
     path = tmp_path / name
-    write_dicom(arr, path, photometric=photometric, bits_stored=16, compress=RLELossless,
-                ImageLaterality="R", ViewPosition="MLO", PatientID="film-1")
+    write_dicom(
+        arr,
+        path,
+        photometric=photometric,
+        bits_stored=16,
+        compress=RLELossless,
+        ImageLaterality="R",
+        ViewPosition="MLO",
+        PatientID="film-1",
+    )
     return path, film, offset
 
 

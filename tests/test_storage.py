@@ -22,8 +22,16 @@ def test_one_sha256_for_files_bytes_and_arrays(tmp_path):
     assert storage.content_sha256(data) == expected
     a = np.arange(12, dtype=np.uint8)
     # an array's hash covers its dtype and shape, not only its bytes
-    assert len({storage.content_sha256(a), storage.content_sha256(a.reshape(3, 4)),
-                storage.content_sha256(a.view(np.int8))}) == 3
+    assert (
+        len(
+            {
+                storage.content_sha256(a),
+                storage.content_sha256(a.reshape(3, 4)),
+                storage.content_sha256(a.view(np.int8)),
+            }
+        )
+        == 3
+    )
     assert storage.content_sha256(a[::2]) == storage.content_sha256(a[::2].copy())
     assert storage.json_sha256({"b": 1, "a": (1, 2)}) == storage.json_sha256({"a": [1, 2], "b": 1})
 
@@ -54,8 +62,11 @@ def test_step_record_is_step_key_as_json():
 def test_every_cache_version_is_in_the_registry():
     from mammo import featcache, grouping
 
-    assert storage.VERSIONS == {"features": featcache.CACHE_VERSION, "signatures": grouping.SIGNATURE_VERSION,
-                                "groups": grouping.GROUPS_VERSION}
+    assert storage.VERSIONS == {
+        "features": featcache.CACHE_VERSION,
+        "signatures": grouping.SIGNATURE_VERSION,
+        "groups": grouping.GROUPS_VERSION,
+    }
     assert grouping.SIGNATURE_VERSION.startswith(storage.SIGNATURE_PREFIX)
 
 
@@ -81,18 +92,22 @@ def test_a_fresh_shell_in_the_checkout_finds_its_weights_and_caches(tmp_path):
     if storage.checkout_cache() is None or not (checkout / ".cache" / "keras" / "models").is_dir():
         pytest.skip("not a set-up checkout (make setup creates .cache/keras/models)")
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_HOME", "MAMMO_CACHE_DIR")}
-    code = ("import os; from mammo.features import cnn; from mammo import storage; "
-            "print(os.environ['KERAS_HOME']); print(cnn.resolve_weights('imagenet')); print(storage.cache_root())")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                         check=True).stdout.split("\n")
+    code = (
+        "import os; from mammo.features import cnn; from mammo import storage; "
+        "print(os.environ['KERAS_HOME']); print(cnn.resolve_weights('imagenet')); print(storage.cache_root())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
     assert out[0] == str(checkout / ".cache" / "keras")
     assert out[1].startswith(str(checkout / ".cache" / "keras" / "models"))
     want_cache = checkout / ".cache" / "mammo"
     assert out[2] == str(want_cache if want_cache.is_dir() else Path.home() / ".cache" / "mammo")
     # an exported variable still wins
     env["KERAS_HOME"] = str(tmp_path / "k")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                         check=True).stdout.split("\n")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
     assert out[0] == str(tmp_path / "k")
 
 

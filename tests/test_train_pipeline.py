@@ -56,6 +56,7 @@ def run(args):
 
 # ----------------------------------------------------------------------------- layouts
 
+
 @pytest.mark.slow
 def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env, capsys):
     csv = make_manifest(tmp_path / "man")
@@ -193,7 +194,9 @@ def test_dphi_layout_groups_augmented_copies(tmp_path, cache_env):
         base = synthetic_mammogram(rng, d, t, shape=(224, 224))
         for _ in range(4):
             name = f"Image_{k}.jpg"
-            Image.fromarray((_augment(base, rng) * 255).astype(np.uint8)).convert("RGB").save(root / "train" / name, quality=95)
+            Image.fromarray((_augment(base, rng) * 255).astype(np.uint8)).convert("RGB").save(
+                root / "train" / name, quality=95
+            )
             rows.append(f"{name},Density{d}{'Malignant' if t else 'Benign'}")
             truth.append(orig)
             k += 1
@@ -218,6 +221,7 @@ def test_dphi_layout_groups_augmented_copies(tmp_path, cache_env):
 
 # ----------------------------------------------------------------------------- deep baselines
 
+
 @pytest.mark.slow
 @pytest.mark.needs_weights
 def test_keras_head_runs_beside_the_candidates_and_is_reported(tmp_path, cache_env):
@@ -237,8 +241,19 @@ def test_keras_head_runs_beside_the_candidates_and_is_reported(tmp_path, cache_e
 @pytest.mark.needs_weights
 def test_fine_tuned_baseline_is_reported_not_selected_and_its_maps_cached(tmp_path, cache_env):
     csv = make_manifest(tmp_path / "man", n_patients=12)
-    args = [csv, "--tasks", "tumour", "--folds", "3", "--no-model", "--no-leaky", "--fine-tune", "--fine-tune-epochs", "1",
-            *FAST]
+    args = [
+        csv,
+        "--tasks",
+        "tumour",
+        "--folds",
+        "3",
+        "--no-model",
+        "--no-leaky",
+        "--fine-tune",
+        "--fine-tune-epochs",
+        "1",
+        *FAST,
+    ]
     assert run([*args, "--out", tmp_path / "r1"]) == 0
     m = json.loads((tmp_path / "r1" / "metrics.json").read_text())
     cands = m["tasks"]["tumour"]["candidates"]
@@ -261,6 +276,7 @@ def test_fine_tuned_baseline_is_reported_not_selected_and_its_maps_cached(tmp_pa
 
 
 # ----------------------------------------------------------------------------- cache
+
 
 def test_second_run_reuses_cached_features(tmp_path, cache_env, monkeypatch):
     csv = make_manifest(tmp_path / "man", n_patients=8)
@@ -305,6 +321,7 @@ def test_cache_is_keyed_by_content_not_name(tmp_path):
 
 # ----------------------------------------------------------------------------- errors
 
+
 def test_error_exits(tmp_path, cache_env, capsys):
     from mammo.cli import run as run_command
 
@@ -324,7 +341,9 @@ def test_error_exits(tmp_path, cache_env, capsys):
     fails([csv, "--folds", "5", *FAST], "groups")
     fails([csv, "--folds", "1", *FAST], "--folds")
     one = tmp_path / "one.csv"
-    one.write_text("path,patient_id,tumour\n" + "\n".join(f"{tmp_path}/man/p0{i}_0.png,p{i},0" for i in range(4)) + "\n")
+    one.write_text(
+        "path,patient_id,tumour\n" + "\n".join(f"{tmp_path}/man/p0{i}_0.png,p{i},0" for i in range(4)) + "\n"
+    )
     fails([one, "--kind", "manifest", "--folds", "2", *FAST], "only one class")
     bad = tmp_path / "bad"
     make_manifest(bad, n_patients=8)
@@ -350,7 +369,24 @@ def test_extra_block_is_evaluated_and_saved(tmp_path, cache_env):
 
     csv = make_manifest(tmp_path / "man", n_patients=8)
     out = tmp_path / "run"
-    assert run([csv, "--tasks", "density", "--folds", "2", "--no-leaky", "--extra-blocks", "intensity", "--out", out, *FAST]) == 0
+    assert (
+        run(
+            [
+                csv,
+                "--tasks",
+                "density",
+                "--folds",
+                "2",
+                "--no-leaky",
+                "--extra-blocks",
+                "intensity",
+                "--out",
+                out,
+                *FAST,
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["feature_cache"]["computed:intensity"] == 16
     model = load_model(out / "model.joblib")
@@ -436,8 +472,10 @@ def test_per_breast_tumour_metrics_when_breasts_have_several_views(tmp_path, cac
                 rows.append(f"{name},pat{p},{side},{view},{t}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "run"
-    assert run([root / "labels.csv", "--tasks", "tumour", "--folds", "3", "--no-leaky", "--no-model", "--out", out,
-                *FAST]) == 0
+    assert (
+        run([root / "labels.csv", "--tasks", "tumour", "--folds", "3", "--no-leaky", "--no-model", "--out", out, *FAST])
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     b = m["tasks"]["tumour"]["candidates"]["texture+svm"]["per_breast"]
     assert (b["n"], b["n_pos"], b["views_per_breast"]) == (24, 6, 2.0)

@@ -27,6 +27,7 @@ from mammo.training import (
 
 # ----------------------------------------------------------------------------- folds
 
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_no_group_in_two_folds(seed):
     rng = np.random.default_rng(seed)
@@ -56,8 +57,13 @@ def test_check_task_data_and_limit():
     from mammo.datasets import Dataset
 
     rng = np.random.default_rng(0)
-    ds = Dataset("x", [f"{i}.png" for i in range(200)], rng.integers(1, 5, 200), rng.integers(0, 2, 200),
-                 np.repeat(np.arange(50), 4).astype(str))
+    ds = Dataset(
+        "x",
+        [f"{i}.png" for i in range(200)],
+        rng.integers(1, 5, 200),
+        rng.integers(0, 2, 200),
+        np.repeat(np.arange(50), 4).astype(str),
+    )
     sub = limit_dataset(ds, 50, 0)
     assert 30 <= len(sub) <= 70
     kept = set(sub.groups)
@@ -81,6 +87,7 @@ def test_tuning_subset_keeps_every_group_when_groups_are_copies():
 
 # ----------------------------------------------------------------------------- cross-validation
 
+
 def test_leaky_split_inflates_and_grouped_split_does_not():
     """Copies of one original share a fingerprint and a label that carries no real signal."""
     rng = np.random.default_rng(0)
@@ -92,10 +99,13 @@ def test_leaky_split_inflates_and_grouped_split_does_not():
     y = np.repeat(label, copies)
     kw = dict(n_boot=100, progress=False)
     cands, options = [Candidate("texture", "svm")], FitOptions(inner_folds=3, seed=0, tune=False)
-    grouped = cross_validate("tumour", {"texture": X}, y, g, make_folds(y, g, 5, 0), cands, options, **kw)["texture+svm"]
+    grouped = cross_validate("tumour", {"texture": X}, y, g, make_folds(y, g, 5, 0), cands, options, **kw)[
+        "texture+svm"
+    ]
     ids = np.arange(len(y)).astype(str)
-    leaky = cross_validate("tumour", {"texture": X}, y, ids, make_folds(y, g, 5, 0, grouped=False), cands, options,
-                           **kw)["texture+svm"]
+    leaky = cross_validate(
+        "tumour", {"texture": X}, y, ids, make_folds(y, g, 5, 0, grouped=False), cands, options, **kw
+    )["texture+svm"]
     assert leaky.pooled["auc"] > 0.95
     assert grouped.pooled["auc"] < 0.75
     assert grouped.pooled["auc_ci95"][0] < 0.5 < grouped.pooled["auc_ci95"][1] + 0.2
@@ -114,10 +124,19 @@ def test_density_cut_points_are_scored_by_their_own_predictions():
     folds = make_folds(y, g, 4, 0)
     kw = dict(n_boot=10, progress=False)
     cands = [Candidate("texture", "svm")]
-    plain = cross_validate("density", {"texture": X}, y, g, folds, cands,
-                           FitOptions(inner_folds=3, seed=0, density_decision="argmax"), **kw)["texture+svm"]
-    cut = cross_validate("density", {"texture": X}, y, g, folds, cands,
-                         FitOptions(inner_folds=3, seed=0, density_decision="qwk"), **kw)["texture+svm"]
+    plain = cross_validate(
+        "density",
+        {"texture": X},
+        y,
+        g,
+        folds,
+        cands,
+        FitOptions(inner_folds=3, seed=0, density_decision="argmax"),
+        **kw,
+    )["texture+svm"]
+    cut = cross_validate(
+        "density", {"texture": X}, y, g, folds, cands, FitOptions(inner_folds=3, seed=0, density_decision="qwk"), **kw
+    )["texture+svm"]
     assert np.allclose(plain.oof_proba, cut.oof_proba)  # same models, same probabilities
     assert np.array_equal(plain.oof_pred, plain.oof_proba.argmax(1) + 1)
     assert not np.array_equal(cut.oof_pred, plain.oof_pred)
@@ -129,6 +148,7 @@ def test_density_cut_points_are_scored_by_their_own_predictions():
 
 # ----------------------------------------------------------------------------- the inner search
 
+
 @pytest.mark.parametrize("model", ["svm", "xgboost"])
 def test_search_scores_equal_refitting_every_grid_point(model):
     """_tune fits the steps before the classifier once per inner split: same scores as whole tails."""
@@ -139,7 +159,9 @@ def test_search_scores_equal_refitting_every_grid_point(model):
     y = groups % 2
     X = rng.normal(size=(len(y), 200)).astype(np.float32) + 0.6 * y[:, None]
     cand = Candidate("cnn", model)
-    best, scores = tn.tune("tumour", cand, X, y, groups, tn.PARAM_GRIDS[model], FitOptions(inner_folds=3, seed=0, tune_max=None))
+    best, scores = tn.tune(
+        "tumour", cand, X, y, groups, tn.PARAM_GRIDS[model], FitOptions(inner_folds=3, seed=0, tune_max=None)
+    )
     assert len(scores) == len(tn.PARAM_GRIDS[model]) and json.dumps(best, sort_keys=True) in scores
 
     inner = list(StratifiedGroupKFold(3, shuffle=True, random_state=1).split(X, y, groups))
@@ -148,7 +170,9 @@ def test_search_scores_equal_refitting_every_grid_point(model):
         for tr, te in inner:
             tail, _ = tn.configure(tn.make_tail("tumour", cand, 0), params, y[tr], groups[tr], 0)
             proba[te] = tn.predict_columns("tumour", tail.fit(X[tr], y[tr]), X[te], [0, 1])[0]
-        assert scores[json.dumps(params, sort_keys=True)] == pytest.approx(tn.score("tumour", y, proba, [0, 1]), abs=1e-12)
+        assert scores[json.dumps(params, sort_keys=True)] == pytest.approx(
+            tn.score("tumour", y, proba, [0, 1]), abs=1e-12
+        )
 
 
 def test_tuned_parameters_must_belong_to_the_classifier():
@@ -160,6 +184,7 @@ def test_tuned_parameters_must_belong_to_the_classifier():
 
 
 # ----------------------------------------------------------------------------- selection
+
 
 def _folds(n_folds, per_fold):
     idx = np.arange(n_folds * per_fold).reshape(n_folds, per_fold)
@@ -188,8 +213,10 @@ def test_selection_estimate_never_lets_a_fold_choose_its_own_candidate():
     y = np.tile(np.repeat([0, 1], 10), 4)
     on_01 = np.isin(np.arange(len(y)), np.concatenate([folds[0][1], folds[1][1]]))
     noise = np.random.default_rng(2).random(len(y))
-    results = {n: CVResult(pooled={"auc": fast_auc(y, sc)}, oof_proba=np.column_stack([1 - sc, sc]))
-               for n, sc in (("c", np.where(on_01, y, noise)), ("d", np.where(on_01, noise, y)))}
+    results = {
+        n: CVResult(pooled={"auc": fast_auc(y, sc)}, oof_proba=np.column_stack([1 - sc, sc]))
+        for n, sc in (("c", np.where(on_01, y, noise)), ("d", np.where(on_01, noise, y)))
+    }
     sel = selection_estimate("tumour", y, np.array([0, 1]), folds, results)
     assert sel.chosen == ["d", "d", "c", "c"]
     assert sel.score == pytest.approx(fast_auc(y, noise), abs=1e-9) and sel.score < 0.7 < sel.selected_score
@@ -201,13 +228,16 @@ def test_selection_estimate_scores_density_by_the_models_own_grades():
     y = np.tile(np.repeat(classes, 3), 4)
     flat = np.full((len(y), 4), 0.25)
     flat[:, 0] = 0.4  # the most probable grade is always 1
-    results = {"cut": CVResult(pooled={"qwk": 1.0}, oof_proba=flat, oof_pred=y.copy()),
-               "argmax": CVResult(pooled={"qwk": 0.0}, oof_proba=flat, oof_pred=np.ones_like(y))}
+    results = {
+        "cut": CVResult(pooled={"qwk": 1.0}, oof_proba=flat, oof_pred=y.copy()),
+        "argmax": CVResult(pooled={"qwk": 0.0}, oof_proba=flat, oof_pred=np.ones_like(y)),
+    }
     sel = selection_estimate("density", y, classes, folds, results)
     assert sel.chosen == ["cut"] * 4 and sel.score == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------------------- deep baselines
+
 
 @pytest.mark.slow
 def test_deep_head_learns_a_separable_signal_under_grouped_folds():
@@ -220,8 +250,9 @@ def test_deep_head_learns_a_separable_signal_under_grouped_folds():
     assert res.oof_proba.shape == (90, 3)
     np.testing.assert_allclose(res.oof_proba.sum(1), 1, rtol=1e-5)
     assert res.pooled["qwk"] > 0.6 and res.fit_s > 0
-    shuffled = deep_head_cv("density", X, rng.permutation(y), g, make_folds(y, g, 3, 0), epochs=30, batch_size=16, n_boot=50,
-                            progress=False)
+    shuffled = deep_head_cv(
+        "density", X, rng.permutation(y), g, make_folds(y, g, 3, 0), epochs=30, batch_size=16, n_boot=50, progress=False
+    )
     assert shuffled.pooled["qwk"] < res.pooled["qwk"] - 0.3
 
 
@@ -238,6 +269,7 @@ def test_deep_head_does_not_warn_about_retracing(caplog):
 
 # ----------------------------------------------------------------------------- candidates, configuration, run schema
 
+
 def test_candidates_carry_the_names_the_report_and_the_model_use():
     from mammo.training import DEEP_HEAD, candidates
 
@@ -246,7 +278,11 @@ def test_candidates_carry_the_names_the_report_and_the_model_use():
     assert c.blocks == ("glcm", "lbp", "intensity") and c.selectable
     assert DEEP_HEAD.name == "cnn+keras-head" and not DEEP_HEAD.selectable
     assert [x.name for x in candidates(["texture", "cnn"], ["xgboost", "svm"])] == [
-        "texture+xgboost", "texture+svm", "cnn+xgboost", "cnn+svm"]
+        "texture+xgboost",
+        "texture+svm",
+        "cnn+xgboost",
+        "cnn+svm",
+    ]
 
 
 def test_the_command_line_becomes_a_train_config():
@@ -255,11 +291,32 @@ def test_the_command_line_becomes_a_train_config():
 
     default = config_from_args(build_parser().parse_args(["data"]))
     assert default == TrainConfig("data", jobs=default.jobs)  # the CLI's defaults are the library's
-    cfg = config_from_args(build_parser().parse_args(
-        ["d", "--no-deep", "--no-enhance", "--no-leaky", "--bootstrap", "10", "--extra-blocks", "intensity", "--quiet",
-         "--tune", "--density-decision", "argmax"]))
+    cfg = config_from_args(
+        build_parser().parse_args(
+            [
+                "d",
+                "--no-deep",
+                "--no-enhance",
+                "--no-leaky",
+                "--bootstrap",
+                "10",
+                "--extra-blocks",
+                "intensity",
+                "--quiet",
+                "--tune",
+                "--density-decision",
+                "argmax",
+            ]
+        )
+    )
     assert (cfg.deep_head, cfg.enhance, cfg.leaky, cfg.n_boot, cfg.extra_blocks, cfg.progress) == (
-        False, False, False, 10, ("intensity",), False)
+        False,
+        False,
+        False,
+        10,
+        ("intensity",),
+        False,
+    )
     assert cfg.fit_options == FitOptions(inner_folds=3, seed=0, tune=True, tune_max=1000, density_decision="argmax")
     assert cfg.pipeline_options["enhance"] is False and cfg.to_json()["param_grids"] is not None
 
@@ -283,7 +340,10 @@ def test_the_old_module_and_the_checkout_script_run_the_same_command():
     assert tp.main is __import__("mammo.training.cli", fromlist=["main"]).main
     assert tp.BLOCKS == {"texture": ("glcm", "lbp"), "cnn": ("cnn",), "combined": ("glcm", "lbp", "cnn")}
     root = Path(__file__).resolve().parents[1]
-    for cmd in ([sys.executable, "-m", "mammo.train_pipeline", "--help"], [sys.executable, "train_pipeline.py", "--help"]):
+    for cmd in (
+        [sys.executable, "-m", "mammo.train_pipeline", "--help"],
+        [sys.executable, "train_pipeline.py", "--help"],
+    ):
         out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True).stdout
         assert out.startswith("usage: mammo train ")
 
@@ -293,15 +353,37 @@ def test_run_schema_serialises_as_metrics_json():
 
     y, g = np.array([0, 1, 0, 1]), np.array(["a", "a", "b", "b"])
     folds = [(np.array([0, 1]), np.array([2, 3])), (np.array([2, 3]), np.array([0, 1]))]
-    r = CVResult(pooled={"auc": float("nan"), "n": np.int64(4)}, oof_proba=np.zeros((4, 2)), params=[{}, {}],
-                 grouped_calibration=True, searched_folds=0, candidate=Candidate("texture", "svm"))
+    r = CVResult(
+        pooled={"auc": float("nan"), "n": np.int64(4)},
+        oof_proba=np.zeros((4, 2)),
+        params=[{}, {}],
+        grouped_calibration=True,
+        searched_folds=0,
+        candidate=Candidate("texture", "svm"),
+    )
     task = TaskResult("tumour", y, g, folds, "texture+svm", {"texture+svm": r})
-    m = RunResult("now", {"name": "toy"}, {"folds": 2}, {}, {"tumour": task}, ["a note"], timing={"total_s": 1.0}).to_json()
+    m = RunResult(
+        "now", {"name": "toy"}, {"folds": 2}, {}, {"tumour": task}, ["a note"], timing={"total_s": 1.0}
+    ).to_json()
     assert list(m) == ["started", "dataset", "config", "feature_cache", "tasks", "notes", "timing"]
     t = m["tasks"]["tumour"]
-    assert list(t) == ["n_images", "n_groups", "class_counts", "fold_sizes", "groups_shared_between_folds", "best",
-                       "candidates", "params"]
-    assert t["candidates"]["texture+svm"] == {"pooled": {"auc": None, "n": 4}, "folds": [], "folds_summary": {},
-                                              "params": [{}, {}], "grouped_calibration": True, "searched_folds": 0,
-                                              "fit_s": 0.0}
+    assert list(t) == [
+        "n_images",
+        "n_groups",
+        "class_counts",
+        "fold_sizes",
+        "groups_shared_between_folds",
+        "best",
+        "candidates",
+        "params",
+    ]
+    assert t["candidates"]["texture+svm"] == {
+        "pooled": {"auc": None, "n": 4},
+        "folds": [],
+        "folds_summary": {},
+        "params": [{}, {}],
+        "grouped_calibration": True,
+        "searched_folds": 0,
+        "fit_s": 0.0,
+    }
     assert t["params"] == {} and t["class_counts"] == {"0": 2, "1": 2} and t["fold_sizes"] == [2, 2]

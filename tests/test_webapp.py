@@ -75,8 +75,9 @@ def png(arr: np.ndarray) -> bytes:
 
 def demo_image(seed: int = 1, density: int = 3, size: int = 160) -> np.ndarray:
     """A uint8 synthetic mammogram like the demo model's (``size`` tall, 0.8 x ``size`` wide)."""
-    return synthetic_mammogram(np.random.default_rng(seed), density, shape=(size, int(size * 0.8)), film_label=False,
-                               uint8=True)
+    return synthetic_mammogram(
+        np.random.default_rng(seed), density, shape=(size, int(size * 0.8)), film_label=False, uint8=True
+    )
 
 
 def mammo_png(seed: int = 1, density: int = 3, size: int = 160) -> bytes:
@@ -188,7 +189,11 @@ def test_api_predict_matches_the_model(client, model_path):
 
 @pytest.mark.parametrize(
     "crop_fields",
-    [{"crop": "8,20,100,120"}, {"crop": " 8, 20 ,100,120 "}, {"crop_x": "8", "crop_y": "20", "crop_w": "100", "crop_h": "120"}],
+    [
+        {"crop": "8,20,100,120"},
+        {"crop": " 8, 20 ,100,120 "},
+        {"crop_x": "8", "crop_y": "20", "crop_w": "100", "crop_h": "120"},
+    ],
 )
 def test_api_predict_applies_the_crop(client, model_path, crop_fields):
     raw = demo_image(7, 2)
@@ -271,7 +276,9 @@ def test_html_predict_requires_csrf_token(client):
     resp = client.post("/predict", data={"file": upload(mammo_png())}, content_type="multipart/form-data")
     html = resp.get_data(as_text=True)
     assert resp.status_code == 400 and "security token" in html and "Traceback" not in html
-    bad = client.post("/predict", data={"file": upload(mammo_png()), "csrf_token": "forged"}, content_type="multipart/form-data")
+    bad = client.post(
+        "/predict", data={"file": upload(mammo_png()), "csrf_token": "forged"}, content_type="multipart/form-data"
+    )
     assert bad.status_code == 400 and "security token" in bad.get_data(as_text=True)
 
 
@@ -329,8 +336,14 @@ def test_bad_input_gives_clear_4xx(client, case, kind):
 
 @pytest.mark.parametrize(
     "method, path, json_expected",
-    [("GET", "/predict", False), ("GET", "/api/predict", True), ("GET", "/api/preview", True),
-     ("POST", "/healthz", True), ("PUT", "/", False), ("DELETE", "/api/predict", True)],
+    [
+        ("GET", "/predict", False),
+        ("GET", "/api/predict", True),
+        ("GET", "/api/preview", True),
+        ("POST", "/healthz", True),
+        ("PUT", "/", False),
+        ("DELETE", "/api/predict", True),
+    ],
 )
 def test_wrong_method_gives_405(client, method, path, json_expected):
     resp = client.open(path, method=method)
@@ -487,9 +500,12 @@ def test_waitress_server_serves_the_app(app):
         for size in (MAX_BYTES + 1000, MAX_BYTES + (3 << 20)):
             resp = requests.post(base + "/api/predict", files={"file": ("a.png", b"\0" * size)}, timeout=60)
             assert resp.status_code == 413, size
-        assert "larger than the limit" in requests.post(
-            base + "/api/predict", files={"file": ("a.png", b"\0" * (MAX_BYTES + 1000))}, timeout=60
-        ).json()["error"]
+        assert (
+            "larger than the limit"
+            in requests.post(
+                base + "/api/predict", files={"file": ("a.png", b"\0" * (MAX_BYTES + 1000))}, timeout=60
+            ).json()["error"]
+        )
     finally:
         server.close()
         thread.join(5)
@@ -569,13 +585,17 @@ def test_enhanced_view_of_a_model_trained_without_enhancement(tmp_path, mammogra
     client = app.test_client()
     resp = html_post(client, {"file": upload(mammo_png(seed=3))})
     assert resp.status_code == 200, resp.get_data(as_text=True)
-    shown = np.asarray(decode_data_url(re.findall(r'<img src="(data:image/png;base64,[^"]+)"', resp.get_data(as_text=True))[1]))
+    shown = np.asarray(
+        decode_data_url(re.findall(r'<img src="(data:image/png;base64,[^"]+)"', resp.get_data(as_text=True))[1])
+    )
     _, prepared = model.analyse([mammo_png(seed=3)])
     plain, enhanced = prepared[0].pixels, enhance(prepared[0].pixels, prepared[0].mask)
+
     # the page shows the CLAHE + unsharp view, not the unenhanced crop the model used
     def gap(a):
         a = np.asarray(Image.fromarray((a * 255).astype(np.uint8)).resize(shown.shape[::-1]), dtype=float)
         return np.abs(a - shown).mean()
+
     assert gap(enhanced) < gap(plain)
 
 
@@ -593,7 +613,9 @@ def test_page_draws_the_breast_outline_and_the_api_reports_ood(client):
     cyan = (shown[..., 2] > 200) & (shown[..., 1] > 180) & (shown[..., 0] < 60)
     assert cyan.sum() > 50
     body = api_post(client, {"file": upload(mammo_png(seed=4))}).get_json()
-    assert isinstance(body["ood_score"], float) and isinstance(body["in_distribution"], bool) and body["ood_threshold"] > 0
+    assert (
+        isinstance(body["ood_score"], float) and isinstance(body["in_distribution"], bool) and body["ood_threshold"] > 0
+    )
 
 
 def test_out_of_distribution_warning_on_the_page(client):
@@ -632,7 +654,17 @@ from mammo.features.io import read_scan  # noqa: E402
 
 EXAM_VIEWS = [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
 STUDY = "1.2.826.0.1.3680043.2.1143.17"
-SINGLE_KEYS = {"density", "tumour", "ood_score", "in_distribution", "ood_threshold", "image", "model", "seconds", "disclaimer"}
+SINGLE_KEYS = {
+    "density",
+    "tumour",
+    "ood_score",
+    "in_distribution",
+    "ood_threshold",
+    "image",
+    "model",
+    "seconds",
+    "disclaimer",
+}
 
 
 def exam_dicoms(study: str | None = STUDY, patient: str | None = "P-017", seeds=(21, 22, 23, 24)) -> list[tuple]:
@@ -647,7 +679,9 @@ def exam_dicoms(study: str | None = STUDY, patient: str | None = "P-017", seeds=
     return files
 
 
-def exam_pngs(names=("P7_L_CC.png", "P7_L_MLO.png", "P7_R_CC.png", "P7_R_MLO.png"), seeds=(31, 32, 33, 34)) -> list[tuple]:
+def exam_pngs(
+    names=("P7_L_CC.png", "P7_L_MLO.png", "P7_R_CC.png", "P7_R_MLO.png"), seeds=(31, 32, 33, 34)
+) -> list[tuple]:
     return [(name, mammo_png(seed, 1 + k % 4)) for k, (name, seed) in enumerate(zip(names, seeds))]
 
 
@@ -658,7 +692,10 @@ def exam_post(client, files: list[tuple], fields: dict | None = None, kind: str 
 
 def views_of(body: dict) -> list:
     """The API's views as mammo.exams Views, under one exam name."""
-    return [describe_view(v["name"], laterality=v["laterality"], view=v["view"], exam=body["exam"]["id"]) for v in body["views"]]
+    return [
+        describe_view(v["name"], laterality=v["laterality"], view=v["view"], exam=body["exam"]["id"])
+        for v in body["views"]
+    ]
 
 
 def check_aggregation(body: dict, threshold: float) -> None:
@@ -672,7 +709,11 @@ def check_aggregation(body: dict, threshold: float) -> None:
     assert [b["flagged"] for b in body["breasts"]] == [b["p_malignant"] >= threshold for b in d["breasts"]]
     exam = body["exam"]
     assert (exam["density"], exam["in_distribution"], exam["refused"], exam["images"]) == (
-        d["density"], d["in_distribution"], d["refused"], d["images"])
+        d["density"],
+        d["in_distribution"],
+        d["refused"],
+        d["images"],
+    )
     assert exam["n_scored"] == len(body["views"]) - len(d["refused"]) and exam["threshold"] == threshold
 
 
@@ -702,16 +743,25 @@ def test_api_exam_of_four_dicom_views_told_apart_by_their_tags(app, client, mode
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
     assert set(body) == {"views", "breasts", "exam", "model", "seconds", "disclaimer"}
-    assert [(v["laterality"], v["view"], v["view_source"]) for v in body["views"]] == [(s, p, "dicom") for s, p in EXAM_VIEWS]
+    assert [(v["laterality"], v["view"], v["view_source"]) for v in body["views"]] == [
+        (s, p, "dicom") for s, p in EXAM_VIEWS
+    ]
     for v, (name, data) in zip(body["views"], files):  # the same View as describe_view gives on the file's own tags
         own = describe_view(name, read_scan(data).tags)
-        assert (v["name"], v["laterality"], v["view"], v["view_source"]) == (own.name, own.laterality, own.view, own.source)
+        assert (v["name"], v["laterality"], v["view"], v["view_source"]) == (
+            own.name,
+            own.laterality,
+            own.view,
+            own.source,
+        )
     assert body["exam"]["id"] == STUDY and body["exam"]["refused"] == {}
     left, right = body["breasts"]
     assert (left["laterality"], left["views"], left["n_views"]) == ("L", ["CC", "MLO"], 2)
     assert (right["laterality"], right["images"]) == ("R", ["image3.dcm", "image4.dcm"])
     p = [v["tumour"]["p_malignant"] for v in body["views"]]
-    assert left["p_malignant"] == pytest.approx((p[0] + p[1]) / 2) and right["p_malignant"] == pytest.approx((p[2] + p[3]) / 2)
+    assert left["p_malignant"] == pytest.approx((p[0] + p[1]) / 2) and right["p_malignant"] == pytest.approx(
+        (p[2] + p[3]) / 2
+    )
     grades = sorted(v["density"]["label"] for v in body["views"])
     assert body["exam"]["density"] == grades[2]  # four views: the denser of the two middle grades
     meanings = load_model(model_path).metadata["tasks"]["density"]["class_meanings"]
@@ -743,7 +793,9 @@ def test_api_exam_of_pngs_by_file_name_and_by_form_fields(app, client, model_pat
     threshold = app.extensions["mammo"]["model"].threshold
     files = exam_pngs()
     body = exam_post(client, files).get_json()
-    assert [(v["laterality"], v["view"], v["view_source"]) for v in body["views"]] == [(s, p, "filename") for s, p in EXAM_VIEWS]
+    assert [(v["laterality"], v["view"], v["view_source"]) for v in body["views"]] == [
+        (s, p, "filename") for s, p in EXAM_VIEWS
+    ]
     assert body["exam"]["id"] == "P7" and [b["laterality"] for b in body["breasts"]] == ["L", "R"]
     check_aggregation(body, threshold)
     check_records(body, model_path, files)
@@ -754,12 +806,20 @@ def test_api_exam_of_pngs_by_file_name_and_by_form_fields(app, client, model_pat
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
     assert [(v["name"], v["laterality"], v["view"], v["view_source"]) for v in body["views"]] == [
-        ("a.png", "L", "CC", "given"), ("b.png", "L", "MLO", "given"), ("P7_L_CC.png", "R", "MLO", "given"),
-        ("same.png", None, None, "unknown"), ("same.png (2)", None, None, "unknown")]
+        ("a.png", "L", "CC", "given"),
+        ("b.png", "L", "MLO", "given"),
+        ("P7_L_CC.png", "R", "MLO", "given"),
+        ("same.png", None, None, "unknown"),
+        ("same.png (2)", None, None, "unknown"),
+    ]
     assert body["exam"]["id"] == "exam"  # the names disagree: still one upload, one exam
     # an image of unknown side is a breast of its own, never averaged with another
     assert [(b["laterality"], b["images"]) for b in body["breasts"]] == [
-        ("L", ["a.png", "b.png"]), ("R", ["P7_L_CC.png"]), (None, ["same.png"]), (None, ["same.png (2)"])]
+        ("L", ["a.png", "b.png"]),
+        ("R", ["P7_L_CC.png"]),
+        (None, ["same.png"]),
+        (None, ["same.png (2)"]),
+    ]
     check_aggregation(body, threshold)
     check_records(body, model_path, files)
 
@@ -796,7 +856,10 @@ def test_exam_scores_in_one_model_call_under_one_slot(app, client, monkeypatch):
 
 
 def test_a_refused_file_does_not_sink_the_exam(app, client, model_path):
-    files = exam_pngs()[:2] + [("P7_R_CC.png", b"%PDF-1.4 not an image" * 10), ("P7_R_MLO.png", png(np.zeros((160, 128), np.uint8)))]
+    files = exam_pngs()[:2] + [
+        ("P7_R_CC.png", b"%PDF-1.4 not an image" * 10),
+        ("P7_R_MLO.png", png(np.zeros((160, 128), np.uint8))),
+    ]
     resp = exam_post(client, files)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
@@ -833,7 +896,7 @@ def test_an_exam_with_every_file_refused_is_422(client, kind):
 def test_files_of_different_exams_are_refused(app, client, monkeypatch, kind, study, patients, n):
     files = []
     for k, patient in enumerate(patients):
-        (name, data), = exam_dicoms(study=f"1.2.3.{k}" if study else None, patient=patient, seeds=(40 + k,))[:1]
+        ((name, data),) = exam_dicoms(study=f"1.2.3.{k}" if study else None, patient=patient, seeds=(40 + k,))[:1]
         files.append((f"x{k}.dcm", data))
     monkeypatch.setattr(app.extensions["mammo"]["model"], "analyse", lambda *a: pytest.fail("an image was scored"))
     resp = exam_post(client, files, kind=kind)
@@ -911,11 +974,18 @@ def test_exam_page_shows_each_view_the_breasts_and_the_exam_density(client):
     assert cards == ["1", "2", "3", "4"]
     for view in body["views"]:
         assert f"{view['tumour']['p_malignant']:.3f}" in html and view["density"]["meaning"] in html
-    for title in ("Left breast,\n        CC", "Left breast,\n        MLO", "Right breast,\n        CC", "Right breast,\n        MLO"):
+    for title in (
+        "Left breast,\n        CC",
+        "Left breast,\n        MLO",
+        "Right breast,\n        CC",
+        "Right breast,\n        MLO",
+    ):
         assert title in html
     assert html.count("breast from the DICOM header") == 4
     # every view is drawn with the breast outline (cyan) the model found
-    images = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="View \d, image\d\.dcm, with the breast outline"', html)
+    images = re.findall(
+        r'<img src="data:image/png;base64,([^"]+)" alt="View \d, image\d\.dcm, with the breast outline"', html
+    )
     assert len(images) == 4
     for src in images:
         shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(src))).convert("RGB")).astype(int)

@@ -90,8 +90,10 @@ def load_model(path, manifest=None) -> MammogramModel:
     version = int(model.metadata.get("format_version", 1) or 1)
     if version > FORMAT_VERSION:
         # its pipeline may hold steps this version cannot run as they were fitted
-        raise UnreadableModelError(f"{path} was saved by a newer mammo (model format {version}; this version "
-                                   f"reads up to {FORMAT_VERSION}): upgrade mammo or retrain the model")
+        raise UnreadableModelError(
+            f"{path} was saved by a newer mammo (model format {version}; this version "
+            f"reads up to {FORMAT_VERSION}): upgrade mammo or retrain the model"
+        )
     return upgrade(model, name=path.name)
 
 
@@ -127,5 +129,8 @@ def upgrade(model: MammogramModel, name: str = "model") -> MammogramModel:
         f"{name} was saved by an older mammo (model format {version}, this version writes {FORMAT_VERSION}): "
         "it predicts with this version's breast segmentation and input-quality gate, but its classifiers were "
         "fitted on the old crops and it has no out-of-distribution score. Retrain it with 'mammo train' so that "
-        "its predictions match its cross-validated figures.", OldArtifactWarning, stacklevel=2)
+        "its predictions match its cross-validated figures.",
+        OldArtifactWarning,
+        stacklevel=2,
+    )
     return model

@@ -134,8 +134,9 @@ def expected_grade(proba: np.ndarray) -> np.ndarray:
     return proba @ np.arange(proba.shape[1])
 
 
-def fit_cut_points(score: np.ndarray, y_rank: np.ndarray, n_classes: int, *, n_candidates: int = 100,
-                   max_sweeps: int = 10) -> np.ndarray:
+def fit_cut_points(
+    score: np.ndarray, y_rank: np.ndarray, n_classes: int, *, n_candidates: int = 100, max_sweeps: int = 10
+) -> np.ndarray:
     """Cut points on a continuous ``score`` that maximise quadratic-weighted kappa.
 
     Rank ``k`` is predicted for ``cuts[k-1] < score <= cuts[k]``. The search starts
@@ -242,10 +243,13 @@ class OrdinalClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     k = max(1, len(test) * int(self.max_cut_samples) // total)
                     test = test[np.unique(np.linspace(0, len(test) - 1, k).round().astype(int))]
                 above[test] = np.column_stack(
-                    [est.calibrated_classifiers_[i].predict_proba(X[test])[:, 1] for est in self.estimators_])
+                    [est.calibrated_classifiers_[i].predict_proba(X[test])[:, 1] for est in self.estimators_]
+                )
             seen = ~np.isnan(above).any(axis=1)
             rank = np.searchsorted(self.classes_, y)
-            self.cut_points_ = fit_cut_points(expected_grade(self._combine(above[seen])), rank[seen], len(self.classes_))
+            self.cut_points_ = fit_cut_points(
+                expected_grade(self._combine(above[seen])), rank[seen], len(self.classes_)
+            )
         return self
 
     def __setstate__(self, state):

@@ -38,8 +38,15 @@ def balanced_class_weight(idx: np.ndarray) -> dict:
     return {int(k): float(w) for k, w in zip(present, compute_class_weight("balanced", classes=present, y=idx))}
 
 
-def build_finetune_model(n_classes: int, *, weights: str = "imagenet", input_size: int = 224, cut: str = FINETUNE_CUT,
-                         dropout: float = 0.3, learning_rate: float = LEARNING_RATE):
+def build_finetune_model(
+    n_classes: int,
+    *,
+    weights: str = "imagenet",
+    input_size: int = 224,
+    cut: str = FINETUNE_CUT,
+    dropout: float = 0.3,
+    learning_rate: float = LEARNING_RATE,
+):
     """A compiled Keras model from the activation map at ``cut`` to ``n_classes`` probabilities.
 
     Every layer after ``cut`` starts from a fresh copy of the ImageNet weights and is
@@ -62,10 +69,22 @@ def build_finetune_model(n_classes: int, *, weights: str = "imagenet", input_siz
     return model
 
 
-def fit_predict_finetuned(maps: np.ndarray, idx: np.ndarray, train: np.ndarray, test: np.ndarray, n_classes: int, *,
-                          map_shape: Sequence[int], seed: int = 0, epochs: int = 6, batch_size: int = 32,
-                          weights: str = "imagenet", input_size: int = 224, cut: str = FINETUNE_CUT,
-                          on_epoch_end: Callable[[], Any] | None = None) -> np.ndarray:
+def fit_predict_finetuned(
+    maps: np.ndarray,
+    idx: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    n_classes: int,
+    *,
+    map_shape: Sequence[int],
+    seed: int = 0,
+    epochs: int = 6,
+    batch_size: int = 32,
+    weights: str = "imagenet",
+    input_size: int = 224,
+    cut: str = FINETUNE_CUT,
+    on_epoch_end: Callable[[], Any] | None = None,
+) -> np.ndarray:
     """Fine-tune on ``train`` rows and return class probabilities of ``test`` rows.
 
     Parameters
@@ -87,8 +106,15 @@ def fit_predict_finetuned(maps: np.ndarray, idx: np.ndarray, train: np.ndarray, 
     model = build_finetune_model(n_classes, weights=weights, input_size=input_size, cut=cut)
     shape = (-1, *map_shape)
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: on_epoch_end())] if on_epoch_end else []
-    model.fit(maps[train].astype(np.float32).reshape(shape), idx[train], epochs=epochs, batch_size=batch_size,
-              class_weight=weight, callbacks=callbacks, verbose=0)
+    model.fit(
+        maps[train].astype(np.float32).reshape(shape),
+        idx[train],
+        epochs=epochs,
+        batch_size=batch_size,
+        class_weight=weight,
+        callbacks=callbacks,
+        verbose=0,
+    )
     proba = model.predict(maps[test].astype(np.float32).reshape(shape), batch_size=128, verbose=0)
     keras.backend.clear_session()
     return np.asarray(proba, dtype=float)

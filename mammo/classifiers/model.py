@@ -34,7 +34,20 @@ def library_versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for dist in ("mammo", "numpy", "scipy", "scikit-learn", "scikit-image", "xgboost", "xgboost-cpu", "tensorflow", "tensorflow-cpu", "keras", "pydicom", "pillow"):
+    for dist in (
+        "mammo",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "scikit-image",
+        "xgboost",
+        "xgboost-cpu",
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "pydicom",
+        "pillow",
+    ):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -81,8 +94,16 @@ class MammogramModel:
     ood: dict | None = None
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, images, *, features: dict | None = None, class_meanings: dict | None = None, progress: bool = False,
-            groups=None, **labels) -> MammogramModel:
+    def fit(
+        self,
+        images,
+        *,
+        features: dict | None = None,
+        class_meanings: dict | None = None,
+        progress: bool = False,
+        groups=None,
+        **labels,
+    ) -> MammogramModel:
         """Fit every task pipeline, then the out-of-distribution model (:meth:`fit_ood`).
 
         ``labels`` maps task -> labels (NaN / None = unlabelled); ``groups`` (one per
@@ -134,16 +155,20 @@ class MammogramModel:
 
         from ..features.quality import InputQualityGate
 
-        pipes = {t: Pipeline([(n, InputQualityGate(enabled=enabled) if n == "check" else s) for n, s in p.steps])
-                 for t, p in self.pipelines.items()}
+        pipes = {
+            t: Pipeline([(n, InputQualityGate(enabled=enabled) if n == "check" else s) for n, s in p.steps])
+            for t, p in self.pipelines.items()
+        }
         return replace(self, pipelines=pipes)
 
     def ood_task(self) -> str:
         """The task whose features the out-of-distribution score reads: one whose pipeline
         has the CNN embedding (it describes what an image shows), else the one with most blocks."""
+
         def rank(task):
             blocks = [s for s in _blocks(self.pipelines[task]) if hasattr(s, "transform")]
             return (any(isinstance(b, CNNEmbedding) for b in blocks), len(blocks))
+
         return max(self.pipelines, key=rank)
 
     def fit_ood(self, features: dict, groups: dict | None = None, **params) -> MammogramModel:
@@ -161,11 +186,14 @@ class MammogramModel:
         model.fit(X, groups=None if groups is None else groups[task])
         self.ood = {"task": task, "model": model}
         self.metadata["ood"] = {
-            "task": task, "features": self.metadata.get("tasks", {}).get(task, {}).get("feature_set"),
-            "threshold": model.threshold_, "quantile": model.quantile, "n_components": model.model_["pca"].n_components_,
+            "task": task,
+            "features": self.metadata.get("tasks", {}).get(task, {}).get("feature_set"),
+            "threshold": model.threshold_,
+            "quantile": model.quantile,
+            "n_components": model.model_["pca"].n_components_,
             "n_train": int(len(X)),
             "method": "Mahalanobis distance in a PCA of the standardised features plus the PCA residual "
-                      "(T² + Q); threshold: the quantile of grouped cross-fitted training scores",
+            "(T² + Q); threshold: the quantile of grouped cross-fitted training scores",
         }
         return self
 
@@ -194,7 +222,9 @@ class MammogramModel:
                 "n_train": int(masks[task].sum()),
                 "class_counts": {str(c): int((y == c).sum()) for c in classes},
                 "steps": [name for name, _ in pipe.steps],
-                "features": [name for name, _ in split_pipeline(pipe)[0][-1][1].transformer_list] if "features" in pipe.named_steps else [],
+                "features": [name for name, _ in split_pipeline(pipe)[0][-1][1].transformer_list]
+                if "features" in pipe.named_steps
+                else [],
                 "model": _model_name(pipe.steps[-1][1]),
             }
             meta["tasks"][task]["feature_set"] = feature_set_name(meta["tasks"][task]["features"])
@@ -274,7 +304,9 @@ class MammogramModel:
             for task, f in feats.items():
                 if f is not None:
                     chunks[task].append(f)
-        return {task: np.concatenate(parts) if parts else np.empty((0, 0), np.float32) for task, parts in chunks.items()}
+        return {
+            task: np.concatenate(parts) if parts else np.empty((0, 0), np.float32) for task, parts in chunks.items()
+        }
 
     def iter_predict(self, images, *, errors: str = "raise", progress: bool = False):
         """Stream predictions: yields ``(indices, {task: probabilities}, ood, failures)`` per chunk.
@@ -295,7 +327,10 @@ class MammogramModel:
     def predict_proba(self, images, *, progress: bool = False) -> dict:
         """``{task: (n, n_classes) probabilities}``; density columns are classes 1-4, tumour 0/1."""
         features = self.transform(images, progress=progress)
-        return {task: Pipeline(split_pipeline(pipe)[1]).predict_proba(features[task]) for task, pipe in self.pipelines.items()}
+        return {
+            task: Pipeline(split_pipeline(pipe)[1]).predict_proba(features[task])
+            for task, pipe in self.pipelines.items()
+        }
 
     def predict(self, images, *, progress: bool = False) -> dict:
         """``{task: labels}``: density by the classifier's decision rule (the most probable class,
@@ -329,8 +364,10 @@ class MammogramModel:
 
     def _records(self, proba: dict, ood) -> list[dict]:
         n = len(next(iter(proba.values())))
-        return [self.record({t: p[i] for t, p in proba.items()}, None if ood is None else (ood[0][i], ood[1][i]))
-                for i in range(n)]
+        return [
+            self.record({t: p[i] for t, p in proba.items()}, None if ood is None else (ood[0][i], ood[1][i]))
+            for i in range(n)
+        ]
 
     def record(self, proba_row: dict, ood: tuple | None = None) -> dict:
         """The JSON-ready result of one image from its ``{task: class probabilities}``.

@@ -70,14 +70,26 @@ def make_features(
     (default) pools five intermediate layers as well as the last one; it scored
     higher in grouped CV than "last" on DPhi, mini-MIAS and RSNA (docs/results.md).
     """
-    options = dict(weights=weights, cnn_input_size=cnn_input_size, flip_tta=flip_tta, glcm_levels=glcm_levels,
-                   cnn_layers=cnn_layers)
+    options = dict(
+        weights=weights,
+        cnn_input_size=cnn_input_size,
+        flip_tta=flip_tta,
+        glcm_levels=glcm_levels,
+        cnn_layers=cnn_layers,
+    )
     names = [*blocks_of(feature_set), *extra_blocks]
     return FeatureUnion([(n, make_block(n, **options)) for n in names], verbose_feature_names_out=False)
 
 
-def make_classifier(task: str, model: str = "xgboost", *, calibration: str = "sigmoid", cv: int = 3, random_state: int = 0,
-                    density_decision: str = "qwk"):
+def make_classifier(
+    task: str,
+    model: str = "xgboost",
+    *,
+    calibration: str = "sigmoid",
+    cv: int = 3,
+    random_state: int = 0,
+    density_decision: str = "qwk",
+):
     """A class-balanced, calibrated classifier for ``task`` ("density" ordinal, "tumour" binary).
 
     ``density_decision`` is :class:`~mammo.classifiers.estimators.OrdinalClassifier`'s
@@ -161,13 +173,25 @@ def make_task_pipeline(
         # Without CLAHE the absolute grey level, which is what density is, survives:
         # on mini-MIAS (film) that scored better in grouped CV, on DPhi and RSNA worse.
         ("enhance", Enhancer() if enhance else Enhancer(clip_limit=0.0, unsharp_amount=0.0)),
-        ("features", make_features(feature_set, weights=weights, cnn_input_size=cnn_input_size, flip_tta=flip_tta,
-                                   cnn_layers=cnn_layers, extra_blocks=extra_blocks)),
+        (
+            "features",
+            make_features(
+                feature_set,
+                weights=weights,
+                cnn_input_size=cnn_input_size,
+                flip_tta=flip_tta,
+                cnn_layers=cnn_layers,
+                extra_blocks=extra_blocks,
+            ),
+        ),
     ]
     if model == "svm":
         # An RBF-SVM's cost grows with the dimension: PCA to 128 made the fits on the
         # combined features several times faster at equal grouped-CV scores (docs/results.md).
-        steps += [("scale", StandardScaler()), ("reduce", CappedPCA(max_components=svm_components, random_state=random_state))]
+        steps += [
+            ("scale", StandardScaler()),
+            ("reduce", CappedPCA(max_components=svm_components, random_state=random_state)),
+        ]
     elif feature_set != "texture":
         # XGBoost's time per tree grows with ALL input columns, sampled or not; the 128
         # best by ANOVA F (fitted in the training fold) made fits several times faster at

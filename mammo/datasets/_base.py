@@ -58,7 +58,12 @@ class Dataset:
         if self.meta is None or len(self.meta.columns) == 0:
             self.meta = pd.DataFrame(index=range(n))
         self.meta = self.meta.reset_index(drop=True)
-        for what, arr in (("density", self.density), ("tumour", self.tumour), ("groups", self.groups), ("meta", self.meta)):
+        for what, arr in (
+            ("density", self.density),
+            ("tumour", self.tumour),
+            ("groups", self.groups),
+            ("meta", self.meta),
+        ):
             if len(arr) != n:
                 raise DatasetError(f"{self.name}: {what} has {len(arr)} rows for {n} images")
 
@@ -141,9 +146,19 @@ MIAS_DENSITY_CLASSES = {
     3: "D - dense-glandular",
 }
 _TUMOUR_WORDS = {
-    "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0,
-    "M": 1.0, "B": 0.0, "MALIGNANT": 1.0, "BENIGN": 0.0,
-    "TRUE": 1.0, "FALSE": 0.0, "CANCER": 1.0, "NORMAL": 0.0, "NEGATIVE": 0.0,
+    "1": 1.0,
+    "0": 0.0,
+    "1.0": 1.0,
+    "0.0": 0.0,
+    "M": 1.0,
+    "B": 0.0,
+    "MALIGNANT": 1.0,
+    "BENIGN": 0.0,
+    "TRUE": 1.0,
+    "FALSE": 0.0,
+    "CANCER": 1.0,
+    "NORMAL": 0.0,
+    "NEGATIVE": 0.0,
 }
 
 

@@ -69,10 +69,16 @@ def load_manifest(
     paths = [str(p if os.path.isabs(p) else (base / p)) for p in (str(x).strip() for x in df[path_col])]
     paths = [str(Path(p).resolve()) for p in paths]
     _check_files(paths, str(csv_path))
-    density = np.array([_parse_density(v, f"{csv_path} row {i + 2}") for i, v in enumerate(df[dens_col])]) \
-        if dens_col else np.full(len(df), np.nan)
-    tumour = np.array([_parse_tumour(v, f"{csv_path} row {i + 2}") for i, v in enumerate(df[tum_col])]) \
-        if tum_col else np.full(len(df), np.nan)
+    density = (
+        np.array([_parse_density(v, f"{csv_path} row {i + 2}") for i, v in enumerate(df[dens_col])])
+        if dens_col
+        else np.full(len(df), np.nan)
+    )
+    tumour = (
+        np.array([_parse_tumour(v, f"{csv_path} row {i + 2}") for i, v in enumerate(df[tum_col])])
+        if tum_col
+        else np.full(len(df), np.nan)
+    )
     if group_col is not None:
         groups = np.asarray(df[group_col].astype(str).str.strip(), dtype=object)
         empty = np.flatnonzero(groups == "")
@@ -105,5 +111,7 @@ def load_rsna(root: str | os.PathLike) -> Dataset:
     holdout = root / "holdout"
     leaked = [p for p in ds.paths if Path(p).is_relative_to(holdout)]
     if leaked:
-        raise DatasetError(f"{csv}: lists {len(leaked)} files under holdout/ (e.g. {leaked[0]}); the holdout is never read")
+        raise DatasetError(
+            f"{csv}: lists {len(leaked)} files under holdout/ (e.g. {leaked[0]}); the holdout is never read"
+        )
     return ds

@@ -54,23 +54,32 @@ def load_mias(root: str | os.PathLike) -> Dataset:
         num = int(ref[3:])
         groups.append(f"mias_patient{(num + 1) // 2:03d}")
         first = r["lesions"][0] if r["lesions"] else [np.nan] * 3
-        meta.append({
-            "refnum": ref,
-            "bg": r["bg"],
-            "classes": ";".join(r["classes"]),
-            "severity": "M" if "M" in sev else "B" if "B" in sev else "",
-            "n_lesions": len(r["lesions"]),
-            "x": first[0],
-            "y": first[1],
-            "radius": first[2],
-            "laterality": "L" if num % 2 == 0 else "R",
-        })
+        meta.append(
+            {
+                "refnum": ref,
+                "bg": r["bg"],
+                "classes": ";".join(r["classes"]),
+                "severity": "M" if "M" in sev else "B" if "B" in sev else "",
+                "n_lesions": len(r["lesions"]),
+                "x": first[0],
+                "y": first[1],
+                "radius": first[2],
+                "laterality": "L" if num % 2 == 0 else "R",
+            }
+        )
     if missing:
         raise DatasetError(
             f"{root}: {len(missing)} of {len(rows)} images listed in Info.txt do not exist, e.g. {', '.join(missing[:3])}"
         )
-    return Dataset("mias", paths, np.array(density), np.array(tumour), np.array(groups, dtype=object), pd.DataFrame(meta),
-                   density_meanings=MIAS_DENSITY_CLASSES)
+    return Dataset(
+        "mias",
+        paths,
+        np.array(density),
+        np.array(tumour),
+        np.array(groups, dtype=object),
+        pd.DataFrame(meta),
+        density_meanings=MIAS_DENSITY_CLASSES,
+    )
 
 
 def _read_info(info: Path) -> dict[str, dict[str, Any]]:

@@ -30,10 +30,18 @@ __all__ = ["score_density", "score_tumour", "subgroup_scores", "compare_with_cv"
 
 #: The metrics set beside the model's cross-validated ones, per task: (key, label).
 COMPARED = {
-    "density": (("qwk", "QWK"), ("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
-                ("macro_f1", "macro-F1")),
-    "tumour": (("auc", "AUC"), ("sens_at_90spec", "sensitivity at 90% specificity"),
-               ("balanced_accuracy", "balanced accuracy"), ("brier", "Brier score")),
+    "density": (
+        ("qwk", "QWK"),
+        ("accuracy", "accuracy"),
+        ("balanced_accuracy", "balanced accuracy"),
+        ("macro_f1", "macro-F1"),
+    ),
+    "tumour": (
+        ("auc", "AUC"),
+        ("sens_at_90spec", "sensitivity at 90% specificity"),
+        ("balanced_accuracy", "balanced accuracy"),
+        ("brier", "Brier score"),
+    ),
 }
 
 
@@ -61,8 +69,17 @@ def _density_level(y, proba, classes, pred, groups, n_boot: int, seed: int) -> d
     return out
 
 
-def score_density(y: Sequence[int], proba: np.ndarray, classes: Sequence[int], decide: Callable[[np.ndarray], np.ndarray],
-                  groups: Sequence, breasts: Sequence | None = None, *, n_boot: int = 1000, seed: int = 0) -> dict:
+def score_density(
+    y: Sequence[int],
+    proba: np.ndarray,
+    classes: Sequence[int],
+    decide: Callable[[np.ndarray], np.ndarray],
+    groups: Sequence,
+    breasts: Sequence | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Density metrics per image and, when units hold several images, per breast and per patient.
 
     ``decide`` maps rows of class probabilities to grades (the model's own rule).
@@ -80,8 +97,9 @@ def score_density(y: Sequence[int], proba: np.ndarray, classes: Sequence[int], d
         true = unit_means(y, units)[2].round().astype(int)
         unit_groups = groups[first]
         if agree.any():
-            out[level] = _density_level(true[agree], mean_p[agree], classes, decide(mean_p[agree]), unit_groups[agree],
-                                        n_boot, seed)
+            out[level] = _density_level(
+                true[agree], mean_p[agree], classes, decide(mean_p[agree]), unit_groups[agree], n_boot, seed
+            )
         else:
             out[level] = {"n": 0}
         out[level].update(images_per_unit=float(n.mean()), units_with_disagreeing_labels=int((~agree).sum()))
@@ -95,8 +113,16 @@ def _tumour_level(y, p, threshold: float, groups, n_boot: int, seed: int) -> dic
     return out
 
 
-def score_tumour(y: Sequence[int], p_malignant: Sequence[float], threshold: float, groups: Sequence,
-                 breasts: Sequence | None = None, *, n_boot: int = 1000, seed: int = 0) -> dict:
+def score_tumour(
+    y: Sequence[int],
+    p_malignant: Sequence[float],
+    threshold: float,
+    groups: Sequence,
+    breasts: Sequence | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Tumour metrics per image and, when units hold several images, per breast and per patient.
 
     ``threshold`` on P(malignant) is the model's decision rule (balanced accuracy).
@@ -127,9 +153,18 @@ def _level_key(level: str) -> tuple:
         return (2 if level == "unknown" else 1, 0.0, level)
 
 
-def subgroup_scores(task: str, y: Sequence[int], groups: Sequence, columns: Mapping[str, Sequence], *,
-                    proba: np.ndarray | None = None, pred: Sequence[int] | None = None, classes: Sequence[int] = (),
-                    n_boot: int = 1000, seed: int = 0) -> dict[str, list[dict]]:
+def subgroup_scores(
+    task: str,
+    y: Sequence[int],
+    groups: Sequence,
+    columns: Mapping[str, Sequence],
+    *,
+    proba: np.ndarray | None = None,
+    pred: Sequence[int] | None = None,
+    classes: Sequence[int] = (),
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, list[dict]]:
     """Per-image metric and its 95% CI in every level of every subgroup column.
 
     ``columns`` maps a subgroup name (site, view, ...) to one level per image. Tumour
@@ -148,15 +183,22 @@ def subgroup_scores(task: str, y: Sequence[int], groups: Sequence, columns: Mapp
             if task == "tumour":
                 s = np.asarray(proba, dtype=float)[m]
                 two = len(np.unique(y[m])) == 2
-                row.update(n_pos=int((y[m] == 1).sum()), metric="auc",
-                           value=float(tumour_metrics(y[m], s)["auc"]),
-                           ci95=list(bootstrap_ci(y[m], s, groups=groups[m], n_boot=n_boot, seed=seed)) if two
-                           else [float("nan")] * 2)
+                row.update(
+                    n_pos=int((y[m] == 1).sum()),
+                    metric="auc",
+                    value=float(tumour_metrics(y[m], s)["auc"]),
+                    ci95=list(bootstrap_ci(y[m], s, groups=groups[m], n_boot=n_boot, seed=seed))
+                    if two
+                    else [float("nan")] * 2,
+                )
             else:
                 pr = np.asarray(pred)[m]
-                row.update(metric="qwk", value=fast_qwk(y[m], pr, classes),
-                           ci95=_qwk_ci(y[m], pr, classes, groups[m], n_boot, seed),
-                           accuracy=float(np.mean(y[m] == pr)))
+                row.update(
+                    metric="qwk",
+                    value=fast_qwk(y[m], pr, classes),
+                    ci95=_qwk_ci(y[m], pr, classes, groups[m], n_boot, seed),
+                    accuracy=float(np.mean(y[m] == pr)),
+                )
             rows.append(row)
         out[name] = rows
     return out
@@ -167,5 +209,13 @@ def compare_with_cv(task: str, cv: Mapping[str, Any] | None, measured: Mapping[s
     (``cv``: ``metadata["cv_metrics"][task]``, None when the model has none) beside the measured one."""
     pooled = (cv or {}).get("metrics", {})
     folds = (cv or {}).get("folds_summary", {})
-    return [{"metric": key, "label": label, "expected": pooled.get(key), "expected_folds": folds.get(key),
-             "measured": measured.get(key)} for key, label in COMPARED[task]]
+    return [
+        {
+            "metric": key,
+            "label": label,
+            "expected": pooled.get(key),
+            "expected_folds": folds.get(key),
+            "measured": measured.get(key),
+        }
+        for key, label in COMPARED[task]
+    ]

@@ -36,14 +36,18 @@ def _header(m: Mapping[str, Any]) -> list[str]:
         lines.append(f"Model `{model['path']}` (sha256 `{model['sha256']}`).")
     if trained.get("name"):
         lines.append(f"Trained on {trained['name']} ({trained['n_images']} images, {trained['n_groups']} groups).")
-    lines += [f"Data: `{ds['path']}` ({ds['n_images']} images, {ds['n_groups']} groups); scored: {', '.join(cfg['tasks'])}. "
-              f"Run started {m['started']}, took {m['timing']['total_s']:.0f} s "
-              f"({m['timing']['ms_per_image']:.0f} ms per image predicted).", "",
-              "*Expected from CV* is the model's own pooled out-of-fold figure from the grouped cross-validation "
-              "`mammo train` ran on its training data (stored in the model); *measured here* is the same metric of "
-              "its predictions on these images. Per breast: each breast's views averaged; per patient: the mean "
-              "density probabilities, the highest breast P(malignant) (docs/evaluate.md). 95% CI: percentile "
-              f"bootstrap resampling whole patients ({cfg['n_boot']} resamples).", ""]
+    lines += [
+        f"Data: `{ds['path']}` ({ds['n_images']} images, {ds['n_groups']} groups); scored: {', '.join(cfg['tasks'])}. "
+        f"Run started {m['started']}, took {m['timing']['total_s']:.0f} s "
+        f"({m['timing']['ms_per_image']:.0f} ms per image predicted).",
+        "",
+        "*Expected from CV* is the model's own pooled out-of-fold figure from the grouped cross-validation "
+        "`mammo train` ran on its training data (stored in the model); *measured here* is the same metric of "
+        "its predictions on these images. Per breast: each breast's views averaged; per patient: the mean "
+        "density probabilities, the highest breast P(malignant) (docs/evaluate.md). 95% CI: percentile "
+        f"bootstrap resampling whole patients ({cfg['n_boot']} resamples).",
+        "",
+    ]
     if cfg.get("density_map"):
         mapping = ", ".join(f"{k} -> {v}" for k, v in cfg["density_map"].items())
         lines += [f"Density labels mapped onto the model's classes as the user asked: {mapping}.", ""]
@@ -54,9 +58,13 @@ def _left_out(images: Mapping[str, Any]) -> list[str]:
     failed = {**images["refused"], **images["unreadable"]}
     if not failed:
         return [f"All {images['n_labelled']} labelled images were scored.", ""]
-    lines = ["## Images left out", "",
-             f"{len(failed)} of {images['n_labelled']} labelled images were left out: {len(images['refused'])} refused "
-             f"by the input-quality gate (not a plausible mammogram), {len(images['unreadable'])} unreadable.", ""]
+    lines = [
+        "## Images left out",
+        "",
+        f"{len(failed)} of {images['n_labelled']} labelled images were left out: {len(images['refused'])} refused "
+        f"by the input-quality gate (not a plausible mammogram), {len(images['unreadable'])} unreadable.",
+        "",
+    ]
     lines += [f"- `{p}`: {msg}" for p, msg in list(failed.items())[:_SHOWN_FAILURES]]
     if len(failed) > _SHOWN_FAILURES:
         lines.append(f"- ... and {len(failed) - _SHOWN_FAILURES} more (metrics.json lists all)")
@@ -67,10 +75,13 @@ def _ood(ood: Mapping[str, Any] | None) -> list[str]:
     if not ood:
         return []
     expected = ood.get("expected_flag_rate")
-    lines = ["## Out-of-distribution score", "",
-             f"{100 * ood['flag_rate']:.1f}% of the {ood['n']} scored images ({ood['n_flagged']}) were flagged "
-             f"`in_distribution: false` (their {ood['task']} features are unlike the training images'; threshold "
-             f"{ood['threshold']:.3g})."]
+    lines = [
+        "## Out-of-distribution score",
+        "",
+        f"{100 * ood['flag_rate']:.1f}% of the {ood['n']} scored images ({ood['n_flagged']}) were flagged "
+        f"`in_distribution: false` (their {ood['task']} features are unlike the training images'; threshold "
+        f"{ood['threshold']:.3g}).",
+    ]
     if expected is not None:
         lines.append(f"On held-out images of its own training data the model flagged {100 * expected:.1f}%.")
     return lines + [""]
@@ -79,15 +90,21 @@ def _ood(ood: Mapping[str, Any] | None) -> list[str]:
 def _comparison(t: Mapping[str, Any]) -> list[str]:
     levels = [lv for lv in _LEVELS if lv in t["measured"]]
     exp = t.get("expected") or {}
-    lines = ["| metric | expected from CV | CV folds (mean ± std) | "
-             + " | ".join(f"measured here, per {lv}" for lv in levels) + " |",
-             "|---|---|---|" + "---|" * len(levels)]
+    lines = [
+        "| metric | expected from CV | CV folds (mean ± std) | "
+        + " | ".join(f"measured here, per {lv}" for lv in levels)
+        + " |",
+        "|---|---|---|" + "---|" * len(levels),
+    ]
     for row in t["comparison"]:
         key, folds = row["metric"], row["expected_folds"]
         folds_txt = f"{_fmt(folds['mean'])} ± {_fmt(folds['std'])}" if folds else "-"
         exp_txt = _ci(row["expected"], exp.get("metrics", {}).get(_CI_KEY.get(key, "")))
-        lines.append(f"| {row['label']} | {exp_txt} | {folds_txt} | "
-                     + " | ".join(_cell(t["measured"][lv], key) for lv in levels) + " |")
+        lines.append(
+            f"| {row['label']} | {exp_txt} | {folds_txt} | "
+            + " | ".join(_cell(t["measured"][lv], key) for lv in levels)
+            + " |"
+        )
     counts = [str(t["measured"][lv].get("n", "-")) if t["measured"][lv] else "-" for lv in levels]
     lines.append(f"| n | {exp.get('metrics', {}).get('n', '-')} | | " + " | ".join(counts) + " |")
     return lines + [""]
@@ -98,7 +115,12 @@ def _subgroups(task: str, subgroups: Mapping[str, list]) -> list[str]:
         return []
     metric = "AUC" if task == "tumour" else "QWK"
     extra = "n malignant" if task == "tumour" else "accuracy"
-    lines = ["### Subgroups (per image)", "", f"| subgroup | level | n | {extra} | {metric} [95% CI] |", "|---|---|---|---|---|"]
+    lines = [
+        "### Subgroups (per image)",
+        "",
+        f"| subgroup | level | n | {extra} | {metric} [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
     for name, rows in subgroups.items():
         for r in rows:
             other = str(r.get("n_pos")) if task == "tumour" else _fmt(r.get("accuracy"))
@@ -108,19 +130,35 @@ def _subgroups(task: str, subgroups: Mapping[str, list]) -> list[str]:
 
 def _task(task: str, t: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
     exp = t.get("expected")
-    source = (f"Expected: {exp['candidate']} under {exp['protocol']} on {exp['training_data']} "
-              f"({exp['training_images']} images)." if exp else
-              "The model carries no cross-validated figures (it was not saved by `mammo train`).")
-    lines = [f"## {task}", "", f"{t['n_images']} scored images in {t['n_groups']} groups; class counts "
-             f"{t['class_counts']}" + (f"; decision threshold P(malignant) >= {t['threshold']:.3f}." if task == "tumour"
-                                       else "; graded by the model's own rule."), source, ""]
+    source = (
+        f"Expected: {exp['candidate']} under {exp['protocol']} on {exp['training_data']} "
+        f"({exp['training_images']} images)."
+        if exp
+        else "The model carries no cross-validated figures (it was not saved by `mammo train`)."
+    )
+    lines = [
+        f"## {task}",
+        "",
+        f"{t['n_images']} scored images in {t['n_groups']} groups; class counts "
+        f"{t['class_counts']}"
+        + (
+            f"; decision threshold P(malignant) >= {t['threshold']:.3f}."
+            if task == "tumour"
+            else "; graded by the model's own rule."
+        ),
+        source,
+        "",
+    ]
     lines += _comparison(t)
     if task == "tumour" and "breast" in t["measured"] and t["measured"]["breast"] is None:
         lines += ["No per-breast figures: the images of one breast disagree on the label.", ""]
     for lv in ("breast", "patient"):
         disagree = (t["measured"].get(lv) or {}).get("units_with_disagreeing_labels")
         if disagree:
-            lines += [f"{disagree} {lv}(s) whose images disagree on the grade are left out of the per-{lv} figures.", ""]
+            lines += [
+                f"{disagree} {lv}(s) whose images disagree on the grade are left out of the per-{lv} figures.",
+                "",
+            ]
     for name in ("roc_" + task, "calibration_" + task, "confusion_" + task):
         if name in plots:
             lines += [f"![{name}]({plots[name]})", ""]

@@ -43,8 +43,9 @@ __all__ = [
 PRIMARY_METRIC = {"density": "qwk", "tumour": "auc"}
 
 
-def density_metrics(y_true: Sequence[int], proba: np.ndarray, classes: Sequence[int],
-                    y_pred: Sequence[int] | None = None) -> dict[str, Any]:
+def density_metrics(
+    y_true: Sequence[int], proba: np.ndarray, classes: Sequence[int], y_pred: Sequence[int] | None = None
+) -> dict[str, Any]:
     """Ordinal-class metrics of class predictions (by default the most probable class).
 
     Parameters
@@ -97,8 +98,14 @@ def sensitivity_at_specificity(y_true: Sequence[int], score: Sequence[float], sp
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
-def tumour_metrics(y_true: Sequence[int], p_malignant: Sequence[float], y_pred: Sequence[int] | None = None,
-                   *, threshold: float = 0.5, n_bins: int = 10) -> dict[str, Any]:
+def tumour_metrics(
+    y_true: Sequence[int],
+    p_malignant: Sequence[float],
+    y_pred: Sequence[int] | None = None,
+    *,
+    threshold: float = 0.5,
+    n_bins: int = 10,
+) -> dict[str, Any]:
     """Binary metrics of P(malignant).
 
     ``y_pred`` (e.g. thresholded at each fold's training prevalence, the model's own
@@ -124,8 +131,15 @@ def tumour_metrics(y_true: Sequence[int], p_malignant: Sequence[float], y_pred: 
     return out
 
 
-def per_breast_tumour(y_true: Sequence[int], p_malignant: Sequence[float], breasts: Sequence, groups: Sequence, *,
-                      n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
+def per_breast_tumour(
+    y_true: Sequence[int],
+    p_malignant: Sequence[float],
+    breasts: Sequence,
+    groups: Sequence,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any] | None:
     """Tumour metrics per breast, from the mean P(malignant) of each breast's images (its views).
 
     The CI resamples whole ``groups`` (patients) of breasts. Returns None when a
@@ -187,8 +201,16 @@ def fast_qwk(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int]) -> 
     return float(1 - (weights * observed).sum() / chance) if chance else float("nan")
 
 
-def bootstrap_ci(y_true: Sequence[int], score: Sequence[float], metric=fast_auc, *, groups: Sequence | None = None,
-                 n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    y_true: Sequence[int],
+    score: Sequence[float],
+    metric=fast_auc,
+    *,
+    groups: Sequence | None = None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap CI of ``metric(y, score)``.
 
     With ``groups`` whole groups are resampled (a cluster bootstrap): copies of one
@@ -220,10 +242,16 @@ def bootstrap_ci(y_true: Sequence[int], score: Sequence[float], metric=fast_auc,
 def fold_summary(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation over folds of every scalar metric (NaN folds ignored)."""
     out: dict[str, dict[str, float]] = {}
-    keys = [k for k, v in per_fold[0].items() if isinstance(v, (int, float)) and k not in ("n", "n_pos")] if per_fold else []
+    keys = (
+        [k for k, v in per_fold[0].items() if isinstance(v, (int, float)) and k not in ("n", "n_pos")]
+        if per_fold
+        else []
+    )
     for k in keys:
         vals = np.array([f.get(k, np.nan) for f in per_fold], dtype=float)
         vals = vals[~np.isnan(vals)]
-        out[k] = {"mean": float(vals.mean()) if len(vals) else float("nan"),
-                  "std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")}
+        out[k] = {
+            "mean": float(vals.mean()) if len(vals) else float("nan"),
+            "std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan"),
+        }
     return out

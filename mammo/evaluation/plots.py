@@ -22,7 +22,9 @@ def _pyplot():
     return plt
 
 
-def plot_roc(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path, title: str = "ROC (pooled out-of-fold)") -> Path:
+def plot_roc(
+    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path, title: str = "ROC (pooled out-of-fold)"
+) -> Path:
     """One ROC curve per candidate: ``{name: (y_true, p_malignant)}``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -38,7 +40,9 @@ def plot_roc(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path, 
     return _save(fig, path)
 
 
-def plot_confusion(matrices: Mapping[str, Sequence[Sequence[int]]], classes: Sequence, path, title: str = "Confusion matrices") -> Path:
+def plot_confusion(
+    matrices: Mapping[str, Sequence[Sequence[int]]], classes: Sequence, path, title: str = "Confusion matrices"
+) -> Path:
     """A row-normalised confusion matrix (rows = truth) per candidate, counts annotated."""
     plt = _pyplot()
     n = len(matrices)
@@ -53,7 +57,15 @@ def plot_confusion(matrices: Mapping[str, Sequence[Sequence[int]]], classes: Seq
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         for i in range(cm.shape[0]):
             for j in range(cm.shape[1]):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
         ax.set_xticks(range(len(classes)), [str(c) for c in classes])
         ax.set_yticks(range(len(classes)), [str(c) for c in classes])
         ax.set(title=name, xlabel="predicted", ylabel="true")
@@ -62,8 +74,12 @@ def plot_confusion(matrices: Mapping[str, Sequence[Sequence[int]]], classes: Seq
     return _save(fig, path)
 
 
-def plot_calibration(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path, n_bins: int = 10,
-                     title: str = "Calibration (pooled out-of-fold)") -> Path:
+def plot_calibration(
+    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    path,
+    n_bins: int = 10,
+    title: str = "Calibration (pooled out-of-fold)",
+) -> Path:
     """Reliability diagram (quantile bins) per candidate: ``{name: (y_true, p_malignant)}``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -73,8 +89,13 @@ def plot_calibration(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]
         obs, pred = calibration_curve(y, np.clip(p, 0, 1), n_bins=n_bins, strategy="quantile")
         ax.plot(pred, obs, marker="o", ms=3, lw=1.2, label=name)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant", title=title,
-           xlim=(0, 1), ylim=(0, 1))
+    ax.set(
+        xlabel="mean predicted P(malignant)",
+        ylabel="observed fraction malignant",
+        title=title,
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend(fontsize=7, loc="upper left")
     return _save(fig, path)
 

@@ -34,7 +34,9 @@ def _selected(name: str, best: str | None) -> str:
 
 
 def _density_table(candidates: Mapping[str, Mapping[str, Any]], best: str | None) -> str:
-    head = "| candidate | QWK (pooled) | QWK (folds) | accuracy | balanced acc. | macro-F1 |\n|---|---|---|---|---|---|\n"
+    head = (
+        "| candidate | QWK (pooled) | QWK (folds) | accuracy | balanced acc. | macro-F1 |\n|---|---|---|---|---|---|\n"
+    )
     rows = [
         f"| {_selected(name, best)} | {_fmt(c['pooled']['qwk'])} | {_pm(c['folds_summary'], 'qwk')} | "
         f"{_fmt(c['pooled']['accuracy'])} | {_fmt(c['pooled']['balanced_accuracy'])} | {_fmt(c['pooled']['macro_f1'])} |"
@@ -45,15 +47,22 @@ def _density_table(candidates: Mapping[str, Mapping[str, Any]], best: str | None
 
 def _tumour_table(candidates: Mapping[str, Mapping[str, Any]], best: str | None) -> str:
     breast = any(c.get("per_breast") for c in candidates.values())
-    head = ("| candidate | AUC (pooled) [95% CI] | AUC (folds) | sens. @ 90% spec. | balanced acc. | Brier |"
-            + (" AUC per breast [95% CI] |" if breast else "") + "\n"
-            + "|---|---|---|---|---|---|" + ("---|" if breast else "") + "\n")
+    head = (
+        "| candidate | AUC (pooled) [95% CI] | AUC (folds) | sens. @ 90% spec. | balanced acc. | Brier |"
+        + (" AUC per breast [95% CI] |" if breast else "")
+        + "\n"
+        + "|---|---|---|---|---|---|"
+        + ("---|" if breast else "")
+        + "\n"
+    )
     rows = []
     for name, c in candidates.items():
         p = c["pooled"]
         ci = p.get("auc_ci95") or [float("nan")] * 2
-        row = (f"| {_selected(name, best)} | {_fmt(p['auc'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] | "
-               f"{_pm(c['folds_summary'], 'auc')} | {_fmt(p['sens_at_90spec'])} | {_fmt(p['balanced_accuracy'])} | {_fmt(p['brier'])} |")
+        row = (
+            f"| {_selected(name, best)} | {_fmt(p['auc'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] | "
+            f"{_pm(c['folds_summary'], 'auc')} | {_fmt(p['sens_at_90spec'])} | {_fmt(p['balanced_accuracy'])} | {_fmt(p['brier'])} |"
+        )
         if breast:
             b = c.get("per_breast") or {}
             bci = b.get("auc_ci95") or [float("nan")] * 2
@@ -77,10 +86,18 @@ def _header(metrics: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
         "",
         f"Protocol: {cfg['folds']}-fold StratifiedGroupKFold (seed {cfg['seed']}); the same folds for every candidate "
         "of a task; no group in two folds (checked). "
-        + (f"Hyper-parameters were tuned only inside each training fold ({cfg['inner_folds']}-fold grouped inner CV"
-           + (f" on about {cfg['tune_max']} images: whole small groups, or an equal share of every large group's "
-              "copies" if cfg.get("tune_max") else "") + "); "
-           if cfg.get("tune", True) else "Default hyper-parameters (no tuning); ")
+        + (
+            f"Hyper-parameters were tuned only inside each training fold ({cfg['inner_folds']}-fold grouped inner CV"
+            + (
+                f" on about {cfg['tune_max']} images: whole small groups, or an equal share of every large group's "
+                "copies"
+                if cfg.get("tune_max")
+                else ""
+            )
+            + "); "
+            if cfg.get("tune", True)
+            else "Default hyper-parameters (no tuning); "
+        )
         + "probabilities calibrated on grouped splits of the training fold. "
         "Pooled = metrics of all out-of-fold predictions together; folds = mean ± std over the outer folds. "
         "Tumour AUC 95% CI: bootstrap resampling whole groups of the pooled out-of-fold predictions "
@@ -95,10 +112,13 @@ def _header(metrics: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
 def _selection_lines(sel: Mapping[str, Any] | None) -> list[str]:
     if not sel:
         return []
-    return [f"With the choice inside the evaluation (each fold predicted by the candidate that scored best on "
-            f"the other folds: {', '.join(sel['chosen'])}): {sel['metric']} {_fmt(sel['score'])}, against "
-            f"{_fmt(sel['selected_score'])} for {sel['selected']} chosen on all folds. The gap is what picking the "
-            "best of several candidates on the same folds adds to its score.", ""]
+    return [
+        f"With the choice inside the evaluation (each fold predicted by the candidate that scored best on "
+        f"the other folds: {', '.join(sel['chosen'])}): {sel['metric']} {_fmt(sel['score'])}, against "
+        f"{_fmt(sel['selected_score'])} for {sel['selected']} chosen on all folds. The gap is what picking the "
+        "best of several candidates on the same folds adds to its score.",
+        "",
+    ]
 
 
 def _cost_lines(t: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
@@ -106,8 +126,12 @@ def _cost_lines(t: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
     if not cost:
         return []
     what = "inner search, fit and prediction" if cfg.get("tune", True) else "fit and prediction"
-    return [f"Cost, in seconds of one worker summed over the outer folds ({what}): "
-            + ", ".join(f"{n} {s:.0f} s" for n, s in cost.items()) + ".", ""]
+    return [
+        f"Cost, in seconds of one worker summed over the outer folds ({what}): "
+        + ", ".join(f"{n} {s:.0f} s" for n, s in cost.items())
+        + ".",
+        "",
+    ]
 
 
 def _leaky_lines(task: str, t: Mapping[str, Any]) -> list[str]:
@@ -133,8 +157,13 @@ def _leaky_lines(task: str, t: Mapping[str, Any]) -> list[str]:
 
 
 def _task_lines(task: str, t: Mapping[str, Any], cfg: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
-    lines = [f"## {task}", "", f"{t['n_images']} labelled images in {t['n_groups']} groups; class counts {t['class_counts']}.",
-             f"Test-fold sizes: {t['fold_sizes']}.", ""]
+    lines = [
+        f"## {task}",
+        "",
+        f"{t['n_images']} labelled images in {t['n_groups']} groups; class counts {t['class_counts']}.",
+        f"Test-fold sizes: {t['fold_sizes']}.",
+        "",
+    ]
     lines.append(comparison_table(task, t["candidates"], t.get("best")))
     if t.get("best"):
         lines += [f"Selected by grouped CV ({PRIMARY_METRIC[task]}, pooled out-of-fold): **{t['best']}**.", ""]
@@ -152,12 +181,16 @@ def _task_lines(task: str, t: Mapping[str, Any], cfg: Mapping[str, Any], plots: 
 def _ood_lines(ood: Mapping[str, Any]) -> list[str]:
     held = ood["held_out_flagged"]
     folds = ", ".join(f"{100 * r:.1f}%" for r in held["folds"])
-    return ["## Out-of-distribution score", "",
-            f"The saved model scores every image by how unlike its training images ({ood['task']} features) it is, "
-            f"and flags it `in_distribution: false` above {ood['threshold']:.3g}, the {100 * ood['quantile']:.1f}th "
-            "percentile of grouped cross-fitted training scores.",
-            f"Under the same grouped folds, models fitted without each fold flagged {100 * held['pooled']:.1f}% of its "
-            f"{held['n']} held-out in-domain images (per fold: {folds}).", ""]
+    return [
+        "## Out-of-distribution score",
+        "",
+        f"The saved model scores every image by how unlike its training images ({ood['task']} features) it is, "
+        f"and flags it `in_distribution: false` above {ood['threshold']:.3g}, the {100 * ood['quantile']:.1f}th "
+        "percentile of grouped cross-fitted training scores.",
+        f"Under the same grouped folds, models fitted without each fold flagged {100 * held['pooled']:.1f}% of its "
+        f"{held['n']} held-out in-domain images (per fold: {folds}).",
+        "",
+    ]
 
 
 def write_report(metrics: Mapping[str, Any], path, plots: Mapping[str, str] | None = None) -> Path:
@@ -168,14 +201,24 @@ def write_report(metrics: Mapping[str, Any], path, plots: Mapping[str, str] | No
         lines += _task_lines(task, t, metrics["config"], plots)
     if metrics.get("final_model"):
         fm = metrics["final_model"]
-        lines += ["## Final model", "", f"`{fm['path']}` (pipeline id `{fm['pipeline_id']}`), refitted on all labelled images; "
-                  f"sha256 `{fm['sha256']}`. {fm['selection']}", ""]
+        lines += [
+            "## Final model",
+            "",
+            f"`{fm['path']}` (pipeline id `{fm['pipeline_id']}`), refitted on all labelled images; "
+            f"sha256 `{fm['sha256']}`. {fm['selection']}",
+            "",
+        ]
     if metrics.get("ood"):
         lines += _ood_lines(metrics["ood"])
     if metrics.get("refused_images"):
         refused = metrics["refused_images"]
-        lines += ["## Images left out", "", f"{len(refused)} image(s) were refused by the input-quality gate "
-                  "(not a plausible mammogram), as they would be at prediction:", ""]
+        lines += [
+            "## Images left out",
+            "",
+            f"{len(refused)} image(s) were refused by the input-quality gate "
+            "(not a plausible mammogram), as they would be at prediction:",
+            "",
+        ]
         lines += [f"- `{Path(p).name}`: {m}" for p, m in list(refused.items())[:50]]
         lines += [f"- ... and {len(refused) - 50} more (metrics.json lists all)"] if len(refused) > 50 else []
         lines += [""]

@@ -14,8 +14,15 @@ from . import _morph
 from ._flat import Regions, band_part
 
 
-def _ring_share(labels: np.ndarray, n: int, distance: np.ndarray, nearest: np.ndarray, hit: np.ndarray,
-                near: float = 2, far: float = 6) -> tuple[np.ndarray, np.ndarray]:
+def _ring_share(
+    labels: np.ndarray,
+    n: int,
+    distance: np.ndarray,
+    nearest: np.ndarray,
+    hit: np.ndarray,
+    near: float = 2,
+    far: float = 6,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per label: pixels in the ring ``near``-``far`` px out (nearest label's), and the share of them where ``hit``."""
     ring = (distance > near) & (distance <= far)
     total = np.bincount(nearest[ring], minlength=n + 1).astype(float)

@@ -74,8 +74,7 @@ def _first_frame(ds: Any, name: str) -> np.ndarray:
         decoder = get_decoder(tsyntax)
     except NotImplementedError as exc:
         raise UnsupportedDicomError(
-            f"{name}: DICOM transfer syntax {tsyntax.name} ({tsyntax}) has no pixel "
-            "decoder in pydicom"
+            f"{name}: DICOM transfer syntax {tsyntax.name} ({tsyntax}) has no pixel decoder in pydicom"
         ) from exc
     if not decoder.is_available:
         plugins = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
@@ -87,9 +86,7 @@ def _first_frame(ds: Any, name: str) -> np.ndarray:
         n_frames = int(ds.get("NumberOfFrames", 1) or 1)
         return pixel_array(ds, index=0 if n_frames > 1 else None)
     except Exception as exc:  # decoders raise ValueError, RuntimeError, OSError, ...
-        raise TruncatedImageError(
-            f"{name}: DICOM pixel data ({tsyntax.name}) is corrupt or truncated ({exc})"
-        ) from exc
+        raise TruncatedImageError(f"{name}: DICOM pixel data ({tsyntax.name}) is corrupt or truncated ({exc})") from exc
 
 
 def _grey_levels(arr: np.ndarray, ds: Any, name: str) -> np.ndarray:
@@ -111,9 +108,7 @@ def _grey_levels(arr: np.ndarray, ds: Any, name: str) -> np.ndarray:
         else:
             lo, hi = _stored_range(ds)
     except Exception as exc:
-        raise UnsupportedDicomError(
-            f"{name}: DICOM LUT/window could not be applied ({exc})"
-        ) from exc
+        raise UnsupportedDicomError(f"{name}: DICOM LUT/window could not be applied ({exc})") from exc
     return _minmax(arr.astype(np.float32, copy=False), lo, hi) if out is None else out
 
 

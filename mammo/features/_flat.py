@@ -55,8 +55,9 @@ def otsu_threshold(values: np.ndarray) -> float:
     return lo + (t + 0.5) * (hi - lo) / 255.0
 
 
-def flat_regions(x: np.ndarray, *, min_area: float = 0.001, texture: np.ndarray | None = None,
-                 grey_range: float | None = None) -> tuple[np.ndarray, int]:
+def flat_regions(
+    x: np.ndarray, *, min_area: float = 0.001, texture: np.ndarray | None = None, grey_range: float | None = None
+) -> tuple[np.ndarray, int]:
     """Connected dead-flat regions of a working image: ``(labels, n)`` as from :func:`scipy.ndimage.label`.
 
     Regions smaller than ``min_area`` of the image are dropped (flat specks inside tissue).
@@ -116,7 +117,7 @@ def band_part(region: np.ndarray, max_depth: float = 0.2) -> np.ndarray:
         # per column: where the region starts (within a scanner's thin margin of the
         # side) and how deep its first run reaches
         deep_max = int(max_depth * r.shape[0]) + margin + 2
-        top = r[:deep_max + 1]
+        top = r[: deep_max + 1]
         start = np.argmax(top, axis=0)
         touching = top.any(axis=0) & (start <= margin)
         if touching.mean() < 0.3:
@@ -155,8 +156,12 @@ class Regions:
 
     def inverted(self) -> Regions:
         """The same regions described for the inverted image (1 - x)."""
-        return replace(self, levels=np.where(np.arange(len(self.levels)) > 0, 1.0 - self.levels, 0.0),
-                       split=1.0 - self.split, grey_ends=(1.0 - self.grey_ends[1], 1.0 - self.grey_ends[0]))
+        return replace(
+            self,
+            levels=np.where(np.arange(len(self.levels)) > 0, 1.0 - self.levels, 0.0),
+            split=1.0 - self.split,
+            grey_ends=(1.0 - self.grey_ends[1], 1.0 - self.grey_ends[0]),
+        )
 
 
 def classify(x: np.ndarray) -> Regions:
@@ -179,7 +184,8 @@ def classify(x: np.ndarray) -> Regions:
     if n:
         # flat regions: their mean is their median
         levels = np.bincount(labels.ravel(), weights=x.ravel(), minlength=n + 1) / np.maximum(
-            np.bincount(labels.ravel(), minlength=n + 1), 1)
+            np.bincount(labels.ravel(), minlength=n + 1), 1
+        )
         levels[0] = 0.0
     distance, nearest = _morph.nearest_label(labels)
     # a ring 6-10 px out: past the blur of the region's own edge, and past the
@@ -193,8 +199,22 @@ def classify(x: np.ndarray) -> Regions:
     closeness = np.clip(1.0 - np.abs(x[touch] - levels[nearest[touch]]) / max(rng, 1e-6), 0, 1)
     fade = np.bincount(nearest[touch], weights=closeness, minlength=n + 1)
     bands, band_map = _bands(labels, n, x.shape)
-    reg = Regions(labels, bands, levels, contact, ring_size, fade, tissue, split, band_map, rng, ends, distance,
-                   nearest, np.zeros(n + 1, bool))
+    reg = Regions(
+        labels,
+        bands,
+        levels,
+        contact,
+        ring_size,
+        fade,
+        tissue,
+        split,
+        band_map,
+        rng,
+        ends,
+        distance,
+        nearest,
+        np.zeros(n + 1, bool),
+    )
     reg.candidates = _background_candidates(reg)
     return reg
 

@@ -69,7 +69,8 @@ def nearest_label(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     zero = labels > 0
     if not zero.any():
         return np.full(labels.shape, np.inf, np.float32), np.zeros(labels.shape, np.int32)
-    dist, idx = cv2.distanceTransformWithLabels(_u8(~zero), cv2.DIST_L2, cv2.DIST_MASK_5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
+    dist, idx = cv2.distanceTransformWithLabels(
+        _u8(~zero), cv2.DIST_L2, cv2.DIST_MASK_5, labelType=cv2.DIST_LABEL_PIXEL
+    )
     # DIST_LABEL_PIXEL numbers the labelled pixels 1.. in scan order
     return dist, labels[zero][idx - 1]

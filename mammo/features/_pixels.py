@@ -42,13 +42,9 @@ def _array_to_grey(arr: np.ndarray, name: str, limits: _Limits) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3):
-        raise ImageShapeError(
-            f"{name}: expected a (h, w) or (h, w, channels) image, got shape {arr.shape}"
-        )
+        raise ImageShapeError(f"{name}: expected a (h, w) or (h, w, channels) image, got shape {arr.shape}")
     if arr.ndim == 3 and arr.shape[2] > 4:
-        raise ImageShapeError(
-            f"{name}: {arr.shape[2]} channels (shape {arr.shape}); at most 4 are supported"
-        )
+        raise ImageShapeError(f"{name}: {arr.shape[2]} channels (shape {arr.shape}); at most 4 are supported")
     limits.check(arr.shape[0], arr.shape[1], name)
 
     alpha = None

@@ -32,9 +32,7 @@ def _read_pillow(fp: IO[bytes], name: str, limits: _Limits) -> Scan:
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{name}: {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise NotAnImageError(
-            f"{name}: not a recognised image (PNG, JPEG, PGM/PPM, TIFF, BMP or DICOM)"
-        ) from exc
+        raise NotAnImageError(f"{name}: not a recognised image (PNG, JPEG, PGM/PPM, TIFF, BMP or DICOM)") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         raise TruncatedImageError(f"{name}: corrupt or truncated image header ({exc})") from exc
 

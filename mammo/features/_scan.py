@@ -126,8 +126,7 @@ class _Limits:
         short, long_ = min(height, width), max(height, width)
         if short < self.min_side:
             raise ImageShapeError(
-                f"{name}: {width}x{height} image has a side shorter than "
-                f"min_side={self.min_side} pixels"
+                f"{name}: {width}x{height} image has a side shorter than min_side={self.min_side} pixels"
             )
         if long_ / short > self.max_aspect:
             raise ImageShapeError(

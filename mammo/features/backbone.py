@@ -59,6 +59,7 @@ def _feature_names(layers: str) -> list[str]:
         names += [f"cnn_{layer}_{stat}_{i}" for stat in stats for i in range(channels)]
     return names
 
+
 _MODELS: dict = {}
 _RUNNERS: dict = {}
 _LOCK = threading.RLock()  # reentrant: the multi-layer model is built on the shared "last" one
@@ -208,7 +209,9 @@ def _onnx_runner(weights: str, input_size: int, layers: str = "last"):
         from tf2onnx import convert
 
         spec = (tf.TensorSpec((None, input_size, input_size, 3), tf.float32, name="input"),)
-        proto, _ = convert.from_function(tf.function(lambda x: model(x, training=False)), input_signature=spec, opset=17)
+        proto, _ = convert.from_function(
+            tf.function(lambda x: model(x, training=False)), input_signature=spec, opset=17
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(proto.SerializeToString())

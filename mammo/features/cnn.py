@@ -145,7 +145,9 @@ class CNNEmbedding(ImageFeatures):
     (1, 1280)
     """
 
-    def __init__(self, weights="imagenet", input_size=224, batch_size=32, flip_tta=False, backend="auto", layers="last"):
+    def __init__(
+        self, weights="imagenet", input_size=224, batch_size=32, flip_tta=False, backend="auto", layers="last"
+    ):
         self.weights = weights
         self.input_size = input_size
         self.batch_size = batch_size
@@ -236,7 +238,9 @@ class CNNActivations(ImageFeatures):
         """``<cut>_<row>_<column>_<channel>``, in the flattened (row-major) order."""
         check_is_fitted(self, "map_shape_")
         h, w, c = self.map_shape_
-        return np.asarray([f"{self.cut}_{i}_{j}_{k}" for i in range(h) for j in range(w) for k in range(c)], dtype=object)
+        return np.asarray(
+            [f"{self.cut}_{i}_{j}_{k}" for i in range(h) for j in range(w) for k in range(c)], dtype=object
+        )
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "map_shape_")

@@ -102,4 +102,3 @@ class Enhancer(StatelessImageTransformer):
             )
             out.append(replace(m, pixels=pixels))  # mask, flip, segmentation and source kept
         return out
-

@@ -76,13 +76,15 @@ class IntensityFeatures(TransformerMixin, BaseEstimator):
         thr = threshold_otsu(v) if np.ptp(v) > 0 else float(v.mean())
         with np.errstate(all="ignore"):
             moments = [v.mean(), v.std(), np.nan_to_num(stats.skew(v)), np.nan_to_num(stats.kurtosis(v))]
-        return np.concatenate([
-            hist,
-            np.percentile(v, self.percentiles),
-            moments,
-            [thr, np.mean(v > thr)],
-            [np.mean(v > lv) for lv in self.levels],
-        ]).astype(np.float32)
+        return np.concatenate(
+            [
+                hist,
+                np.percentile(v, self.percentiles),
+                moments,
+                [thr, np.mean(v > thr)],
+                [np.mean(v > lv) for lv in self.levels],
+            ]
+        ).astype(np.float32)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "feature_names_")

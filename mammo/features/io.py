@@ -164,10 +164,7 @@ def read_scan(
             raise TypeError(f"{name}: file object must be opened in binary mode")
         is_dcm = isinstance(fname, str) and fname.lower().endswith(".dcm")
         return _finish(_read_stream(io.BytesIO(data), name, limits, is_dcm))
-    raise TypeError(
-        "source must be a path, bytes, a binary file object or a numpy array, "
-        f"not {type(source).__name__}"
-    )
+    raise TypeError(f"source must be a path, bytes, a binary file object or a numpy array, not {type(source).__name__}")
 
 
 def read_tags(path: str | os.PathLike) -> dict:
@@ -292,16 +289,12 @@ class ImageReader(StatelessImageTransformer):
         return out
 
 
-
 # --------------------------------------------------------------------------- internals
 
 
 def _check_sequence(X: Any) -> None:
     if isinstance(X, (str, bytes, bytearray, os.PathLike)) or not hasattr(X, "__iter__"):
-        raise TypeError(
-            f"X must be a sequence of image sources (e.g. a list of paths), "
-            f"not {type(X).__name__}"
-        )
+        raise TypeError(f"X must be a sequence of image sources (e.g. a list of paths), not {type(X).__name__}")
 
 
 def _finish(scan: Scan) -> Scan:

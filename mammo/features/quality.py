@@ -188,4 +188,3 @@ class InputQualityGate(StatelessImageTransformer):
                 raise TypeError(f"X[{i}]: expected a Mammogram from BreastCropper, got {type(m).__name__}")
             out.append(check_mammogram(m))
         return out
-

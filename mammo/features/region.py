@@ -83,9 +83,7 @@ def as_mammogram(image) -> Mammogram:
         return Mammogram(image.pixels, source_shape=image.shape, chroma=image.chroma)
     arr = np.asarray(image, dtype=np.float32)
     if arr.ndim != 2:
-        raise ValueError(
-            f"expected a 2-D grey image (read files with mammo.features.io), got shape {arr.shape}"
-        )
+        raise ValueError(f"expected a 2-D grey image (read files with mammo.features.io), got shape {arr.shape}")
     return Mammogram(arr, source_shape=arr.shape)
 
 
@@ -262,4 +260,3 @@ class BreastCropper(StatelessImageTransformer):
             )
             for x in X
         ]
-

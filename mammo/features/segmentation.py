@@ -161,8 +161,9 @@ def is_inverted(image: np.ndarray) -> bool:
 # --------------------------------------------------------------------------- the mask
 
 
-def _breast_on(x: np.ndarray, reg: Regions | None = None, *, shape: bool = True,
-               known: np.ndarray | None = None) -> tuple[np.ndarray, bool, dict, np.ndarray]:
+def _breast_on(
+    x: np.ndarray, reg: Regions | None = None, *, shape: bool = True, known: np.ndarray | None = None
+) -> tuple[np.ndarray, bool, dict, np.ndarray]:
     """``(mask, found, stats, artefact)`` of the breast in a working image with a dark
     background (``shape``: with :func:`shape_stats` in the stats). ``known``: film edges
     found on a wider view of the image (a window may hold too thin a sliver of one to tell)."""
@@ -194,10 +195,14 @@ def _breast_on(x: np.ndarray, reg: Regions | None = None, *, shape: bool = True,
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     mask = _morph.fill_holes(labels == sizes.argmax())
-    stats.update(threshold=float(threshold), otsu=otsu, artefact_fraction=float(artefact.mean()),
-                 background_flat_fraction=_flat_share(reg.labels > 0, mask | artefact),
-                 n_components=int((sizes > 0.01 * x.size).sum()),
-                 **(shape_stats(x, mask, artefact, rng) if shape else {"mask_fraction": _share(mask, artefact)}))
+    stats.update(
+        threshold=float(threshold),
+        otsu=otsu,
+        artefact_fraction=float(artefact.mean()),
+        background_flat_fraction=_flat_share(reg.labels > 0, mask | artefact),
+        n_components=int((sizes > 0.01 * x.size).sum()),
+        **(shape_stats(x, mask, artefact, rng) if shape else {"mask_fraction": _share(mask, artefact)}),
+    )
     return mask, True, stats, artefact
 
 
@@ -257,14 +262,23 @@ def shape_stats(x: np.ndarray, mask: np.ndarray, artefact: np.ndarray, grey_rang
         hull_length = cv2.arcLength(hull, True)
         full, _ = cv2.findContours(np.pad(mask, 1).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         hull_area = cv2.contourArea(cv2.convexHull(max(full, key=len))) if full else 0.0
-        on_side = ((outline[:, 0] <= 1.5) | (outline[:, 0] >= small.shape[0] - 0.5) |
-                   (outline[:, 1] <= 1.5) | (outline[:, 1] >= small.shape[1] - 0.5))
-        stats.update(convexity=min(1.0, hull_length / length) if length else 0.0,
-                     solidity=min(1.0, float(mask.sum()) / hull_area) if hull_area > 0 else 0.0,
-                     straight_edge=float(sides.max() / length) if length else 0.0, outline_on_side=float(on_side.mean()))
-    stats.update(mask_fraction=_share(mask, artefact),
-                 tissue_texture=float(np.median(sd[mask]) / rng) if mask.any() else 0.0,
-                 background_texture=float(np.median(sd[outside]) / rng) if outside.any() else 0.0)
+        on_side = (
+            (outline[:, 0] <= 1.5)
+            | (outline[:, 0] >= small.shape[0] - 0.5)
+            | (outline[:, 1] <= 1.5)
+            | (outline[:, 1] >= small.shape[1] - 0.5)
+        )
+        stats.update(
+            convexity=min(1.0, hull_length / length) if length else 0.0,
+            solidity=min(1.0, float(mask.sum()) / hull_area) if hull_area > 0 else 0.0,
+            straight_edge=float(sides.max() / length) if length else 0.0,
+            outline_on_side=float(on_side.mean()),
+        )
+    stats.update(
+        mask_fraction=_share(mask, artefact),
+        tissue_texture=float(np.median(sd[mask]) / rng) if mask.any() else 0.0,
+        background_texture=float(np.median(sd[outside]) / rng) if outside.any() else 0.0,
+    )
     return stats
 
 
@@ -340,8 +354,12 @@ def _film_edges(band_map: np.ndarray, min_length: float = 0.6, max_depth: float 
 
 def _window_of(mask: np.ndarray, scale: float, box: tuple, shape: tuple) -> np.ndarray:
     """The part of a working-image mask that covers source ``box``, on a grid of ``shape``."""
-    r0, r1, c0, c1 = (int(np.floor(box[0] * scale)), int(np.ceil(box[1] * scale)),
-                      int(np.floor(box[2] * scale)), int(np.ceil(box[3] * scale)))
+    r0, r1, c0, c1 = (
+        int(np.floor(box[0] * scale)),
+        int(np.ceil(box[1] * scale)),
+        int(np.floor(box[2] * scale)),
+        int(np.ceil(box[3] * scale)),
+    )
     part = np.ascontiguousarray(mask[r0:r1, c0:c1], dtype=np.uint8)
     if not part.size or not part.any():
         return np.zeros(shape, bool)

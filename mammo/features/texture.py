@@ -142,7 +142,6 @@ class _ImageFeatures(ImageFeatures):
         return out
 
 
-
 class GLCMFeatures(_ImageFeatures):
     """Transformer: rotation-averaged GLCM properties inside the breast mask.
 

@@ -97,14 +97,20 @@ def find_duplicate_groups(
     # hashing the bytes is cheap next to decoding, which is left for a signature cache miss
     keys = [signature_key(x, signature_params) for x in items]
     params = {
-        "threshold": threshold, "orphan_threshold": orphan_threshold, "n_neighbors": int(n_neighbors),
-        "n_words": int(n_words), "n_component_neighbors": int(n_component_neighbors),
-        "pairs_per_component": int(pairs_per_component), "max_passes": int(max_passes),
+        "threshold": threshold,
+        "orphan_threshold": orphan_threshold,
+        "n_neighbors": int(n_neighbors),
+        "n_words": int(n_words),
+        "n_component_neighbors": int(n_component_neighbors),
+        "pairs_per_component": int(pairs_per_component),
+        "max_passes": int(max_passes),
         "signature_params": signature_params,
     }
     result_file = None
     if cache is not None:
-        result_file = cache / "groups" / f"{json_sha256({'keys': keys, 'params': params, 'version': GROUPS_VERSION})}.json"
+        result_file = (
+            cache / "groups" / f"{json_sha256({'keys': keys, 'params': params, 'version': GROUPS_VERSION})}.json"
+        )
         hit = _load_result(result_file, n)
         if hit is not None:
             return hit if return_details else hit[0]
@@ -114,11 +120,18 @@ def find_duplicate_groups(
     inverse = np.array([unique.setdefault(k, len(unique)) for k in keys])
     first = np.unique(inverse, return_index=True)[1]
     sigs = signatures([items[i] for i in first], [keys[i] for i in first], cache, signature_params, n_jobs, progress)
-    ugroups, details = _group_signatures(sigs, threshold=threshold, orphan_threshold=orphan_threshold,
-                                         n_neighbors=n_neighbors, n_words=n_words,
-                                         n_component_neighbors=n_component_neighbors,
-                                         pairs_per_component=pairs_per_component, max_passes=max_passes,
-                                         n_jobs=n_jobs, progress=progress)
+    ugroups, details = _group_signatures(
+        sigs,
+        threshold=threshold,
+        orphan_threshold=orphan_threshold,
+        n_neighbors=n_neighbors,
+        n_words=n_words,
+        n_component_neighbors=n_component_neighbors,
+        pairs_per_component=pairs_per_component,
+        max_passes=max_passes,
+        n_jobs=n_jobs,
+        progress=progress,
+    )
     groups = first_appearance(ugroups[inverse])
     # details in terms of the input's indices (a unique image by its first occurrence)
     for name in _TUPLE_LISTS:
@@ -130,7 +143,9 @@ def find_duplicate_groups(
     return (groups, details) if return_details else groups
 
 
-def _group_signatures(sigs: list[Signature], *, n_neighbors: int, n_words: int, **verify: Any) -> tuple[np.ndarray, dict]:
+def _group_signatures(
+    sigs: list[Signature], *, n_neighbors: int, n_words: int, **verify: Any
+) -> tuple[np.ndarray, dict]:
     """Candidates from bag-of-words neighbours, then :func:`verify_pairs` (its keyword arguments)."""
     bow = bag_of_words(sigs, n_words, seed=0)
     return verify_pairs(sigs, bow, candidate_pairs(bow, n_neighbors), **verify)
@@ -149,8 +164,16 @@ def _plain(v: Any) -> Any:
 
 def _save_result(fn: Path, groups: np.ndarray, details: dict) -> None:
     """Write groups and details as JSON, atomically (concurrent runs may share the cache)."""
-    atomic_write(fn, json.dumps({"version": GROUPS_VERSION, "groups": groups.tolist(),
-                                 "details": {k: _plain(v) for k, v in details.items()}}))
+    atomic_write(
+        fn,
+        json.dumps(
+            {
+                "version": GROUPS_VERSION,
+                "groups": groups.tolist(),
+                "details": {k: _plain(v) for k, v in details.items()},
+            }
+        ),
+    )
 
 
 def _load_result(fn: Path, n: int) -> tuple[np.ndarray, dict] | None:

@@ -60,15 +60,18 @@ def group_report(groups: Sequence[Any], labels: Sequence[Any] | None = None) -> 
         for gid, sub in df.groupby("g", sort=True):
             counts = sub["label"].value_counts()
             if len(counts) > 1:
-                impure.append({"group": str(gid), "size": int(len(sub)),
-                               "labels": {str(k): int(v) for k, v in counts.items()}})
+                impure.append(
+                    {"group": str(gid), "size": int(len(sub)), "labels": {str(k): int(v) for k, v in counts.items()}}
+                )
                 minority += int(len(sub) - counts.iloc[0])
-        out.update({
-            "n_impure": len(impure),
-            "images_in_impure": int(sum(d["size"] for d in impure)),
-            "minority_images": minority,
-            "impure_groups": impure,
-        })
+        out.update(
+            {
+                "n_impure": len(impure),
+                "images_in_impure": int(sum(d["size"] for d in impure)),
+                "minority_images": minority,
+                "impure_groups": impure,
+            }
+        )
     return out
 
 
@@ -154,10 +157,12 @@ def audit_split(groups: Sequence[Any], split: Sequence[Any], names: Sequence[str
         idx = np.flatnonzero(g == gid)
         sides = pd.Series(s[idx]).value_counts()
         if len(sides) > 1:
-            rows.append({
-                "group": gid,
-                "size": len(idx),
-                "sides": ", ".join(f"{k}: {v}" for k, v in sides.items()),
-                "images": " ".join(map(str, nm[idx][:10])) + (" ..." if len(idx) > 10 else ""),
-            })
+            rows.append(
+                {
+                    "group": gid,
+                    "size": len(idx),
+                    "sides": ", ".join(f"{k}: {v}" for k, v in sides.items()),
+                    "images": " ".join(map(str, nm[idx][:10])) + (" ..." if len(idx) > 10 else ""),
+                }
+            )
     return pd.DataFrame(rows, columns=["group", "size", "sides", "images"])

@@ -46,7 +46,7 @@ def _word_counts(sigs: list[Signature], lengths: np.ndarray, centres: np.ndarray
         stop = min(n, max(stop - 1, start + 1))
         d = np.vstack([sigs[i].desc for i in range(start, stop)]).astype(np.float32)
         if len(d):
-            o = owner[bounds[start]:bounds[stop]] * k
+            o = owner[bounds[start] : bounds[stop]] * k
             for dd in (d, d[:, MIRROR]):
                 w = np.argmin(c2 - 2 * dd @ centres.T, axis=1)
                 counts += np.bincount(o + w, minlength=n * k)
@@ -94,8 +94,9 @@ def candidate_pairs(bow: np.ndarray, n_neighbors: int) -> list[tuple[int, int]]:
     return sorted(pairs, key=pairs.get)
 
 
-def component_pairs(bow: np.ndarray, roots: np.ndarray, root: int, n_component_neighbors: int,
-                    pairs_per_component: int) -> list[tuple[int, int]]:
+def component_pairs(
+    bow: np.ndarray, roots: np.ndarray, root: int, n_component_neighbors: int, pairs_per_component: int
+) -> list[tuple[int, int]]:
     """Image pairs between component ``root`` and its nearest other components, best first.
 
     Each other image's similarity is its best to any member; the components are

@@ -22,8 +22,17 @@ import numpy as np
 
 from ..storage import SIGNATURE_VERSION, atomic_open, content_sha256, json_sha256
 
-__all__ = ["MIRROR", "Signature", "image_signature", "mirror_x", "read_grey", "signature_key", "signature_parts",
-           "signatures", "to_uint8"]
+__all__ = [
+    "MIRROR",
+    "Signature",
+    "image_signature",
+    "mirror_x",
+    "read_grey",
+    "signature_key",
+    "signature_parts",
+    "signatures",
+    "to_uint8",
+]
 
 _N_DESC = 128
 _FILL_LEVEL = 4  # uint8 grey level below which a pixel is rotation/shift fill
@@ -67,8 +76,9 @@ def _mirror_permutation() -> np.ndarray:
 MIRROR = _mirror_permutation()
 
 
-def signature_parts(image: np.ndarray, size: int = 224, n_features: int = 300, clahe_clip: float = 8.0,
-                     erode: int = 7) -> Signature:
+def signature_parts(
+    image: np.ndarray, size: int = 224, n_features: int = 300, clahe_clip: float = 8.0, erode: int = 7
+) -> Signature:
     """The work of :func:`image_signature` (same parameters and defaults), compact."""
     import cv2
 
@@ -109,10 +119,12 @@ def mirror_x(s: Signature) -> np.ndarray:
 def _sig_rows(s: Signature) -> np.ndarray:
     """The (n, 131) array of :func:`image_signature`: the keypoints, then their mirror images."""
     mx = mirror_x(s)
-    return np.vstack([
-        np.hstack([s.xy, np.zeros((len(s.xy), 1), np.float32), s.desc.astype(np.float32)]),
-        np.hstack([mx, np.ones((len(s.xy), 1), np.float32), s.desc[:, MIRROR].astype(np.float32)]),
-    ]).astype(np.float32)
+    return np.vstack(
+        [
+            np.hstack([s.xy, np.zeros((len(s.xy), 1), np.float32), s.desc.astype(np.float32)]),
+            np.hstack([mx, np.ones((len(s.xy), 1), np.float32), s.desc[:, MIRROR].astype(np.float32)]),
+        ]
+    ).astype(np.float32)
 
 
 def image_signature(
@@ -187,8 +199,9 @@ def _signature_cached(item: Any, key: str, cache: Path | None, params: dict) -> 
     return sig
 
 
-def signatures(items: Sequence[Any], keys: Sequence[str], cache: Path | None, params: dict, n_jobs: int,
-               progress: bool) -> list[Signature]:
+def signatures(
+    items: Sequence[Any], keys: Sequence[str], cache: Path | None, params: dict, n_jobs: int, progress: bool
+) -> list[Signature]:
     """The signature of each item (``keys`` from :func:`signature_key`), from the cache or computed."""
     from joblib import Parallel, delayed
 

@@ -55,12 +55,13 @@ def match_inliers(a: Signature, b: Signature, ratio: float = 0.8, reproj: float 
     good = np.maximum(d1 + qn, 0) < ratio * ratio * np.maximum(d2 + qn, 0)
     best = 0
     for half, src in enumerate((a.xy, mirror_x(a))):
-        g = good[half * na:(half + 1) * na]
+        g = good[half * na : (half + 1) * na]
         if g.sum() < 3:
             continue
-        dst = b.xy[j[half * na:(half + 1) * na][g]]
-        _, inl = cv2.estimateAffinePartial2D(np.ascontiguousarray(src[g], np.float32), dst, method=cv2.RANSAC,
-                                             ransacReprojThreshold=reproj)
+        dst = b.xy[j[half * na : (half + 1) * na][g]]
+        _, inl = cv2.estimateAffinePartial2D(
+            np.ascontiguousarray(src[g], np.float32), dst, method=cv2.RANSAC, ransacReprojThreshold=reproj
+        )
         if inl is not None:
             best = max(best, int(inl.sum()))
     return best
@@ -110,8 +111,11 @@ class _Verifier:
         """Verify the pairs of ``batch`` not yet connected (in parallel threads), then join the copies."""
         uf, sigs = self.uf, self.sigs
         batch = [(i, j) for i, j in batch if uf.find(i) != uf.find(j)]
-        scores = (self.pool.map(lambda ij: match_inliers(sigs[ij[0]], sigs[ij[1]]), batch) if self.pool
-                  else (match_inliers(sigs[i], sigs[j]) for i, j in batch))
+        scores = (
+            self.pool.map(lambda ij: match_inliers(sigs[ij[0]], sigs[ij[1]]), batch)
+            if self.pool
+            else (match_inliers(sigs[i], sigs[j]) for i, j in batch)
+        )
         for (i, j), sc in zip(batch, scores):
             i, j, sc = int(i), int(j), int(sc)
             self.verified.append((i, j, sc))
@@ -126,13 +130,14 @@ class _Verifier:
         """Verify ``pairs`` in order, chunk by chunk (``bar``: a tqdm bar to advance)."""
         # The chunk size is fixed, not tied to n_jobs, so the result does not depend on n_jobs.
         for start in range(0, len(pairs), _VERIFY_CHUNK):
-            self.chunk(pairs[start:start + _VERIFY_CHUNK])
+            self.chunk(pairs[start : start + _VERIFY_CHUNK])
             if bar is not None:
-                bar.update(len(pairs[start:start + _VERIFY_CHUNK]))
+                bar.update(len(pairs[start : start + _VERIFY_CHUNK]))
 
 
-def _component_passes(v: _Verifier, bow: np.ndarray, n_component_neighbors: int, pairs_per_component: int,
-                      max_passes: int) -> int:
+def _component_passes(
+    v: _Verifier, bow: np.ndarray, n_component_neighbors: int, pairs_per_component: int, max_passes: int
+) -> int:
     """Verify pairs between nearby components until a pass merges nothing; returns the passes run."""
     n_passes = 0
     for _ in range(max_passes):
@@ -159,9 +164,19 @@ def _attach_orphans(v: _Verifier, orphan_threshold: int) -> int:
     return n
 
 
-def verify_pairs(sigs: list[Signature], bow: np.ndarray, order: list[tuple[int, int]], *, threshold: int,
-                 orphan_threshold: int, n_component_neighbors: int, pairs_per_component: int, max_passes: int,
-                 n_jobs: int, progress: bool) -> tuple[np.ndarray, dict]:
+def verify_pairs(
+    sigs: list[Signature],
+    bow: np.ndarray,
+    order: list[tuple[int, int]],
+    *,
+    threshold: int,
+    orphan_threshold: int,
+    n_component_neighbors: int,
+    pairs_per_component: int,
+    max_passes: int,
+    n_jobs: int,
+    progress: bool,
+) -> tuple[np.ndarray, dict]:
     """Verify candidate pairs most similar first, then between components, then orphans.
 
     Returns the group labels (by first appearance) and the details that
@@ -200,4 +215,3 @@ def verify_pairs(sigs: list[Signature], bow: np.ndarray, order: list[tuple[int, 
         "best_inliers": v.best,
     }
     return first_appearance(v.uf.roots()), details
-

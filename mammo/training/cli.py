@@ -28,16 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mammo train",
         description="Compare texture / CNN / combined features with XGBoost and SVM under grouped, stratified "
-                    "cross-validation (no patient or original mammogram in two folds), report the results and "
-                    "save the best pipeline per task refitted on all labelled images.",
+        "cross-validation (no patient or original mammogram in two folds), report the results and "
+        "save the best pipeline per task refitted on all labelled images.",
         epilog="Examples:\n"
-               "  mammo train data/dphi-sprint31 --out runs/dphi\n"
-               "  mammo train data/mini-mias --tasks density --feature-sets texture cnn\n"
-               "  mammo train labels.csv --kind manifest --models svm --limit 500 --no-deep\n"
-               "  mammo train data/dphi-sprint31 --fine-tune   # + fine-tuned MobileNetV2\n"
-               "Where DPhi, mini-MIAS and RSNA come from and the layout each --kind reads: 'Getting data' in the README.\n"
-               "The same runs as 'python -m mammo.train_pipeline' or 'python train_pipeline.py' in a checkout.\n"
-               "Features are cached under $MAMMO_CACHE_DIR/features (default: the checkout's .cache/mammo, else ~/.cache/mammo).",
+        "  mammo train data/dphi-sprint31 --out runs/dphi\n"
+        "  mammo train data/mini-mias --tasks density --feature-sets texture cnn\n"
+        "  mammo train labels.csv --kind manifest --models svm --limit 500 --no-deep\n"
+        "  mammo train data/dphi-sprint31 --fine-tune   # + fine-tuned MobileNetV2\n"
+        "Where DPhi, mini-MIAS and RSNA come from and the layout each --kind reads: 'Getting data' in the README.\n"
+        "The same runs as 'python -m mammo.train_pipeline' or 'python train_pipeline.py' in a checkout.\n"
+        "Features are cached under $MAMMO_CACHE_DIR/features (default: the checkout's .cache/mammo, else ~/.cache/mammo).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _data_arguments(p.add_argument_group("data and run"))
@@ -47,17 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data_arguments(p) -> None:
-    p.add_argument("data", help="data set folder (DPhi, mini-MIAS, rsna-screening) or a CSV manifest "
-                                "(path, group/patient_id, density, tumour/cancer)")
-    p.add_argument("--kind", default="auto", choices=DATASET_KINDS,
-                   help="data set layout (default: detected)")
+    p.add_argument(
+        "data",
+        help="data set folder (DPhi, mini-MIAS, rsna-screening) or a CSV manifest "
+        "(path, group/patient_id, density, tumour/cancer)",
+    )
+    p.add_argument("--kind", default="auto", choices=DATASET_KINDS, help="data set layout (default: detected)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="tasks to evaluate (default: both)")
-    p.add_argument("--feature-sets", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS,
-                   help="texture = GLCM+LBP, cnn = MobileNetV2 embedding, combined = both (default: all)")
+    p.add_argument(
+        "--feature-sets",
+        nargs="+",
+        default=list(FEATURE_SETS),
+        choices=FEATURE_SETS,
+        help="texture = GLCM+LBP, cnn = MobileNetV2 embedding, combined = both (default: all)",
+    )
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="classifiers (default: all)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use about N images (whole groups, stratified)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<dataset>-<timestamp>)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder (default $MAMMO_CACHE_DIR/features)")
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="feature cache folder (default $MAMMO_CACHE_DIR/features)"
+    )
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: CPU count)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -65,24 +74,40 @@ def _data_arguments(p) -> None:
 def _protocol_arguments(p) -> None:
     p.add_argument("--folds", type=int, default=5, help="outer grouped CV folds (default 5)")
     p.add_argument("--inner-folds", type=int, default=3, help="grouped inner folds for tuning (default 3)")
-    p.add_argument("--tune", action=argparse.BooleanOptionalAction, default=False,
-                   help="search PARAM_GRIDS by grouped inner CV inside each training fold (default: off; the fixed "
-                        "defaults scored as well on DPhi, RSNA and mini-MIAS in less time, docs/results.md)")
-    p.add_argument("--tune-max", type=int, default=1000, metavar="N",
-                   help="run the inner search on about N images (whole groups) of each training fold (default 1000; 0 = all)")
+    p.add_argument(
+        "--tune",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="search PARAM_GRIDS by grouped inner CV inside each training fold (default: off; the fixed "
+        "defaults scored as well on DPhi, RSNA and mini-MIAS in less time, docs/results.md)",
+    )
+    p.add_argument(
+        "--tune-max",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="run the inner search on about N images (whole groups) of each training fold (default 1000; 0 = all)",
+    )
     p.add_argument("--no-deep", action="store_true", help="skip the Keras head baseline")
-    p.add_argument("--fine-tune", action="store_true",
-                   help="also fine-tune MobileNetV2's last blocks (13-16, Conv_1) under the same folds; slow "
-                        "(minutes per task; scores and cost in docs/results.md). Reported, not selectable for the "
-                        "saved model")
+    p.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="also fine-tune MobileNetV2's last blocks (13-16, Conv_1) under the same folds; slow "
+        "(minutes per task; scores and cost in docs/results.md). Reported, not selectable for the "
+        "saved model",
+    )
     p.add_argument("--fine-tune-epochs", type=int, default=6, metavar="N", help="fine-tuning epochs (default 6)")
     p.add_argument("--no-leaky", action="store_true", help="skip the deliberately leaky random split")
     p.add_argument("--no-model", action="store_true", help="do not refit and save the final model")
-    p.add_argument("--density-decision", default="qwk", choices=DECISIONS,
-                   help="density grade from the probabilities: qwk (default) = cut points on the expected grade "
-                        "that maximise quadratic-weighted kappa on the calibration folds' held-out predictions, "
-                        "inside each training fold; argmax = the most probable class (higher accuracy, lower "
-                        "kappa on DPhi and RSNA)")
+    p.add_argument(
+        "--density-decision",
+        default="qwk",
+        choices=DECISIONS,
+        help="density grade from the probabilities: qwk (default) = cut points on the expected grade "
+        "that maximise quadratic-weighted kappa on the calibration folds' held-out predictions, "
+        "inside each training fold; argmax = the most probable class (higher accuracy, lower "
+        "kappa on DPhi and RSNA)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed for folds, subsets and models (default 0)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC CI (default 1000)")
 
@@ -90,28 +115,63 @@ def _protocol_arguments(p) -> None:
 def _feature_arguments(p) -> None:
     p.add_argument("--texture-size", type=int, default=256, help="working resolution (longer side) of the breast crop")
     p.add_argument("--cnn-input-size", type=int, default=224, help="side of the square CNN input (default 224)")
-    p.add_argument("--cnn-layers", default="multi", choices=LAYER_SETS,
-                   help="CNN embedding: 'multi' (default) = mean and std of five intermediate MobileNetV2 layers plus "
-                        "the average-pooled last one (5792 features); 'last' = the last one only (1280)")
-    p.add_argument("--flip-tta", action="store_true", help="average the CNN embedding of the image and its mirror image")
-    p.add_argument("--no-enhance", action="store_true",
-                   help="compute features on the unenhanced breast crop (no CLAHE / unsharp mask): keeps absolute grey "
-                        "levels, which scored better for film mammograms (mini-MIAS) in grouped CV")
-    p.add_argument("--extra-blocks", nargs="*", default=[], choices=sorted(EXTRA_BLOCKS),
-                   help="experimental feature blocks (mammo.features.blocks) appended to every feature set")
+    p.add_argument(
+        "--cnn-layers",
+        default="multi",
+        choices=LAYER_SETS,
+        help="CNN embedding: 'multi' (default) = mean and std of five intermediate MobileNetV2 layers plus "
+        "the average-pooled last one (5792 features); 'last' = the last one only (1280)",
+    )
+    p.add_argument(
+        "--flip-tta", action="store_true", help="average the CNN embedding of the image and its mirror image"
+    )
+    p.add_argument(
+        "--no-enhance",
+        action="store_true",
+        help="compute features on the unenhanced breast crop (no CLAHE / unsharp mask): keeps absolute grey "
+        "levels, which scored better for film mammograms (mini-MIAS) in grouped CV",
+    )
+    p.add_argument(
+        "--extra-blocks",
+        nargs="*",
+        default=[],
+        choices=sorted(EXTRA_BLOCKS),
+        help="experimental feature blocks (mammo.features.blocks) appended to every feature set",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` of parsed ``mammo train`` arguments."""
     return TrainConfig(
-        data=args.data, kind=args.kind, tasks=tuple(args.tasks), feature_sets=tuple(args.feature_sets),
-        models=tuple(args.models), folds=args.folds, inner_folds=args.inner_folds, tune=args.tune,
-        tune_max=args.tune_max, out=args.out, jobs=args.jobs, deep_head=not args.no_deep, fine_tune=args.fine_tune,
-        fine_tune_epochs=args.fine_tune_epochs, leaky=not args.no_leaky, save_model=not args.no_model,
-        texture_size=args.texture_size, cnn_input_size=args.cnn_input_size, cnn_layers=args.cnn_layers,
-        flip_tta=args.flip_tta, density_decision=args.density_decision, enhance=not args.no_enhance,
-        extra_blocks=tuple(args.extra_blocks), limit=args.limit, seed=args.seed, n_boot=args.bootstrap,
-        cache_dir=args.cache_dir, progress=not args.quiet)
+        data=args.data,
+        kind=args.kind,
+        tasks=tuple(args.tasks),
+        feature_sets=tuple(args.feature_sets),
+        models=tuple(args.models),
+        folds=args.folds,
+        inner_folds=args.inner_folds,
+        tune=args.tune,
+        tune_max=args.tune_max,
+        out=args.out,
+        jobs=args.jobs,
+        deep_head=not args.no_deep,
+        fine_tune=args.fine_tune,
+        fine_tune_epochs=args.fine_tune_epochs,
+        leaky=not args.no_leaky,
+        save_model=not args.no_model,
+        texture_size=args.texture_size,
+        cnn_input_size=args.cnn_input_size,
+        cnn_layers=args.cnn_layers,
+        flip_tta=args.flip_tta,
+        density_decision=args.density_decision,
+        enhance=not args.no_enhance,
+        extra_blocks=tuple(args.extra_blocks),
+        limit=args.limit,
+        seed=args.seed,
+        n_boot=args.bootstrap,
+        cache_dir=args.cache_dir,
+        progress=not args.quiet,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

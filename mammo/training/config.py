@@ -85,21 +85,45 @@ class TrainConfig:
     @property
     def pipeline_options(self) -> dict[str, Any]:
         """The :func:`~mammo.classifiers.make_task_pipeline` keywords this run sets (also saved in the model's metadata)."""
-        return {"texture_size": self.texture_size, "cnn_input_size": self.cnn_input_size, "cnn_layers": self.cnn_layers,
-                "flip_tta": self.flip_tta, "enhance": self.enhance, "density_decision": self.density_decision}
+        return {
+            "texture_size": self.texture_size,
+            "cnn_input_size": self.cnn_input_size,
+            "cnn_layers": self.cnn_layers,
+            "flip_tta": self.flip_tta,
+            "enhance": self.enhance,
+            "density_decision": self.density_decision,
+        }
 
     @property
     def fit_options(self) -> FitOptions:
-        return FitOptions(inner_folds=self.inner_folds, seed=self.seed, tune=self.tune, tune_max=self.tune_max,
-                          density_decision=self.density_decision)
+        return FitOptions(
+            inner_folds=self.inner_folds,
+            seed=self.seed,
+            tune=self.tune,
+            tune_max=self.tune_max,
+            density_decision=self.density_decision,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The ``config`` section of ``metrics.json``."""
         from .tuning import PARAM_GRIDS
 
-        return {"data": str(self.data), "kind": self.kind, "folds": self.folds, "inner_folds": self.inner_folds,
-                "seed": self.seed, "tune": self.tune, "tune_max": self.tune_max,
-                "param_grids": PARAM_GRIDS if self.tune else None, **self.pipeline_options,
-                "extra_blocks": list(self.extra_blocks), "limit": self.limit, "n_boot": self.n_boot, "jobs": self.jobs,
-                "deep_head": self.deep_head, "fine_tune_epochs": self.fine_tune_epochs if self.fine_tune else None,
-                "feature_sets": list(self.feature_sets), "models": list(self.models)}
+        return {
+            "data": str(self.data),
+            "kind": self.kind,
+            "folds": self.folds,
+            "inner_folds": self.inner_folds,
+            "seed": self.seed,
+            "tune": self.tune,
+            "tune_max": self.tune_max,
+            "param_grids": PARAM_GRIDS if self.tune else None,
+            **self.pipeline_options,
+            "extra_blocks": list(self.extra_blocks),
+            "limit": self.limit,
+            "n_boot": self.n_boot,
+            "jobs": self.jobs,
+            "deep_head": self.deep_head,
+            "fine_tune_epochs": self.fine_tune_epochs if self.fine_tune else None,
+            "feature_sets": list(self.feature_sets),
+            "models": list(self.models),
+        }

@@ -20,8 +20,14 @@ from .results import CVResult, SelectionEstimate
 from .tuning import PARAM_GRIDS, configure, make_tail, predict_columns, score, tune
 
 __all__ = [
-    "FoldFit", "fit_predict", "cross_validate", "summarise", "best_candidate", "selection_estimate",
-    "ood_holdout_rate"]
+    "FoldFit",
+    "fit_predict",
+    "cross_validate",
+    "summarise",
+    "best_candidate",
+    "selection_estimate",
+    "ood_holdout_rate",
+]
 
 
 @dataclass
@@ -40,8 +46,16 @@ class FoldFit:
         return bool(self.inner_scores)
 
 
-def fit_predict(task: str, candidate: Candidate, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                fold: tuple[np.ndarray, np.ndarray], classes: np.ndarray, options: FitOptions) -> FoldFit:
+def fit_predict(
+    task: str,
+    candidate: Candidate,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    fold: tuple[np.ndarray, np.ndarray],
+    classes: np.ndarray,
+    options: FitOptions,
+) -> FoldFit:
     """One candidate on one outer fold: tune inside the training fold, fit, predict the test fold."""
     from threadpoolctl import threadpool_limits
 
@@ -58,8 +72,13 @@ def _fit_predict(task, candidate, X, y, groups, fold, classes, options: FitOptio
     train, test = fold
     grid = [options.params] if options.params is not None else PARAM_GRIDS[candidate.model] if options.tune else []
     params, scores = tune(task, candidate, X[train], y[train], groups[train], grid, options)
-    tail, grouped_cal = configure(make_tail(task, candidate, options.seed, options.density_decision), params, y[train],
-                                  groups[train], options.seed)
+    tail, grouped_cal = configure(
+        make_tail(task, candidate, options.seed, options.density_decision),
+        params,
+        y[train],
+        groups[train],
+        options.seed,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tail.fit(X[train], y[train])
@@ -80,8 +99,17 @@ def _fold_metrics(task, y, proba, classes, folds, y_pred=None) -> list[dict]:
     return out
 
 
-def summarise(task: str, y: np.ndarray, groups: np.ndarray, proba: np.ndarray, classes: np.ndarray, folds, n_boot: int,
-              seed: int, y_pred: np.ndarray | None = None) -> dict:
+def summarise(
+    task: str,
+    y: np.ndarray,
+    groups: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+    folds,
+    n_boot: int,
+    seed: int,
+    y_pred: np.ndarray | None = None,
+) -> dict:
     """``{"pooled", "folds", "folds_summary"}``: pooled out-of-fold metrics, per-fold metrics and their mean ± std.
 
     ``y_pred``: density predictions by the model's own rule (default: the most probable class).
@@ -108,16 +136,31 @@ def _collect(task, candidate: Candidate, fits: Sequence[FoldFit], y, groups, fol
         proba[test] = fit.proba
         if pred is not None:
             pred[test] = fit.pred
-    return CVResult(**summarise(task, y, groups, proba, classes, folds, n_boot, seed, pred), oof_proba=proba,
-                    oof_pred=pred, params=[f.params for f in fits],
-                    grouped_calibration=all(f.grouped_calibration for f in fits),
-                    searched_folds=sum(f.searched for f in fits), fit_s=float(sum(f.fit_s for f in fits)),
-                    candidate=candidate)
+    return CVResult(
+        **summarise(task, y, groups, proba, classes, folds, n_boot, seed, pred),
+        oof_proba=proba,
+        oof_pred=pred,
+        params=[f.params for f in fits],
+        grouped_calibration=all(f.grouped_calibration for f in fits),
+        searched_folds=sum(f.searched for f in fits),
+        fit_s=float(sum(f.fit_s for f in fits)),
+        candidate=candidate,
+    )
 
 
-def cross_validate(task: str, X: Mapping[str, np.ndarray], y: np.ndarray, groups: np.ndarray, folds,
-                   candidates: Sequence[Candidate], options: FitOptions = FitOptions(), *, n_jobs: int = 1,
-                   n_boot: int = 1000, progress: bool = True) -> dict[str, CVResult]:
+def cross_validate(
+    task: str,
+    X: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    groups: np.ndarray,
+    folds,
+    candidates: Sequence[Candidate],
+    options: FitOptions = FitOptions(),
+    *,
+    n_jobs: int = 1,
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> dict[str, CVResult]:
     """Evaluate ``candidates`` on the same ``folds``.
 
     Parameters
@@ -142,13 +185,17 @@ def cross_validate(task: str, X: Mapping[str, np.ndarray], y: np.ndarray, groups
     order = sorted(candidates, key=lambda c: (-X[c.feature_set].shape[1], c.model != "svm"))
     jobs = [(c, i) for c in order for i in range(len(folds))]
     run = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(fit_predict)(task, c, X[c.feature_set], y, groups, folds[i], classes, options) for c, i in jobs)
+        delayed(fit_predict)(task, c, X[c.feature_set], y, groups, folds[i], classes, options) for c, i in jobs
+    )
     fits: dict = {}
     for (c, i), res in zip(jobs, tqdm(run, total=len(jobs), desc=f"{task} CV", unit="fit", disable=not progress)):
         fits.setdefault(c, {})[i] = res
-    return {c.name: _collect(task, c, [fits[c][i] for i in range(len(folds))], y, groups, folds, classes, n_boot,
-                             options.seed)
-            for c in candidates}
+    return {
+        c.name: _collect(
+            task, c, [fits[c][i] for i in range(len(folds))], y, groups, folds, classes, n_boot, options.seed
+        )
+        for c in candidates
+    }
 
 
 def best_candidate(task: str, results: Mapping[str, CVResult]) -> str:
@@ -175,8 +222,16 @@ def selection_estimate(task: str, y: np.ndarray, classes, folds, results: Mappin
     chosen = []
     for i, (_, test) in enumerate(folds):
         rest = np.concatenate([te for j, (_, te) in enumerate(folds) if j != i])
-        scores = {n: score(task, y[rest], results[n].oof_proba[rest], classes,
-                           results[n].oof_pred[rest] if pred is not None else None) for n in names}
+        scores = {
+            n: score(
+                task,
+                y[rest],
+                results[n].oof_proba[rest],
+                classes,
+                results[n].oof_pred[rest] if pred is not None else None,
+            )
+            for n in names
+        }
         pick = max(names, key=lambda n: np.nan_to_num(scores[n], nan=-np.inf))
         chosen.append(pick)
         proba[test] = results[pick].oof_proba[test]
@@ -184,8 +239,13 @@ def selection_estimate(task: str, y: np.ndarray, classes, folds, results: Mappin
             pred[test] = results[pick].oof_pred[test]
     best = best_candidate(task, results)
     key = ev.PRIMARY_METRIC[task]
-    return SelectionEstimate(metric=key, score=score(task, y, proba, classes, pred), chosen=chosen, selected=best,
-                             selected_score=results[best].pooled[key])
+    return SelectionEstimate(
+        metric=key,
+        score=score(task, y, proba, classes, pred),
+        chosen=chosen,
+        selected=best,
+        selected_score=results[best].pooled[key],
+    )
 
 
 def ood_holdout_rate(X: np.ndarray, groups: np.ndarray, folds) -> dict:

@@ -23,8 +23,9 @@ __all__ = ["FeatureTable", "load_data", "usable_tasks", "feature_plan", "compute
 def load_data(config: TrainConfig) -> Dataset:
     """The data set (``--limit``: a stratified subset of whole groups)."""
     path = Path(config.data).expanduser()
-    is_dphi = config.kind == "dphi" or (config.kind == "auto" and (path.name == "Training_set.csv"
-                                                                     or (path / "Training_set.csv").is_file()))
+    is_dphi = config.kind == "dphi" or (
+        config.kind == "auto" and (path.name == "Training_set.csv" or (path / "Training_set.csv").is_file())
+    )
     kwargs = {"n_jobs": config.jobs, "progress": config.progress} if is_dphi else {}
     ds = load_dataset(path, config.kind, **kwargs)
     return limit_dataset(ds, config.limit, config.seed) if config.limit else ds
@@ -73,8 +74,9 @@ def feature_plan(config: TrainConfig) -> tuple[list, dict]:
     sets = [*config.feature_sets, *(["cnn"] if config.deep_head else [])]
     union: dict = {}
     for fs in sets:
-        steps = split_pipeline(make_task_pipeline("density", fs, "svm", **config.pipeline_options,
-                                                  extra_blocks=config.extra_blocks))[0]
+        steps = split_pipeline(
+            make_task_pipeline("density", fs, "svm", **config.pipeline_options, extra_blocks=config.extra_blocks)
+        )[0]
         union.update(steps[-1][1].transformer_list)
     names = [*block_order({b for fs in sets for b in blocks_of(fs)}), *config.extra_blocks]
     blocks = {n: union[n] for n in names}

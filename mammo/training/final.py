@@ -18,8 +18,13 @@ from .tuning import PARAM_GRIDS, configure, tune
 __all__ = ["fit_final_model"]
 
 
-def fit_final_model(ds: Dataset, best: Mapping[str, Candidate], features: Mapping[str, Mapping[str, np.ndarray]],
-                    config: TrainConfig, metadata: dict) -> tuple[MammogramModel, dict]:
+def fit_final_model(
+    ds: Dataset,
+    best: Mapping[str, Candidate],
+    features: Mapping[str, Mapping[str, np.ndarray]],
+    config: TrainConfig,
+    metadata: dict,
+) -> tuple[MammogramModel, dict]:
     """Refit each task's selected candidate on all its labelled images into one MammogramModel.
 
     ``features[task][feature_set]`` are the cached feature rows of the task's labelled
@@ -35,8 +40,14 @@ def fit_final_model(ds: Dataset, best: Mapping[str, Candidate], features: Mappin
         _, y, g = ds.task(task)
         X = features[task][cand.feature_set]
         params, _ = tune(task, cand, X, y, g, PARAM_GRIDS[cand.model] if config.tune else [], options)
-        pipe = make_task_pipeline(task, cand.feature_set, cand.model, **config.pipeline_options,
-                                  extra_blocks=cand.extra_blocks, random_state=config.seed)
+        pipe = make_task_pipeline(
+            task,
+            cand.feature_set,
+            cand.model,
+            **config.pipeline_options,
+            extra_blocks=cand.extra_blocks,
+            random_state=config.seed,
+        )
         configure(Pipeline(split_pipeline(pipe)[1]), params, y, g, config.seed)  # sets params on pipe's own steps
         pipelines[task] = pipe
         labels[task] = ds.density if task == "density" else ds.tumour

@@ -20,7 +20,9 @@ class TrainingDataError(ValueError):
     """The labelled data cannot support the requested evaluation (too few classes, groups or images)."""
 
 
-def make_folds(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, *, grouped: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_folds(
+    y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, *, grouped: bool = True
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Outer CV folds: StratifiedGroupKFold (or, ``grouped=False``, a leaky StratifiedKFold).
 
     The grouped folds are checked: a group found on both sides raises ``AssertionError``.
@@ -41,17 +43,21 @@ def check_task_data(task: str, y: np.ndarray, groups: np.ndarray, n_splits: int)
     classes, counts = np.unique(y, return_counts=True)
     n_groups = len(set(groups))
     if len(classes) < 2:
-        raise TrainingDataError(f"{task}: only one class ({classes.tolist()}) among {len(y)} labelled images; need at least 2")
+        raise TrainingDataError(
+            f"{task}: only one class ({classes.tolist()}) among {len(y)} labelled images; need at least 2"
+        )
     if n_groups < n_splits:
         raise TrainingDataError(
             f"{task}: {n_groups} groups (patients / originals) for {n_splits} folds; "
-            f"use --folds {max(2, n_groups)} or fewer, or more data")
+            f"use --folds {max(2, n_groups)} or fewer, or more data"
+        )
     for c, k in zip(classes, counts):
         g = len(set(groups[y == c]))
         if k < n_splits or g < 2:
             raise TrainingDataError(
                 f"{task}: class {c} has {k} images in {g} group(s); every class needs at least {n_splits} images "
-                "(one per fold) in at least 2 groups so that it is both trained on and tested")
+                "(one per fold) in at least 2 groups so that it is both trained on and tested"
+            )
 
 
 def limit_dataset(ds: Dataset, n: int, seed: int) -> Dataset:
@@ -64,7 +70,9 @@ def limit_dataset(ds: Dataset, n: int, seed: int) -> Dataset:
         raise TrainingDataError(f"--limit {n}: only {len(set(ds.groups))} groups; cannot take whole groups")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rare joint classes: fine for a subset
-        _, keep = next(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(ds)), joint, ds.groups))
+        _, keep = next(
+            StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(ds)), joint, ds.groups)
+        )
     return ds.subset(np.sort(keep))
 
 
@@ -100,8 +108,10 @@ def group_subset(y: np.ndarray, groups: np.ndarray, n: int, seed: int) -> np.nda
     per = max(1, int(np.ceil(n / len(uniq))))
     if np.bincount(inv).max() > 2 * per:
         rng = np.random.default_rng(seed)
-        keep = [rng.choice(idx, per, replace=False) if len(idx) > per else idx
-                for idx in (np.flatnonzero(inv == k) for k in range(len(uniq)))]
+        keep = [
+            rng.choice(idx, per, replace=False) if len(idx) > per else idx
+            for idx in (np.flatnonzero(inv == k) for k in range(len(uniq)))
+        ]
         return np.sort(np.concatenate(keep))
     k = max(2, int(round(len(y) / n)))
     if len(uniq) < 2 * k:

@@ -26,8 +26,17 @@ import numpy as np
 from .. import evaluation as ev
 from .candidates import DEEP_HEAD, FINE_TUNED, Candidate
 
-__all__ = ["CVResult", "SelectionEstimate", "LeakyContrast", "TaskResult", "FinalModel", "RunResult",
-           "artifact_metadata", "pipeline_id", "jsonable"]
+__all__ = [
+    "CVResult",
+    "SelectionEstimate",
+    "LeakyContrast",
+    "TaskResult",
+    "FinalModel",
+    "RunResult",
+    "artifact_metadata",
+    "pipeline_id",
+    "jsonable",
+]
 
 _BASELINES = (DEEP_HEAD.name, FINE_TUNED.name)
 
@@ -57,8 +66,12 @@ class CVResult:
     candidate: Candidate | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"pooled": self.pooled, "folds": self.folds, "folds_summary": self.folds_summary,
-                               "params": self.params}
+        out: dict[str, Any] = {
+            "pooled": self.pooled,
+            "folds": self.folds,
+            "folds_summary": self.folds_summary,
+            "params": self.params,
+        }
         if self.grouped_calibration is not None:
             out["grouped_calibration"] = self.grouped_calibration
         if self.searched_folds is not None:
@@ -81,8 +94,13 @@ class SelectionEstimate:
     selected_score: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "score": self.score, "chosen": self.chosen, "selected": self.selected,
-                "selected_score": self.selected_score}
+        return {
+            "metric": self.metric,
+            "score": self.score,
+            "chosen": self.chosen,
+            "selected": self.selected,
+            "selected_score": self.selected_score,
+        }
 
 
 class _Fields:
@@ -134,15 +152,17 @@ class TaskResult:
 
     def to_json(self) -> dict[str, Any]:
         out = {
-            "n_images": int(len(self.y)), "n_groups": int(len(set(self.groups))),
+            "n_images": int(len(self.y)),
+            "n_groups": int(len(set(self.groups))),
             "class_counts": {str(int(c)): int((self.y == c).sum()) for c in self.classes},
             "fold_sizes": [int(len(te)) for _, te in self.folds],
             "groups_shared_between_folds": 0,  # make_folds asserts it
             "best": self.best,
             "candidates": {n: r.to_json() for n, r in self.candidates.items()},
             # the hyper-parameters of the scikit-learn candidates, when there are any to show
-            "params": {n: r.params for n, r in self.candidates.items()
-                       if n not in _BASELINES and r.params and r.params[0]},
+            "params": {
+                n: r.params for n, r in self.candidates.items() if n not in _BASELINES and r.params and r.params[0]
+            },
         }
         if self.leaky is not None:
             out["leaky"] = self.leaky.to_json()
@@ -178,9 +198,14 @@ class RunResult:
     ood: dict | None = None  # the saved model's out-of-distribution threshold and held-out flag rate
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"started": self.started, "dataset": self.dataset, "config": self.config,
-                               "feature_cache": self.feature_cache,
-                               "tasks": {t: r.to_json() for t, r in self.tasks.items()}, "notes": self.notes}
+        out: dict[str, Any] = {
+            "started": self.started,
+            "dataset": self.dataset,
+            "config": self.config,
+            "feature_cache": self.feature_cache,
+            "tasks": {t: r.to_json() for t, r in self.tasks.items()},
+            "notes": self.notes,
+        }
         if self.refused:
             out["refused_images"] = self.refused
         if self.final_model is not None:
@@ -198,12 +223,17 @@ def pipeline_id(dataset: str, best: dict[str, Candidate]) -> str:
 
 def selection_text(tasks: list[str], tuned: bool) -> str:
     """How the saved model was chosen and refitted (metrics.json and the model's ``selection``)."""
-    return ("Best candidate per task by pooled out-of-fold grouped-CV " +
-            ", ".join(f"{ev.PRIMARY_METRIC[tk]} ({tk})" for tk in tasks) +
-            "; the deep baselines (Keras head, fine-tuned MobileNetV2) are reported but not selectable "
-            "(not scikit-learn pipelines). Refitted on all labelled images with "
-            + ("hyper-parameters from a grouped inner CV on them." if tuned
-               else "the models' default hyper-parameters, as in the cross-validation."))
+    return (
+        "Best candidate per task by pooled out-of-fold grouped-CV "
+        + ", ".join(f"{ev.PRIMARY_METRIC[tk]} ({tk})" for tk in tasks)
+        + "; the deep baselines (Keras head, fine-tuned MobileNetV2) are reported but not selectable "
+        "(not scikit-learn pipelines). Refitted on all labelled images with "
+        + (
+            "hyper-parameters from a grouped inner CV on them."
+            if tuned
+            else "the models' default hyper-parameters, as in the cross-validation."
+        )
+    )
 
 
 def artifact_metadata(run: RunResult, pipeline_options: dict) -> dict[str, Any]:
@@ -212,11 +242,20 @@ def artifact_metadata(run: RunResult, pipeline_options: dict) -> dict[str, Any]:
     best = {task: t.best_result.candidate for task, t in run.tasks.items()}
     cv = {}
     for task, t in run.tasks.items():
-        cv[task] = {"candidate": t.best, "metrics": t.best_result.pooled, "folds_summary": t.best_result.folds_summary,
-                    "table": {n: c.pooled for n, c in t.candidates.items()},
-                    "protocol": f"{run.config['folds']}-fold StratifiedGroupKFold, seed {run.config['seed']}"}
-    return {"training_data": run.dataset, "pipeline_id": pipeline_id(run.dataset["name"], best),
-            "selection": selection_text(list(run.tasks), run.config["tune"]), "cv_metrics": cv, **pipeline_options}
+        cv[task] = {
+            "candidate": t.best,
+            "metrics": t.best_result.pooled,
+            "folds_summary": t.best_result.folds_summary,
+            "table": {n: c.pooled for n, c in t.candidates.items()},
+            "protocol": f"{run.config['folds']}-fold StratifiedGroupKFold, seed {run.config['seed']}",
+        }
+    return {
+        "training_data": run.dataset,
+        "pipeline_id": pipeline_id(run.dataset["name"], best),
+        "selection": selection_text(list(run.tasks), run.config["tune"]),
+        "cv_metrics": cv,
+        **pipeline_options,
+    }
 
 
 def jsonable(o):

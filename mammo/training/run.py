@@ -70,9 +70,15 @@ def _run(config: TrainConfig) -> RunResult:
         say(notes[-1])
         tasks = usable_tasks(ds, config, notes)
     notes += _run_notes(config, tasks)
-    result = RunResult(started, ds.summary(), config.to_json(),
-                       {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}}, notes=notes,
-                       timing=timing, refused=dict(cache.refused))
+    result = RunResult(
+        started,
+        ds.summary(),
+        config.to_json(),
+        {"root": str(cache.root), **{k: int(v) for k, v in cache.stats.items()}},
+        notes=notes,
+        timing=timing,
+        refused=dict(cache.refused),
+    )
     plots = {"group_sizes": ev.plot_group_sizes(ds.groups, out / "group_sizes.png").name}
     features = {}
     for task in tasks:
@@ -98,8 +104,9 @@ def _run(config: TrainConfig) -> RunResult:
     return result
 
 
-def evaluate_task(task: str, ds: Dataset, table: FeatureTable, config: TrainConfig,
-                  notes: list[str]) -> tuple[TaskResult, dict[str, np.ndarray]]:
+def evaluate_task(
+    task: str, ds: Dataset, table: FeatureTable, config: TrainConfig, notes: list[str]
+) -> tuple[TaskResult, dict[str, np.ndarray]]:
     """Cross-validate every candidate of ``task``, select, contrast, add the deep baselines.
 
     Returns the task's result and its feature matrix per feature set (for the final refit);
@@ -109,8 +116,18 @@ def evaluate_task(task: str, ds: Dataset, table: FeatureTable, config: TrainConf
     cands = candidates(config.feature_sets, config.models, config.extra_blocks)
     X = {fs: table.matrix(paths, (*blocks_of(fs), *config.extra_blocks)) for fs in config.feature_sets}
     folds = make_folds(y, g, config.folds, config.seed)
-    res = cross_validate(task, X, y, g, folds, cands, config.fit_options, n_jobs=config.jobs, n_boot=config.n_boot,
-                         progress=config.progress)
+    res = cross_validate(
+        task,
+        X,
+        y,
+        g,
+        folds,
+        cands,
+        config.fit_options,
+        n_jobs=config.jobs,
+        n_boot=config.n_boot,
+        progress=config.progress,
+    )
     best = best_candidate(task, res)
     selection = selection_estimate(task, y, np.unique(y), folds, res) if len(res) > 1 else None
     leaky = None
@@ -119,13 +136,30 @@ def evaluate_task(task: str, ds: Dataset, table: FeatureTable, config: TrainConf
     if config.deep_head:
         # After the candidates, not beside them: the machine is already saturated (running
         # it in a thread beside the sklearn workers measured the same wall time).
-        res[DEEP_HEAD.name] = deep_head_cv(task, table.block("cnn", paths), y, g, folds, seed=config.seed,
-                                           n_boot=config.n_boot, progress=config.progress)
+        res[DEEP_HEAD.name] = deep_head_cv(
+            task,
+            table.block("cnn", paths),
+            y,
+            g,
+            folds,
+            seed=config.seed,
+            n_boot=config.n_boot,
+            progress=config.progress,
+        )
     if config.fine_tune:
-        res[FINE_TUNED.name] = finetune_cv(task, table.block("trunk", paths), y, g, folds, map_shape=table.map_shape,
-                                           seed=config.seed, epochs=config.fine_tune_epochs,
-                                           input_size=config.cnn_input_size, n_boot=config.n_boot,
-                                           progress=config.progress)
+        res[FINE_TUNED.name] = finetune_cv(
+            task,
+            table.block("trunk", paths),
+            y,
+            g,
+            folds,
+            map_shape=table.map_shape,
+            seed=config.seed,
+            epochs=config.fine_tune_epochs,
+            input_size=config.cnn_input_size,
+            n_boot=config.n_boot,
+            progress=config.progress,
+        )
     note = add_per_breast(ds, paths, y, g, res, n_boot=config.n_boot, seed=config.seed) if task == "tumour" else None
     if note:
         notes.append(note)
@@ -133,7 +167,9 @@ def evaluate_task(task: str, ds: Dataset, table: FeatureTable, config: TrainConf
     return TaskResult(task, y, g, folds, best, res, leaky, selection, np.asarray(paths, dtype=str)), X
 
 
-def leaky_contrast(task: str, X: dict, y: np.ndarray, g: np.ndarray, grouped: CVResult, config: TrainConfig) -> LeakyContrast:
+def leaky_contrast(
+    task: str, X: dict, y: np.ndarray, g: np.ndarray, grouped: CVResult, config: TrainConfig
+) -> LeakyContrast:
     """The selected candidate under a plain StratifiedKFold that ignores groups (what a careless split reports).
 
     It uses the hyper-parameters grouped CV used (chosen most often, with ``--tune``), without
@@ -144,11 +180,29 @@ def leaky_contrast(task: str, X: dict, y: np.ndarray, g: np.ndarray, grouped: CV
     image_ids = np.arange(len(y)).astype(str)  # calibration splits ignore groups too
     fixed = json.loads(Counter(json.dumps(p, sort_keys=True) for p in grouped.params).most_common(1)[0][0])
     options = replace(config.fit_options, tune=False, params=fixed)
-    lk = cross_validate(task, X, y, image_ids, leaky_folds, [cand], options, n_jobs=config.jobs, n_boot=config.n_boot,
-                        progress=config.progress)[cand.name]
+    lk = cross_validate(
+        task,
+        X,
+        y,
+        image_ids,
+        leaky_folds,
+        [cand],
+        options,
+        n_jobs=config.jobs,
+        n_boot=config.n_boot,
+        progress=config.progress,
+    )[cand.name]
     shared = np.mean(np.concatenate([np.isin(g[te], g[tr]) for tr, te in leaky_folds]))
-    return LeakyContrast(cand.name, fixed, lk.pooled, lk.folds_summary, lk.folds, float(shared), lk.fit_s,
-                         f"StratifiedKFold({config.folds}, shuffle=True, random_state={config.seed}), groups ignored")
+    return LeakyContrast(
+        cand.name,
+        fixed,
+        lk.pooled,
+        lk.folds_summary,
+        lk.folds,
+        float(shared),
+        lk.fit_s,
+        f"StratifiedKFold({config.folds}, shuffle=True, random_state={config.seed}), groups ignored",
+    )
 
 
 def add_per_breast(ds: Dataset, paths, y, g, res: dict[str, CVResult], *, n_boot: int, seed: int) -> str | None:
@@ -170,35 +224,48 @@ def add_per_breast(ds: Dataset, paths, y, g, res: dict[str, CVResult], *, n_boot
     first = next(iter(res.values())).per_breast
     if first is None:
         return "tumour: labels differ between images of one breast, so no per-breast metrics"
-    return (f"tumour: 'AUC per breast' scores the mean P(malignant) of each breast's images (patient + "
-            f"laterality; {first['n']} breasts, {first['views_per_breast']:.1f} images each on average). "
-            "Selection stays per image")
+    return (
+        f"tumour: 'AUC per breast' scores the mean P(malignant) of each breast's images (patient + "
+        f"laterality; {first['n']} breasts, {first['views_per_breast']:.1f} images each on average). "
+        "Selection stays per image"
+    )
 
 
 def _refused_note(refused: dict[str, str]) -> str:
     """One line naming the images the pipeline refused and why (the first few by name)."""
     shown = "; ".join(f"{Path(p).name} ({m})" for p, m in list(refused.items())[:5])
     more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
-    return (f"{len(refused)} image(s) left out: refused by the input-quality gate (not a plausible mammogram), as "
-            f"they would be at prediction: {shown}{more}")
+    return (
+        f"{len(refused)} image(s) left out: refused by the input-quality gate (not a plausible mammogram), as "
+        f"they would be at prediction: {shown}{more}"
+    )
 
 
 def _run_notes(config: TrainConfig, tasks: list[str]) -> list[str]:
     """What the report must say about the deep baselines and the density decision."""
     notes = []
     if config.deep_head:
-        notes.append(f"{DEEP_HEAD.name}: a Keras head (Dense 128, dropout, softmax; 10 epochs, class-weighted) on the "
-                     "frozen CNN embedding; a baseline, reported but not selectable for the saved model")
+        notes.append(
+            f"{DEEP_HEAD.name}: a Keras head (Dense 128, dropout, softmax; 10 epochs, class-weighted) on the "
+            "frozen CNN embedding; a baseline, reported but not selectable for the saved model"
+        )
     if config.fine_tune:
-        notes.append(f"{FINE_TUNED.name}: MobileNetV2's blocks 13-16 and Conv_1 retrained from the ImageNet weights "
-                     f"(BatchNorm frozen) with a new softmax, {config.fine_tune_epochs} epochs, Adam {LEARNING_RATE:g}, "
-                     "batch 32, class-weighted; a baseline, reported but not selectable for the saved model")
+        notes.append(
+            f"{FINE_TUNED.name}: MobileNetV2's blocks 13-16 and Conv_1 retrained from the ImageNet weights "
+            f"(BatchNorm frozen) with a new softmax, {config.fine_tune_epochs} epochs, Adam {LEARNING_RATE:g}, "
+            "batch 32, class-weighted; a baseline, reported but not selectable for the saved model"
+        )
     if "density" in tasks:
-        notes.append("density: " + (
-            "each scikit-learn candidate grades by cut points on its expected grade, fitted in each training fold "
-            "to maximise quadratic-weighted kappa on the calibration folds' held-out predictions (--density-decision "
-            "qwk); the deep baselines take the most probable class" if config.density_decision == "qwk"
-            else "every model takes the most probable class (--density-decision argmax)"))
+        notes.append(
+            "density: "
+            + (
+                "each scikit-learn candidate grades by cut points on its expected grade, fitted in each training fold "
+                "to maximise quadratic-weighted kappa on the calibration folds' held-out predictions (--density-decision "
+                "qwk); the deep baselines take the most probable class"
+                if config.density_decision == "qwk"
+                else "every model takes the most probable class (--density-decision argmax)"
+            )
+        )
     return notes
 
 
@@ -208,12 +275,16 @@ def _task_notes(task: str, res: dict[str, CVResult], n_folds: int, config: Train
     if config.tune:
         skipped = {n: n_folds - r.searched_folds for n, r in res.items() if r.searched_folds is not None}
         if any(skipped.values()):
-            notes.append(f"{task}: the inner search was skipped (too few images or groups per class for "
-                         f"{config.inner_folds} inner folds) in {sum(skipped.values())} of {n_folds * len(skipped)} "
-                         "candidate-folds; those used the default hyper-parameters")
+            notes.append(
+                f"{task}: the inner search was skipped (too few images or groups per class for "
+                f"{config.inner_folds} inner folds) in {sum(skipped.values())} of {n_folds * len(skipped)} "
+                "candidate-folds; those used the default hyper-parameters"
+            )
     if not all(r.grouped_calibration is not False for r in res.values()):
-        notes.append(f"{task}: some calibration splits could not be grouped (a class in too few groups); "
-                     "those used sklearn's stratified 3-fold calibration inside the training fold")
+        notes.append(
+            f"{task}: some calibration splits could not be grouped (a class in too few groups); "
+            "those used sklearn's stratified 3-fold calibration inside the training fold"
+        )
     return notes
 
 
@@ -226,18 +297,27 @@ def _write_task_outputs(t: TaskResult, out: Path) -> dict[str, str]:
         plots["calibration_tumour"] = ev.plot_calibration(curves, out / "calibration_tumour.png").name
     else:
         cms = {n: r.pooled["confusion_matrix"] for n, r in t.candidates.items()}
-        plots["confusion_density"] = ev.plot_confusion(cms, t.classes.tolist(), out / "confusion_density.png",
-                                                       "Density confusion matrices (pooled out-of-fold, rows = truth)").name
+        plots["confusion_density"] = ev.plot_confusion(
+            cms,
+            t.classes.tolist(),
+            out / "confusion_density.png",
+            "Density confusion matrices (pooled out-of-fold, rows = truth)",
+        ).name
     extra = {} if t.paths is None else {"paths": t.paths}
-    np.savez_compressed(out / f"oof_{t.task}.npz", y=t.y, groups=t.groups.astype(str), **extra,
-                        **{n.replace("+", "__"): r.oof_proba for n, r in t.candidates.items()},
-                        **{n.replace("+", "__") + "__pred": r.oof_pred for n, r in t.candidates.items()
-                           if r.oof_pred is not None})
+    np.savez_compressed(
+        out / f"oof_{t.task}.npz",
+        y=t.y,
+        groups=t.groups.astype(str),
+        **extra,
+        **{n.replace("+", "__"): r.oof_proba for n, r in t.candidates.items()},
+        **{n.replace("+", "__") + "__pred": r.oof_pred for n, r in t.candidates.items() if r.oof_pred is not None},
+    )
     return plots
 
 
-def _save_final_model(ds: Dataset, result: RunResult, features: dict, config: TrainConfig,
-                      out: Path) -> tuple[FinalModel, dict]:
+def _save_final_model(
+    ds: Dataset, result: RunResult, features: dict, config: TrainConfig, out: Path
+) -> tuple[FinalModel, dict]:
     """Refit each task's selected candidate on all its labelled images and save it in the run folder;
     returns what metrics.json says of it and the saved model's metadata."""
     meta = artifact_metadata(result, config.pipeline_options)
@@ -247,9 +327,14 @@ def _save_final_model(ds: Dataset, result: RunResult, features: dict, config: Tr
     if model.ood is not None:
         task = model.ood["task"]
         _, y, g = ds.task(task)
-        result.ood = {"task": task, "threshold": model.ood["model"].threshold_, "quantile": model.ood["model"].quantile,
-                      "held_out_flagged": ood_holdout_rate(features[task][best[task].feature_set], g,
-                                                           make_folds(y, g, config.folds, config.seed))}
+        result.ood = {
+            "task": task,
+            "threshold": model.ood["model"].threshold_,
+            "quantile": model.ood["model"].quantile,
+            "held_out_flagged": ood_holdout_rate(
+                features[task][best[task].feature_set], g, make_folds(y, g, config.folds, config.seed)
+            ),
+        }
         model.metadata["ood"]["held_out_flagged"] = result.ood["held_out_flagged"]["pooled"]
     path = model.save(out / "model.joblib")
     return FinalModel(path.name, file_sha256(path), meta["pipeline_id"], chosen, meta["selection"]), model.metadata

@@ -33,8 +33,9 @@ PARAM_GRIDS = {
 
 def make_tail(task: str, candidate: Candidate, seed: int, density_decision: str = "qwk") -> Pipeline:
     """The fitted-per-task part (scale + calibrated classifier) of the candidate's task pipeline."""
-    pipe = make_task_pipeline(task, candidate.feature_set, candidate.model, density_decision=density_decision,
-                              random_state=seed)
+    pipe = make_task_pipeline(
+        task, candidate.feature_set, candidate.model, density_decision=density_decision, random_state=seed
+    )
     return Pipeline(split_pipeline(pipe)[1])
 
 
@@ -67,7 +68,9 @@ def score(task: str, y: np.ndarray, proba: np.ndarray, classes: Sequence, pred: 
     return ev.tumour_metrics(y, proba[:, -1])["auc"]
 
 
-def predict_columns(task: str, tail: Pipeline, X: np.ndarray, classes: Sequence) -> tuple[np.ndarray, np.ndarray | None]:
+def predict_columns(
+    task: str, tail: Pipeline, X: np.ndarray, classes: Sequence
+) -> tuple[np.ndarray, np.ndarray | None]:
     """``(proba, pred)``: predict_proba with one column per class in ``classes`` (a class missing
     in training gets 0), and for density the classifier's own grades from the same probabilities
     (one pass through the model, not two)."""
@@ -84,7 +87,9 @@ def _inner_folds(y, groups, k: int, seed: int, n_classes: int) -> list | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            inner = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed + 1).split(np.zeros(len(y)), y, groups))
+            inner = list(
+                StratifiedGroupKFold(k, shuffle=True, random_state=seed + 1).split(np.zeros(len(y)), y, groups)
+            )
         except ValueError:  # too few images to tune
             return None
     if k < 2 or any(len(np.unique(y[tr])) < n_classes for tr, _ in inner):
@@ -92,8 +97,15 @@ def _inner_folds(y, groups, k: int, seed: int, n_classes: int) -> list | None:
     return inner
 
 
-def tune(task: str, candidate: Candidate, X: np.ndarray, y: np.ndarray, groups: np.ndarray, grid: Sequence[dict],
-         options: FitOptions) -> tuple[dict, dict]:
+def tune(
+    task: str,
+    candidate: Candidate,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    grid: Sequence[dict],
+    options: FitOptions,
+) -> tuple[dict, dict]:
     """Pick the grid point with the best pooled inner-CV score (grouped inner folds).
 
     With ``options.tune_max`` the search runs on a stratified subset of about that many
@@ -120,8 +132,13 @@ def tune(task: str, candidate: Candidate, X: np.ndarray, y: np.ndarray, groups: 
         # selection) are fitted once per inner split, not once per grid point.
         X_tr, X_te = _fit_transform_pre(make_tail(task, candidate, options.seed).steps[:-1], X[tr], y[tr], X[te])
         for key, params in zip(keys, grid):
-            tail, _ = configure(make_tail(task, candidate, options.seed, options.density_decision), params, y[tr],
-                                groups[tr], options.seed)
+            tail, _ = configure(
+                make_tail(task, candidate, options.seed, options.density_decision),
+                params,
+                y[tr],
+                groups[tr],
+                options.seed,
+            )
             clf = Pipeline(tail.steps[-1:])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -135,7 +152,9 @@ def tune(task: str, candidate: Candidate, X: np.ndarray, y: np.ndarray, groups: 
     return json.loads(best), scores
 
 
-def _fit_transform_pre(steps: list, X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fit_transform_pre(
+    steps: list, X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit the steps before the classifier on the training rows; both row sets transformed."""
     if not steps:
         return X_tr, X_te

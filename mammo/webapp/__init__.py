@@ -188,8 +188,11 @@ def serve(model_path, host: str = "127.0.0.1", port: int = 8000, threads: int = 
     app = create_app({**(config or {}), "MAMMO_MODEL": str(model_path)})
     server = make_server(app, host, port, threads)
     shown = "localhost" if host in ("0.0.0.0", "::") else host  # a wildcard address is not something to browse to
-    print(f"mammo web app: serving model {Path(model_path).name} on http://{shown}:{server.effective_port}/ "
-          f"({threads} threads; Ctrl+C to stop)", flush=True)
+    print(
+        f"mammo web app: serving model {Path(model_path).name} on http://{shown}:{server.effective_port}/ "
+        f"({threads} threads; Ctrl+C to stop)",
+        flush=True,
+    )
     try:
         server.run()
     except KeyboardInterrupt:

@@ -38,7 +38,12 @@ def fit_demo_model(path, n: int = 24, seed: int = 0, feature_set: str = "texture
         files.append(str(f))
         density.append(d)
         tumour.append(t)
-    model = MammogramModel({task: make_task_pipeline(task, feature_set, "svm", texture_size=texture_size) for task in TASKS})
-    model.metadata = {"training_data": {"source": "synthetic mammograms (mammo.testing)", "n_images": n}, "pipeline_id": f"demo-{feature_set}-svm"}
+    model = MammogramModel(
+        {task: make_task_pipeline(task, feature_set, "svm", texture_size=texture_size) for task in TASKS}
+    )
+    model.metadata = {
+        "training_data": {"source": "synthetic mammograms (mammo.testing)", "n_images": n},
+        "pipeline_id": f"demo-{feature_set}-svm",
+    }
     model.fit(files, density=density, tumour=tumour)
     return model.save(path)

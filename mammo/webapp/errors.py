@@ -64,8 +64,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
-        return error_response(400, f"The form's security token is missing or expired ({exc.description}) "
-                                   "Reload the upload page and try again.")
+        return error_response(
+            400,
+            f"The form's security token is missing or expired ({exc.description}) "
+            "Reload the upload page and try again.",
+        )
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):

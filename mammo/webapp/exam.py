@@ -27,14 +27,14 @@ MAX_FILES = 8
 #: How each combined result is made, as the page and the API state it (the rules are mammo.exams').
 RULES = {
     "breast_p_malignant": "the mean of the P(malignant) of the breast's scored views: the per-breast rule whose AUC the "
-                          "training and evaluation reports give ('AUC per breast'); a view whose breast is unknown is a "
-                          "breast of its own, never averaged with another",
+    "training and evaluation reports give ('AUC per breast'); a view whose breast is unknown is a "
+    "breast of its own, never averaged with another",
     "flagged": "the breast's mean P(malignant) is at or above the model's decision threshold for one image",
     "exam_density": "the median of the scored views' density grades; with an even number of views whose two middle "
-                    "grades differ, the higher (denser) one",
+    "grades differ, the higher (denser) one",
     "in_distribution": "a breast or the exam is out of distribution when any of its views is",
     "refused": "files that could not be read or that the input-quality gate refused are left out of every "
-               "combination and listed with the reason",
+    "combination and listed with the reason",
 }
 
 _CROP_FIELDS = ("crop", "crop_x", "crop_y", "crop_w", "crop_h")
@@ -71,13 +71,21 @@ def read_exam(files: list, form, *, heatmap: bool = False) -> list[ExamImage]:
     """
     n = len(files)
     if n > MAX_FILES:
-        raise UploadError(400, f"Too many files: one request takes at most {MAX_FILES} images of one exam, this one "
-                               f"has {n}. Nothing was analysed.")
+        raise UploadError(
+            400,
+            f"Too many files: one request takes at most {MAX_FILES} images of one exam, this one "
+            f"has {n}. Nothing was analysed.",
+        )
     if any((form.get(k) or "").strip() for k in _CROP_FIELDS):
-        raise UploadError(400, "A crop box applies to a single image: send several files without one, or crop each "
-                               "image in its own request.")
+        raise UploadError(
+            400,
+            "A crop box applies to a single image: send several files without one, or crop each "
+            "image in its own request.",
+        )
     if heatmap:
-        raise UploadError(400, "The occlusion heatmap is made for a single image: send several files without heatmap=1.")
+        raise UploadError(
+            400, "The occlusion heatmap is made for a single image: send several files without heatmap=1."
+        )
     sides, positions = _per_file(form, "laterality", n), _per_file(form, "view", n)
     limit = current_app.config["MAMMO_MAX_EXAM_PIXELS"] or 2 * current_app.config["MAMMO_MAX_PIXELS"]
     images, total = [], 0
@@ -114,8 +122,11 @@ def _per_file(form, key: str, n: int) -> list[str | None]:
     if not values:
         return [None] * n
     if len(values) != n:
-        raise UploadError(400, f"Give one '{key}' field per file, in the files' order (empty when not known): "
-                               f"got {len(values)} for {n} files.")
+        raise UploadError(
+            400,
+            f"Give one '{key}' field per file, in the files' order (empty when not known): "
+            f"got {len(values)} for {n} files.",
+        )
     if key == "view":
         for k, v in enumerate(values):
             if v and v.upper() not in VIEWS:
@@ -141,8 +152,11 @@ def _one_exam(images: list[ExamImage]) -> str:
     patients = {t["PatientID"] for t in tags if "PatientID" in t}
     n = max(len(studies), len(patients))
     if n > 1:
-        raise UploadError(422, f"These files belong to {n} different exams (their DICOM StudyInstanceUID or PatientID "
-                               "differ); upload one exam at a time.")
+        raise UploadError(
+            422,
+            f"These files belong to {n} different exams (their DICOM StudyInstanceUID or PatientID "
+            "differ); upload one exam at a time.",
+        )
     named = {im.view.exam for im in images}
     # what the files say about the exam, in describe_view's order; files that disagree are still one upload
     return next(iter(studies or patients or (named if len(named) == 1 else {"exam"})))
@@ -205,8 +219,12 @@ def exam_json(images: list[ExamImage], exam: ExamResult) -> dict:
     """The ``views``, ``breasts`` and ``exam`` parts of the API's answer for several files."""
     views = []
     for im in images:
-        v = {"name": im.view.name, "laterality": im.view.laterality, "view": im.view.view,
-             "view_source": im.view.source}
+        v = {
+            "name": im.view.name,
+            "laterality": im.view.laterality,
+            "view": im.view.view,
+            "view_source": im.view.source,
+        }
         if im.refused:
             v.update(error=im.reason, status=im.status)
         else:
@@ -223,7 +241,9 @@ def exam_json(images: list[ExamImage], exam: ExamResult) -> dict:
         "images": d["images"],
         "n_scored": sum(not im.refused for im in images),
         "density": d["density"],
-        "density_meaning": None if d["density"] is None else density_meanings().get(str(d["density"]), str(d["density"])),
+        "density_meaning": None
+        if d["density"] is None
+        else density_meanings().get(str(d["density"]), str(d["density"])),
         "in_distribution": d["in_distribution"],
         "refused": d["refused"],
         "threshold": state()["model"].threshold,

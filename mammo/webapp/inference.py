@@ -130,7 +130,9 @@ def parse_crop(form, *, min_size: int = 16) -> Crop | None:
         raise UploadError(400, "Bad crop box: expected four non-negative integers 'x,y,w,h' in image pixels.")
     crop = Crop(*(int(p) for p in parts))
     if crop.w < min_size or crop.h < min_size:
-        raise UploadError(400, f"Bad crop box: width and height must be at least {min_size} pixels, got {crop.w}x{crop.h}.")
+        raise UploadError(
+            400, f"Bad crop box: width and height must be at least {min_size} pixels, got {crop.w}x{crop.h}."
+        )
     return crop
 
 
@@ -164,7 +166,9 @@ def display_image(image, max_side: int, crop: Crop | None = None, outline: list 
     pil = Image.fromarray(_to_uint8(np.asarray(image)))
     scale = min(1.0, max_side / max(pil.size))
     if scale < 1.0:
-        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.Resampling.LANCZOS)
+        pil = pil.resize(
+            (max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.Resampling.LANCZOS
+        )
     if crop is None and not outline:
         return pil
     pil = pil.convert("RGB")
@@ -255,7 +259,9 @@ def occlusion_map(
             patch[...] = patch.mean()
             yield Scan(occluded, polarity_known=known)  # a DICOM's polarity stays the header's
 
-    probs = [model.predict_proba([Scan(small, polarity_known=known)] + list(copies(cells[: batch - 1])))["tumour"][:, 1]]
+    probs = [
+        model.predict_proba([Scan(small, polarity_known=known)] + list(copies(cells[: batch - 1])))["tumour"][:, 1]
+    ]
     for start in range(batch - 1, len(cells), batch):
         probs.append(model.predict_proba(list(copies(cells[start : start + batch])))["tumour"][:, 1])
     p = np.concatenate(probs)

@@ -13,8 +13,17 @@ from ..features.enhance import enhance
 from ..features.quality import ImplausibleImageError
 from .inference import UploadError, occlusion_map
 
-__all__ = ["analysis_refusal", "density_meanings", "density_rows", "display_pixels", "model_card_content", "ood_view",
-           "outline", "predict_image", "state"]
+__all__ = [
+    "analysis_refusal",
+    "density_meanings",
+    "density_rows",
+    "display_pixels",
+    "model_card_content",
+    "ood_view",
+    "outline",
+    "predict_image",
+    "state",
+]
 
 
 def state() -> dict:
@@ -24,8 +33,11 @@ def state() -> dict:
 def analysis_refusal(exc: ValueError) -> UploadError:
     """The 422 for an image the model refused: the input-quality gate's reason, or why it could not be analysed."""
     if isinstance(exc, ImplausibleImageError):
-        return UploadError(422, f"This image cannot be judged: it {_refusal(exc)}. The model analyses "
-                                "mammograms (a grey X-ray of one breast), nothing else.")
+        return UploadError(
+            422,
+            f"This image cannot be judged: it {_refusal(exc)}. The model analyses "
+            "mammograms (a grey X-ray of one breast), nothing else.",
+        )
     # ImageReadError (e.g. a crop of an absurd aspect ratio) is a ValueError
     return UploadError(422, f"The image could not be analysed: {exc}")
 
@@ -33,7 +45,11 @@ def analysis_refusal(exc: ValueError) -> UploadError:
 def _refusal(exc: ImplausibleImageError) -> str:
     """The gate's reason as the rest of a sentence starting "it ..."."""
     text = str(exc).split(": ", 1)[-1]
-    return text.replace("the image is", "is").replace("the image has", "has").replace("no breast was found", "shows no breast")
+    return (
+        text.replace("the image is", "is")
+        .replace("the image has", "has")
+        .replace("no breast was found", "shows no breast")
+    )
 
 
 def predict_image(image: np.ndarray, *, heatmap: bool, enhanced: bool) -> dict:
@@ -85,8 +101,12 @@ def ood_view(record: dict) -> dict | None:
     if "in_distribution" not in record:
         return None
     ood = state()["model"].ood
-    return {"ok": record["in_distribution"], "score": record["ood_score"], "threshold": record["ood_threshold"],
-            "tail": 1.0 - ood["model"].quantile}
+    return {
+        "ok": record["in_distribution"],
+        "score": record["ood_score"],
+        "threshold": record["ood_threshold"],
+        "tail": 1.0 - ood["model"].quantile,
+    }
 
 
 def density_meanings() -> dict:

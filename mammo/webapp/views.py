@@ -56,7 +56,11 @@ def _exam_files() -> list | None:
 
 def _model_json() -> dict:
     st = state()
-    return {"file": st["info"]["file"], "sha256": st["info"]["sha256"], "pipeline_id": st["model"].metadata.get("pipeline_id")}
+    return {
+        "file": st["info"]["file"],
+        "sha256": st["info"]["sha256"],
+        "pipeline_id": st["model"].metadata.get("pipeline_id"),
+    }
 
 
 def _occlusion_json(occ: dict) -> dict:
@@ -134,11 +138,20 @@ def _exam_page(files: list):
     size = current_app.config["MAMMO_EXAM_DISPLAY_SIZE"]
     cards = []
     for im in images:
-        card = {"view": im.view, "error": im.reason, "rec": im.record, "ood": ood_view(im.record) if im.record else None}
+        card = {
+            "view": im.view,
+            "error": im.reason,
+            "rec": im.record,
+            "ood": ood_view(im.record) if im.record else None,
+        }
         if im.scan is not None:  # refused by the gate: shown without an outline
             lines = outline(im.prepared, None) if im.prepared is not None else None
-            card.update(image=png_data_url(display_image(im.scan, size, outline=lines)), outlined=bool(lines),
-                        width=im.scan.shape[1], height=im.scan.shape[0])
+            card.update(
+                image=png_data_url(display_image(im.scan, size, outline=lines)),
+                outlined=bool(lines),
+                width=im.scan.shape[1],
+                height=im.scan.shape[0],
+            )
         cards.append(card)
     meanings = density_meanings()
     return render_template(
@@ -185,8 +198,12 @@ def api_predict():
     if files:
         images = read_exam(files, request.form, heatmap=_flag("heatmap"))
         seconds = score_exam(images)
-        body = {**exam_json(images, combine(images)), "model": _model_json(), "seconds": round(seconds, 4),
-                "disclaimer": DISCLAIMER}
+        body = {
+            **exam_json(images, combine(images)),
+            "model": _model_json(),
+            "seconds": round(seconds, 4),
+            "disclaimer": DISCLAIMER,
+        }
         return jsonify(body)
     image, crop, analysed = _uploaded_image()
     heatmap = _flag("heatmap")
@@ -212,15 +229,24 @@ def api_preview():
     image = read_upload(data, max_pixels=current_app.config["MAMMO_MAX_PIXELS"])
     del data
     thumb = display_image(image, current_app.config["MAMMO_PREVIEW_SIZE"])
-    return jsonify({"width": image.shape[1], "height": image.shape[0], "preview": png_data_url(thumb),
-                    "preview_width": thumb.width, "preview_height": thumb.height})
+    return jsonify(
+        {
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "preview": png_data_url(thumb),
+            "preview_width": thumb.width,
+            "preview_height": thumb.height,
+        }
+    )
 
 
 @main.get("/healthz")
 def healthz():
     st = state()
     meta = st["model"].metadata
-    return jsonify({
-        "status": "ok",
-        "model": {**st["info"], "pipeline_id": meta.get("pipeline_id"), "tasks": sorted(st["model"].pipelines)},
-    })
+    return jsonify(
+        {
+            "status": "ok",
+            "model": {**st["info"], "pipeline_id": meta.get("pipeline_id"), "tasks": sorted(st["model"].pipelines)},
+        }
+    )

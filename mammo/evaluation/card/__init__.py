@@ -16,6 +16,20 @@ from .content import Candidate, ModelCard, Score, Section, Table, TaskCard, buil
 from .render import CARD_FILES, card_html, card_markdown, card_style_hash, template_loader, write_model_card
 from .text import NOT_MEASURED, RESEARCH_ONLY
 
-__all__ = ["CARD_FILES", "NOT_MEASURED", "RESEARCH_ONLY", "Candidate", "ModelCard", "Score", "Section", "Table",
-           "TaskCard", "build_card", "card_html", "card_markdown", "card_style_hash", "template_loader",
-           "write_model_card"]
+__all__ = [
+    "CARD_FILES",
+    "NOT_MEASURED",
+    "RESEARCH_ONLY",
+    "Candidate",
+    "ModelCard",
+    "Score",
+    "Section",
+    "Table",
+    "TaskCard",
+    "build_card",
+    "card_html",
+    "card_markdown",
+    "card_style_hash",
+    "template_loader",
+    "write_model_card",
+]

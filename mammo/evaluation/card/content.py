@@ -20,8 +20,12 @@ _TASKS = ("density", "tumour")
 #: The comparison table's metrics per task, the selection metric first.
 _COLUMNS = {
     "density": {"qwk": "QWK", "accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1"},
-    "tumour": {"auc": "AUC", "sens_at_90spec": "sens. @ 90% spec.", "balanced_accuracy": "balanced acc.",
-               "brier": "Brier"},
+    "tumour": {
+        "auc": "AUC",
+        "sens_at_90spec": "sens. @ 90% spec.",
+        "balanced_accuracy": "balanced acc.",
+        "brier": "Brier",
+    },
 }
 assert all(next(iter(c)) == PRIMARY_METRIC[t] for t, c in _COLUMNS.items())
 
@@ -49,8 +53,11 @@ class Score:
 def _score(pooled: Mapping | None, folds_summary: Mapping | None, key: str) -> Score:
     pooled = pooled or {}
     ci = pooled.get(f"{key}_ci95")
-    ci = (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(
-        num(c) is not None for c in ci) else None
+    ci = (
+        (float(ci[0]), float(ci[1]))
+        if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(num(c) is not None for c in ci)
+        else None
+    )
     spread = (folds_summary or {}).get(key) or {}
     return Score(num(pooled.get(key)), ci, num(spread.get("mean")), num(spread.get("std")))
 
@@ -126,11 +133,24 @@ class TaskCard:
         key, label = self.metric, self.columns[self.metric]
         others = [k for k in self.columns if k != key]
         has_ci = any(c.scores[key].ci95 for c in self.candidates)
-        header = ["candidate", f"{label}, pooled" + (" [95% CI]" if has_ci else ""), f"{label}, mean ± std over folds",
-                  *(self.columns[k] + (" [95% CI]" if any(c.scores[k].ci95 for c in self.candidates) else "")
-                    for k in others)]
-        rows = [[c.name + (" (selected)" if c.selected else ""), c.scores[key].text, c.scores[key].folds_text,
-                 *(c.scores[k].text for k in others)] for c in self.candidates]
+        header = [
+            "candidate",
+            f"{label}, pooled" + (" [95% CI]" if has_ci else ""),
+            f"{label}, mean ± std over folds",
+            *(
+                self.columns[k] + (" [95% CI]" if any(c.scores[k].ci95 for c in self.candidates) else "")
+                for k in others
+            ),
+        ]
+        rows = [
+            [
+                c.name + (" (selected)" if c.selected else ""),
+                c.scores[key].text,
+                c.scores[key].folds_text,
+                *(c.scores[k].text for k in others),
+            ]
+            for c in self.candidates
+        ]
         return Table(header, rows, next((i for i, c in enumerate(self.candidates) if c.selected), None))
 
 
@@ -150,8 +170,11 @@ class ModelCard:
 # ------------------------------------------------------------------------------------ builder
 
 
-def build_card(metadata: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None = None,
-               model_file: Mapping[str, Any] | None = None) -> ModelCard:
+def build_card(
+    metadata: Mapping[str, Any] | None,
+    metrics: Mapping[str, Any] | None = None,
+    model_file: Mapping[str, Any] | None = None,
+) -> ModelCard:
     """The card of a saved model from its ``metadata`` and, if given, its run's ``metrics.json`` dict.
 
     ``model_file`` (``{"file": name, "sha256": hex}``) names the artifact; without it the
@@ -171,13 +194,22 @@ def build_card(metadata: Mapping[str, Any] | None, metrics: Mapping[str, Any] | 
         Section("At a glance", summary),
         Section("Intended use", list(wording.INTENDED_USE)),
         Section("Out-of-scope use", list(wording.OUT_OF_SCOPE)),
-        Section("Training data", wording.training_lines(data, group, run),
-                subsections=[Section(t.title, t.data) for t in tasks if t.data]),
+        Section(
+            "Training data",
+            wording.training_lines(data, group, run),
+            subsections=[Section(t.title, t.data) for t in tasks if t.data],
+        ),
         Section("Evaluation protocol", wording.evaluation_lines(meta, run, group, tasks)),
-        Section("Candidates compared", [] if results else [f"Cross-validated comparison: {NOT_MEASURED}."],
-                subsections=results),
-        Section("Chosen pipelines", [] if tasks else ["The saved pipelines are not described in the model's metadata."],
-                subsections=[Section(t.title, t.pipeline) for t in tasks]),
+        Section(
+            "Candidates compared",
+            [] if results else [f"Cross-validated comparison: {NOT_MEASURED}."],
+            subsections=results,
+        ),
+        Section(
+            "Chosen pipelines",
+            [] if tasks else ["The saved pipelines are not described in the model's metadata."],
+            subsections=[Section(t.title, t.pipeline) for t in tasks],
+        ),
         Section("Subgroup results", [wording.SUBGROUPS]),
         Section("Out-of-distribution rate", wording.ood_lines(meta.get("ood"), run.get("ood"))),
         Section("Limitations", wording.limitations(data, meta, tasks)),
@@ -185,8 +217,12 @@ def build_card(metadata: Mapping[str, Any] | None, metrics: Mapping[str, Any] | 
         Section("Versions and hashes", table=Table(["item", "value"], _provenance(meta, run, model_file))),
     ]
     source = wording.SOURCE_RUN if run else wording.SOURCE_METADATA
-    front = {"library_name": "mammo", "tags": list(wording.TAGS), "model_name": meta.get("pipeline_id"),
-             "model_sha256": model_file.get("sha256")}
+    front = {
+        "library_name": "mammo",
+        "tags": list(wording.TAGS),
+        "model_name": meta.get("pipeline_id"),
+        "model_sha256": model_file.get("sha256"),
+    }
     return ModelCard(title, meta.get("pipeline_id"), summary, tasks, sections, source, front)
 
 
@@ -198,8 +234,10 @@ def _candidates(task: str, meta: Mapping, run: Mapping) -> tuple[dict[str, Mappi
     cv = (meta.get("cv_metrics") or {}).get(task) or {}
     best = cv.get("candidate")
     # the metadata keeps the fold spread of the selected candidate only
-    return {n: {"pooled": p, "folds_summary": cv.get("folds_summary") if n == best else None}
-            for n, p in (cv.get("table") or {}).items()}, best
+    return {
+        n: {"pooled": p, "folds_summary": cv.get("folds_summary") if n == best else None}
+        for n, p in (cv.get("table") or {}).items()
+    }, best
 
 
 def _task_card(task: str, meta: Mapping, run: Mapping) -> TaskCard:
@@ -225,9 +263,11 @@ def _task_card(task: str, meta: Mapping, run: Mapping) -> TaskCard:
 
 
 def _provenance(meta: Mapping, run: Mapping, model_file: Mapping) -> list[list[str]]:
-    rows = [["model file", str(model_file.get("file") or "not recorded")],
-            ["model sha256", str(model_file.get("sha256") or "not recorded")],
-            ["pipeline id", str(meta.get("pipeline_id") or "not recorded")]]
+    rows = [
+        ["model file", str(model_file.get("file") or "not recorded")],
+        ["model sha256", str(model_file.get("sha256") or "not recorded")],
+        ["pipeline id", str(meta.get("pipeline_id") or "not recorded")],
+    ]
     if run.get("started"):
         rows.append(["training run started", str(run["started"])])
     if (run.get("config") or {}).get("data"):
@@ -236,10 +276,19 @@ def _provenance(meta: Mapping, run: Mapping, model_file: Mapping) -> list[list[s
         rows.append(["model format version", str(meta["format_version"])])
     if "cnn_weights" in meta:
         cnn = meta.get("cnn_weights") or {}
-        rows.append(["CNN weights", f"{Path(str(cnn.get('weights'))).name}, sha256 {cnn.get('sha256')}" if cnn
-                     else "none (no CNN features in the saved pipelines)"])
-    options = [k for k in ("texture_size", "cnn_input_size", "cnn_layers", "flip_tta", "enhance", "density_decision")
-               if k in meta]
+        rows.append(
+            [
+                "CNN weights",
+                f"{Path(str(cnn.get('weights'))).name}, sha256 {cnn.get('sha256')}"
+                if cnn
+                else "none (no CNN features in the saved pipelines)",
+            ]
+        )
+    options = [
+        k
+        for k in ("texture_size", "cnn_input_size", "cnn_layers", "flip_tta", "enhance", "density_decision")
+        if k in meta
+    ]
     if options:
         rows.append(["pipeline options", ", ".join(f"{k}={meta[k]}" for k in options)])
     if meta.get("versions"):

@@ -23,8 +23,14 @@ CARD_FILES = ("MODEL_CARD.md", "MODEL_CARD.html")
 
 def _md(value: Any) -> str:
     """Text for Markdown: no table breaks, no raw HTML (names and notes come from the user's data)."""
-    return (str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-            .replace("\n", " "))
+    return (
+        str(value)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("|", "\\|")
+        .replace("\n", " ")
+    )
 
 
 def _md_section(s: Section, level: int) -> list[str]:
@@ -47,8 +53,16 @@ def _md_section(s: Section, level: int) -> list[str]:
 
 def card_markdown(card: ModelCard) -> str:
     """The card as Markdown, with Hugging Face style YAML front matter (its JSON values are YAML)."""
-    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in card.front_matter.items() if v is not None), "---", "",
-             f"# {_md(card.title)}", "", f"**{RESEARCH_ONLY}**", ""]
+    lines = [
+        "---",
+        *(f"{k}: {json.dumps(v)}" for k, v in card.front_matter.items() if v is not None),
+        "---",
+        "",
+        f"# {_md(card.title)}",
+        "",
+        f"**{RESEARCH_ONLY}**",
+        "",
+    ]
     for s in card.sections:
         lines += _md_section(s, 2)
     lines += [f"_{_md(card.source)}_", ""]
@@ -66,8 +80,9 @@ def template_loader():
 def _environment():
     from jinja2 import Environment, StrictUndefined
 
-    return Environment(loader=template_loader(), autoescape=True, undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=template_loader(), autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
 
 
 @lru_cache(maxsize=1)
@@ -84,12 +99,17 @@ def card_style_hash() -> str:
 
 def card_html(card: ModelCard) -> str:
     """The card as a standalone HTML page: styles inline, nothing fetched, every text escaped."""
-    return _environment().get_template("card/model_card.html").render(card=card, css=_css(),
-                                                                      research_only=RESEARCH_ONLY)
+    return (
+        _environment().get_template("card/model_card.html").render(card=card, css=_css(), research_only=RESEARCH_ONLY)
+    )
 
 
-def write_model_card(folder: str | Path, metadata: Mapping[str, Any], metrics: Mapping[str, Any] | None = None,
-                     model_file: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+def write_model_card(
+    folder: str | Path,
+    metadata: Mapping[str, Any],
+    metrics: Mapping[str, Any] | None = None,
+    model_file: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
     """Write ``MODEL_CARD.md`` and ``MODEL_CARD.html`` (:func:`~.content.build_card`) into ``folder``."""
     card = build_card(metadata, metrics, model_file)
     md, html = (Path(folder) / name for name in CARD_FILES)
