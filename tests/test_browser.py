@@ -81,6 +81,18 @@ def _drag(page, selector: str, frm: tuple[float, float], to: tuple[float, float]
     page.mouse.up()
 
 
+#: Counts the outline's cyan pixels of an <img> (a same-origin data: URL, so the canvas may be read).
+CYAN_PIXELS = """img => {
+    const c = document.createElement("canvas");
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const g = c.getContext("2d"); g.drawImage(img, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] < 60 && d[i + 1] > 180 && d[i + 2] > 220) n++;
+    return n;
+}"""
+
+
 def test_upload_crop_and_predict_in_chromium(page, server_url, tmp_path):
     if not IMAGE.is_file():
         pytest.skip(f"sample mammogram {IMAGE} is absent (../shared/data not mounted)")
@@ -103,6 +115,8 @@ def test_upload_crop_and_predict_in_chromium(page, server_url, tmp_path):
     shot = tmp_path / "result.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshots: {tmp_path / 'upload.png'} {shot}")
+    # the original as shown carries the breast outline (cyan), as the browser renders it
+    assert page.eval_on_selector(".images figure img", CYAN_PIXELS) > 50
 
     density = page.inner_text("#density-label")
     assert re.match(r"[ABCD] - ", density), density

@@ -333,9 +333,11 @@ def test_model_card_renders_styled_in_a_browser_without_csp_violations(run_dir):
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.goto(f"http://127.0.0.1:{server.effective_port}/model-card")
             background = page.eval_on_selector(".research-only", "e => getComputedStyle(e).backgroundColor")
+            page.screenshot(path=str(run_dir / "model-card.png"), full_page=True)
             browser.close()
     finally:
         server.close()
         thread.join(5)
     assert problems == []
     assert background == "rgb(255, 244, 224)"  # the card's own style applied
+    assert (run_dir / "model-card.png").stat().st_size > 10_000

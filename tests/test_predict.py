@@ -235,3 +235,24 @@ def test_views_needs_by_and_a_bad_laterality_is_one_line(exam_folder, texture_mo
         == 2
     )
     assert "laterality 'middle'" in capsys.readouterr().err
+
+
+def test_an_exam_of_four_dicom_views_by_their_tags(tmp_path, synthetic_set, texture_model_path, capsys):
+    """Four DICOM views whose names say nothing: breast, view and exam come from the header."""
+    from PIL import Image
+
+    root = tmp_path / "dicom_exam"
+    root.mkdir()
+    for k, (side, view) in enumerate((("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))):
+        image = np.asarray(Image.open(synthetic_set[0][10 + k]), np.float32) / 255
+        tags = {"StudyInstanceUID": "1.2.840.9", "PatientID": "p5", "ImageLaterality": side, "ViewPosition": view}
+        write_dicom((image * 4095).astype(np.uint16), root / f"image{k}.dcm", bits_stored=12, **tags)
+    assert main([str(root), "--model", str(texture_model_path), "--quiet", "--by", "breast"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert [(r["exam"], r["laterality"], r["views"], r["n_views"]) for r in rows] == [
+        ("1.2.840.9", "L", "CC;MLO", "2"),
+        ("1.2.840.9", "R", "CC;MLO", "2"),
+    ]
+    assert main([str(root), "--model", str(texture_model_path), "--quiet", "--by", "exam"]) == 0
+    (exam,) = _rows(capsys.readouterr().out)
+    assert exam["n_scored"] == "4" and exam["p_malignant_left"] and exam["p_malignant_right"] and exam["density_label"]
