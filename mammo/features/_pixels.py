@@ -27,8 +27,13 @@ def _chroma(rgb: np.ndarray, step: int = 4) -> float:
         scale = 255.0
     else:
         scale = float(max(1, int(a.max()))) if a.size else 1.0
-    planes = [a[..., k].astype(np.float32) for k in range(3)]  # faster than reducing a length-3 axis
-    spread = np.maximum(np.maximum(*planes[:2]), planes[2]) - np.minimum(np.minimum(*planes[:2]), planes[2])
+    return coloured_share(*(a[..., k].astype(np.float32) for k in range(3)), scale=scale)
+
+
+def coloured_share(r: np.ndarray, g: np.ndarray, b: np.ndarray, *, scale: float) -> float:
+    """Share of pixels whose channels ``max - min`` exceeds a tenth of ``scale`` (planes, not a
+    length-3 axis: reducing that is several times slower)."""
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
     return float((spread > 0.1 * scale).mean()) if spread.size else 0.0
 
 

@@ -8,7 +8,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ._pixels import _array_scan
+from ._pixels import _array_scan, coloured_share
 from ._scan import (
     ImageReadError,
     ImageTooLargeError,
@@ -81,9 +81,7 @@ def _jpeg_chroma(fp: IO[bytes]) -> float:
     # alone, so no colour conversion is needed (the RGB clip at 0 and 255 is ignored).
     cb = ycc[..., 1].astype(np.float32) - 128.0
     cr = ycc[..., 2].astype(np.float32) - 128.0
-    r, g, b = 1.402 * cr, -0.344136 * cb - 0.714136 * cr, 1.772 * cb
-    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
-    return float((spread > 0.1 * 255.0).mean()) if spread.size else 0.0
+    return coloured_share(1.402 * cr, -0.344136 * cb - 0.714136 * cr, 1.772 * cb, scale=255.0)
 
 
 def _pillow_pixels(im: Image.Image) -> np.ndarray:

@@ -314,14 +314,14 @@ def segment_breast(image: np.ndarray, *, polarity_known: bool = False, fix_polar
         # The breast's neighbourhood would be seen at about the same resolution again, and
         # no film edge's penumbra needs a closer look: its measurements come from the
         # coarse pass, on the same neighbourhood.
+        mask, box, scale2 = coarse, full, scale
         stats2 = {**stats, **_local_stats(x, coarse, artefact, reg.grey_range)}
-        mask, found2 = coarse, True
     else:  # second pass on the breast's own neighbourhood, resampled to the working size
         window = image[box[0] : box[1], box[2] : box[3]]
         y, scale2 = working_image(1.0 - window if inverted else window)
         mask, found2, stats2, _ = _breast_on(y, known=_window_of(_film_edges(reg.band_map), scale, box, y.shape))
-    if mask is coarse or not found2:
-        mask, box, scale2 = coarse, full, scale
+        if not found2:
+            mask, box, scale2 = coarse, full, scale
     stats.update({f"local_{k}": v for k, v in stats2.items()})
     stats["area_fraction"] = float(coarse.mean())
     return Segmentation(mask, box, scale2, inverted, _polarity(polarity_known), True, stats)
