@@ -1,0 +1,105 @@
+"""How well pixel-only view linking finds the other view of a breast, where the truth is known.
+
+rsna-screening's training images (never its hold-out) are split by patient in two halves.
+A :class:`~mammo.grouping.views.SameBreastLinker` fitted on one half (with its ids) groups
+the other half with the ids hidden, and the other way round. Printed per half: the
+same-breast CC/MLO pairs the groups keep together (recall), how many patients share a
+group, and whether every class of both tasks still reaches every one of 5 grouped folds.
+
+Usage: python benchmarks/bench_view_linking.py [--data ../shared/data/rsna-screening] [--min-groups 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mammo.datasets import load_dataset
+from mammo.grouping.views import SameBreastLinker, link_views, same_breast_pairs, view_descriptors
+from mammo.training.folds import make_folds
+
+HERE = Path(__file__).resolve().parent
+
+
+def subset(desc: dict, rows: np.ndarray) -> dict:
+    return {k: v[rows] for k, v in desc.items()}
+
+
+def folds_cover(y: np.ndarray, groups: np.ndarray, n_splits: int = 5) -> bool:
+    """Every class in every test fold of StratifiedGroupKFold."""
+    keep = ~np.isnan(y)
+    y, groups = y[keep].astype(int), groups[keep]
+    classes = set(y.tolist())
+    return all(set(y[test].tolist()) == classes for _, test in make_folds(y, groups, n_splits, 0))
+
+
+def score_half(ds, desc, fit_rows, test_rows, *, min_groups: int, min_proba: float) -> dict:
+    meta = ds.meta
+    linker = SameBreastLinker().fit(
+        subset(desc, fit_rows),
+        ds.groups[fit_rows],
+        meta["laterality"].to_numpy()[fit_rows],
+        meta["view"].to_numpy()[fit_rows],
+    )
+    groups = link_views(
+        subset(desc, test_rows),
+        linker,
+        density=ds.density[test_rows],
+        tumour=ds.tumour[test_rows],
+        min_groups=min_groups,
+        min_proba=min_proba,
+    )
+    patients = ds.groups[test_rows]
+    truth = same_breast_pairs(patients, meta["laterality"].to_numpy()[test_rows], meta["view"].to_numpy()[test_rows])
+    kept = groups[truth[:, 0]] == groups[truth[:, 1]]
+    per_group = [len(set(patients[groups == g])) for g in np.unique(groups)]
+    n_patients = len(set(patients))
+    return {
+        "images": len(test_rows),
+        "patients": n_patients,
+        "same_breast_pairs": len(truth),
+        "recall": float(kept.mean()),
+        "groups": len(per_group),
+        "patients_per_group_mean": float(np.mean(per_group)),
+        "patients_per_group_max": int(np.max(per_group)),
+        "patients_sharing_a_group": float(
+            np.mean([len(set(patients[groups == groups[i]])) > 1 for i in range(len(groups))])
+        ),
+        "folds_cover_density": folds_cover(ds.density[test_rows], groups),
+        "folds_cover_tumour": folds_cover(ds.tumour[test_rows], groups),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "rsna-screening"))
+    ap.add_argument("--min-groups", type=int, default=10)
+    ap.add_argument("--min-proba", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args()
+    ds = load_dataset(args.data)
+    desc = view_descriptors(ds.paths, n_jobs=args.jobs)
+    ok = np.all(np.column_stack([np.isfinite(v).all(axis=1) for v in desc.values()]), axis=1)
+    rng = np.random.default_rng(args.seed)
+    patients = np.unique(ds.groups[ok])
+    rng.shuffle(patients)
+    half = np.isin(ds.groups, patients[: len(patients) // 2])
+    a, b = np.flatnonzero(ok & half), np.flatnonzero(ok & ~half)
+    results = {
+        "A -> B": score_half(ds, desc, a, b, min_groups=args.min_groups, min_proba=args.min_proba),
+        "B -> A": score_half(ds, desc, b, a, min_groups=args.min_groups, min_proba=args.min_proba),
+    }
+    print(
+        json.dumps(
+            {"min_groups": args.min_groups, "min_proba": args.min_proba, "refused": int((~ok).sum()), **results},
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

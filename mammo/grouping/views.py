@@ -1,0 +1,333 @@
+"""Views of one breast: link images that are probably the other view (CC / MLO) of one breast.
+
+Copy groups (:mod:`~mammo.grouping.find`) join copies of one image. The two views of one
+breast are two different images of the same tissue, taken minutes apart on the same
+machine: their grey-level distribution, texture and size agree more than two women's do,
+but no single distance says so reliably. So a classifier learns it:
+
+1. :func:`view_descriptors`: per image, the grey-level distribution inside the breast, the
+   breast's size and place in the frame, GLCM / LBP texture and the CNN embedding (all from
+   the feature cache, so a data set already trained on costs only the reading).
+2. :class:`SameBreastLinker`: P(same breast, other view) of a pair of images, fitted on a
+   data set with patient ids, laterality and view (rsna-screening), from the absolute
+   differences of per-data-set standardised descriptors, so that it carries over to a data
+   set with other grey levels.
+3. :func:`link_views`: joins the units (copy groups) of a data set without ids, most
+   probable pairs first, erring towards merging while every class keeps enough groups for
+   honest folds. Labels constrain the joins: two views of one breast share its labels.
+
+The validation (recall on rsna-screening with the ids hidden, the DPhi figures) is in
+``docs/grouping.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.utils.validation import check_is_fitted
+
+from ..features._base import ImageFeatures
+from ..features.extra import IntensityFeatures
+from ..features.region import as_mammogram
+from .verification import UnionFind, first_appearance
+
+__all__ = ["RegionShape", "view_descriptors", "SameBreastLinker", "link_views", "same_breast_pairs"]
+
+#: Descriptor blocks compared column by column; the CNN embedding is compared as a whole.
+SMALL_BLOCKS = ("intensity", "shape", "glcm", "lbp")
+_PERCENTILES = tuple(range(2, 99, 4))
+
+
+class RegionShape(ImageFeatures):
+    """Transformer: where the breast sits in its source image and how much of it it fills.
+
+    Per :class:`~mammo.features.region.Mammogram`: the mask's share of the crop, the crop's
+    height / width, its share of the source, its top and bottom as fractions of the source
+    height, and whether it was mirrored (which side the chest wall was on).
+    """
+
+    def fit(self, X=None, y=None):
+        self.feature_names_ = np.array(["area", "aspect", "box_share", "top", "bottom", "flipped"], dtype=object)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        rows = []
+        for item in X:
+            m = as_mammogram(item)
+            h, w = m.pixels.shape
+            r0, r1, c0, c1 = m.bbox if m.bbox is not None else (0, h, 0, w)
+            sh, sw = m.source_shape if m.source_shape is not None else (h, w)
+            rows.append(
+                [
+                    float(m.mask.mean()),
+                    (r1 - r0) / max(c1 - c0, 1),
+                    (r1 - r0) * (c1 - c0) / max(sh * sw, 1),
+                    r0 / max(sh, 1),
+                    r1 / max(sh, 1),
+                    float(m.flipped),
+                ]
+            )
+        return np.array(rows, dtype=float).reshape(len(rows), 6)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
+
+def view_descriptors(
+    paths: Sequence[str],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """``{block: (n_images, n_features)}`` for :data:`SMALL_BLOCKS` and ``"cnn"``.
+
+    The grey levels and the shape come from the plain crop (the enhancement would erase
+    the machine's own rendering, which the two views share); texture and the embedding
+    are the task pipelines' own blocks, read from the feature cache ``mammo train`` fills.
+    Images the input-quality gate refuses get rows of NaN.
+    """
+    from ..classifiers.model import split_pipeline
+    from ..classifiers.pipelines import make_task_pipeline
+    from ..featcache import FeatureCache
+
+    cache = FeatureCache(cache_dir, n_jobs=n_jobs, progress=progress)
+    plain = split_pipeline(make_task_pipeline("density", "combined", "svm", enhance=False))[0][:-1]
+    out = cache.blocks(
+        paths,
+        plain,
+        [("intensity", IntensityFeatures(percentiles=_PERCENTILES)), ("shape", RegionShape())],
+        desc="view descriptors",
+        errors="skip",
+    )
+    steps = split_pipeline(make_task_pipeline("density", "combined", "svm"))[0]
+    union = dict(steps[-1][1].transformer_list)
+    out.update(
+        cache.blocks(paths, steps[:-1], [(b, union[b]) for b in ("glcm", "lbp", "cnn")], desc="texture", errors="skip")
+    )
+    return out
+
+
+def _standardise(descriptors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each column to zero median and unit spread over this data set (robust to outliers)."""
+    out = {}
+    for name, X in descriptors.items():
+        X = np.asarray(X, dtype=float)
+        med = np.nanmedian(X, axis=0)
+        spread = np.nanpercentile(X, 75, axis=0) - np.nanpercentile(X, 25, axis=0)
+        spread = np.where(spread > 1e-9, spread, np.nanstd(X, axis=0))
+        out[name] = np.nan_to_num((X - med) / np.where(spread > 1e-9, spread, 1.0))
+    return out
+
+
+def _pair_features(Z: dict[str, np.ndarray], i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Absolute differences of the small blocks' columns, the embedding's cosine distance and mean difference."""
+    parts = [np.abs(Z[b][i] - Z[b][j]) for b in SMALL_BLOCKS]
+    a, c = Z["cnn"][i], Z["cnn"][j]
+    cos = 1.0 - np.sum(a * c, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(c, axis=1), 1e-12)
+    parts += [cos[:, None], np.mean(np.abs(a - c), axis=1)[:, None]]
+    return np.hstack(parts).astype(np.float32)
+
+
+def same_breast_pairs(patients: Sequence, laterality: Sequence, views: Sequence) -> np.ndarray:
+    """``(n_pairs, 2)`` index pairs of the other view of the same breast (same patient and side)."""
+    breast = np.array([f"{p}\x00{s}" for p, s in zip(patients, laterality)], dtype=object)
+    views = np.asarray(views, dtype=object)
+    order = np.argsort(breast, kind="stable")
+    pairs = []
+    start = 0
+    for k in range(1, len(order) + 1):
+        if k == len(order) or breast[order[k]] != breast[order[start]]:
+            ix = order[start:k]
+            pairs += [(a, b) for n, a in enumerate(ix) for b in ix[n + 1 :] if views[a] != views[b]]
+            start = k
+    return np.array(sorted((min(a, b), max(a, b)) for a, b in pairs), dtype=int).reshape(-1, 2)
+
+
+class SameBreastLinker(BaseEstimator):
+    """P(two images are the other view of the same breast), learned where patient ids are known.
+
+    Parameters
+    ----------
+    negatives : int, default=8
+        Random pairs of different patients drawn per image as counter-examples.
+    max_iter, learning_rate : gradient boosting's
+        (:class:`~sklearn.ensemble.HistGradientBoostingClassifier`).
+    random_state : int, default=0
+
+    Attributes
+    ----------
+    model_ : HistGradientBoostingClassifier
+    n_pairs_ : int
+        Same-breast pairs it was fitted on.
+    """
+
+    def __init__(self, negatives=8, max_iter=300, learning_rate=0.05, random_state=0):
+        self.negatives = negatives
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+
+    def fit(self, descriptors: dict[str, np.ndarray], patients, laterality, views):
+        """Fit on one data set's descriptors (:func:`view_descriptors`) and its ids."""
+        patients = np.asarray(patients, dtype=object)
+        pos = same_breast_pairs(patients, laterality, views)
+        if len(pos) == 0:
+            raise ValueError("no two views of one breast (same patient and laterality, other view) to learn from")
+        rng = np.random.default_rng(self.random_state)
+        n = len(patients)
+        i = np.repeat(np.arange(n), int(self.negatives))
+        j = rng.integers(0, n, size=len(i))
+        keep = patients[i] != patients[j]
+        pairs = np.column_stack([np.concatenate([pos[:, 0], i[keep]]), np.concatenate([pos[:, 1], j[keep]])])
+        y = np.concatenate([np.ones(len(pos)), np.zeros(int(keep.sum()))])
+        Z = _standardise(descriptors)
+        X = np.vstack([_pair_features(Z, p[:, 0], p[:, 1]) for p in np.array_split(pairs, max(1, len(pairs) // 2000))])
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=int(self.max_iter), learning_rate=float(self.learning_rate), random_state=self.random_state
+        ).fit(X, y)
+        self.n_pairs_ = len(pos)
+        return self
+
+    def pair_proba(
+        self, descriptors: dict[str, np.ndarray], pairs: np.ndarray, *, chunk: int | None = None
+    ) -> np.ndarray:
+        """P(same breast) of each ``(i, j)`` row of ``pairs``, standardised within ``descriptors``' data set."""
+        return self._proba(_standardise(descriptors), pairs, chunk=chunk)
+
+    def _proba(self, Z: dict[str, np.ndarray], pairs: np.ndarray, *, chunk: int | None = None) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        # about 64 MB of embedding rows per side at a time
+        chunk = chunk or max(256, int(8e6 // max(Z["cnn"].shape[1], 1)))
+        pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
+        out = [
+            self.model_.predict_proba(_pair_features(Z, pairs[s : s + chunk, 0], pairs[s : s + chunk, 1]))[:, 1]
+            for s in range(0, len(pairs), chunk)
+        ]
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def _unit_labels(units: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each unit's label: its members' most common known value, NaN if none is known."""
+    out = np.full(units.max() + 1, np.nan)
+    for u in range(len(out)):
+        v = values[(units == u) & ~np.isnan(values)]
+        if len(v):
+            vals, counts = np.unique(v, return_counts=True)
+            out[u] = vals[np.argmax(counts)]
+    return out
+
+
+def _compatible_pairs(labels: list[np.ndarray]) -> np.ndarray:
+    """Unit pairs whose labels agree wherever both are known."""
+    n = len(labels[0])
+    a, b = np.triu_indices(n, 1)
+    ok = np.ones(len(a), dtype=bool)
+    for lab in labels:
+        ok &= np.isnan(lab[a]) | np.isnan(lab[b]) | (lab[a] == lab[b])
+    return np.column_stack([a[ok], b[ok]])
+
+
+class _Budget:
+    """Which joins keep every class spread over at least ``min_groups`` groups, none too large."""
+
+    def __init__(self, labels: list[np.ndarray], sizes: np.ndarray, min_groups: int):
+        self.labels = [lab.copy() for lab in labels]  # per task, indexed by union-find root
+        self.sizes = sizes.astype(float).copy()
+        self.min_groups = min_groups
+        self.groups, self.limit = [], []
+        for lab in labels:
+            classes = np.unique(lab[~np.isnan(lab)])
+            self.groups.append({c: int(np.sum(lab == c)) for c in classes})
+            self.limit.append({c: sizes[lab == c].sum() / min_groups for c in classes})
+
+    def allows(self, ri: int, rj: int) -> bool:
+        size = self.sizes[ri] + self.sizes[rj]
+        for t, lab in enumerate(self.labels):
+            a, b = lab[ri], lab[rj]
+            if not (np.isnan(a) or np.isnan(b) or a == b):
+                return False
+            c = a if not np.isnan(a) else b
+            if np.isnan(c):
+                continue
+            if size > self.limit[t][c]:
+                return False
+            if not np.isnan(a) and not np.isnan(b) and self.groups[t][c] - 1 < self.min_groups:
+                return False
+        return True
+
+    def join(self, root: int, other: int) -> None:
+        self.sizes[root] += self.sizes[other]
+        for t, lab in enumerate(self.labels):
+            a, b = lab[root], lab[other]
+            if not np.isnan(a) and not np.isnan(b):
+                self.groups[t][a] -= 1
+            lab[root] = a if not np.isnan(a) else b
+
+
+def link_views(
+    descriptors: dict[str, np.ndarray],
+    linker: SameBreastLinker,
+    *,
+    units: Sequence | None = None,
+    density: Sequence | None = None,
+    tumour: Sequence | None = None,
+    min_groups: int = 10,
+    min_proba: float = 0.1,
+    return_details: bool = False,
+):
+    """One group id per image: units joined where they are probably views of one breast.
+
+    Parameters
+    ----------
+    descriptors : dict
+        :func:`view_descriptors` of the images.
+    linker : SameBreastLinker
+        Fitted on another data set with patient ids.
+    units : sequence, optional
+        Images that must stay together (copy groups, or known patients); default: each image alone.
+    density, tumour : sequence of float, optional
+        Labels, NaN where unknown. Two units with different known labels are never joined.
+    min_groups : int, default=10
+        Every class keeps at least this many groups (twice the folds is a good choice), and
+        no group holds more than 1/min_groups of a class's images, so folds stay balanced.
+    min_proba : float, default=0.1
+        Pairs less probable than this are never joined. Joins are tried most probable
+        first: the rule errs towards merging, since a merge costs a little power and a
+        split leaks.
+    return_details : bool
+        Also return ``{"pairs", "proba", "joined"}`` (unit pairs, their probabilities, which were joined).
+    """
+    n = len(next(iter(descriptors.values())))
+    units = first_appearance(np.asarray(units if units is not None else np.arange(n), dtype=object))
+    nan = np.full(n, np.nan)
+    labels = [_unit_labels(units, np.asarray(v if v is not None else nan, dtype=float)) for v in (density, tumour)]
+    Z = _standardise(descriptors)
+    Zu = {k: np.array([np.median(v[units == u], axis=0) for u in range(units.max() + 1)]) for k, v in Z.items()}
+    pairs = _compatible_pairs(labels)
+    proba = linker._proba(Zu, pairs)
+    order = np.argsort(-proba, kind="stable")
+    uf = UnionFind(len(labels[0]))
+    budget = _Budget(labels, np.bincount(units), int(min_groups))
+    joined = np.zeros(len(pairs), dtype=bool)
+    for k in order:
+        if proba[k] < min_proba:
+            break
+        ri, rj = uf.find(int(pairs[k, 0])), uf.find(int(pairs[k, 1]))
+        if ri == rj or not budget.allows(ri, rj):
+            continue
+        uf.union(ri, rj)
+        root = uf.find(ri)
+        budget.join(root, rj if root == ri else ri)
+        joined[k] = True
+    groups = first_appearance(uf.roots()[units])
+    if return_details:
+        return groups, {"pairs": pairs, "proba": proba, "joined": joined}
+    return groups

@@ -1,0 +1,88 @@
+"""Linking the views of one breast (mammo.grouping.views) on synthetic descriptors with known truth."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from mammo.features.region import crop_breast
+from mammo.grouping.views import RegionShape, SameBreastLinker, link_views, same_breast_pairs
+
+
+def toy_set(n_breasts=60, seed=0, noise=0.3):
+    """Two views per breast: descriptors share the breast's latent values plus noise."""
+    rng = np.random.default_rng(seed)
+    latent = {
+        b: rng.normal(size=(n_breasts, d))
+        for b, d in (("intensity", 8), ("shape", 6), ("glcm", 4), ("lbp", 5), ("cnn", 32))
+    }
+    desc = {
+        b: np.repeat(v, 2, axis=0) + noise * rng.normal(size=(2 * n_breasts, v.shape[1])) for b, v in latent.items()
+    }
+    patients = np.repeat(np.arange(n_breasts) // 2, 2)  # two breasts per patient
+    laterality = np.repeat(np.where(np.arange(n_breasts) % 2, "R", "L"), 2)
+    views = np.tile(["CC", "MLO"], n_breasts)
+    return desc, patients, laterality, views
+
+
+def test_same_breast_pairs_are_other_views_of_one_side():
+    pairs = same_breast_pairs(
+        [1, 1, 1, 1, 2, 2], ["L", "L", "R", "L", "L", "L"], ["CC", "MLO", "CC", "MLO", "CC", "CC"]
+    )
+    assert pairs.tolist() == [[0, 1], [0, 3]]
+
+
+def test_linker_finds_the_other_view_and_groups_keep_labels_apart():
+    desc, patients, laterality, views = toy_set(seed=0)
+    linker = SameBreastLinker(max_iter=100).fit(desc, patients, laterality, views)
+    new, p2, l2, v2 = toy_set(seed=1)
+    truth = same_breast_pairs(p2, l2, v2)
+    tumour = np.repeat(np.arange(60) % 2, 2).astype(float)  # each breast's own label, both views
+    groups = link_views(new, linker, tumour=tumour, min_groups=5)
+    recall = np.mean(groups[truth[:, 0]] == groups[truth[:, 1]])
+    assert recall >= 0.8
+    for g in np.unique(groups):  # never across labels
+        assert len(set(tumour[groups == g])) == 1
+    for c in (0.0, 1.0):  # every class keeps min_groups groups, none over 1/min_groups of it
+        sizes = np.bincount(groups[tumour == c])
+        sizes = sizes[sizes > 0]
+        assert len(sizes) >= 5 and sizes.max() <= (tumour == c).sum() / 5
+    # a random linker-free grouping of the same sizes would keep few pairs: the test can fail
+    shuffled = np.random.default_rng(0).permutation(groups)
+    assert np.mean(shuffled[truth[:, 0]] == shuffled[truth[:, 1]]) < 0.5
+
+
+def test_units_stay_together_and_unknown_labels_join_either():
+    desc, patients, laterality, views = toy_set(seed=2)
+    linker = SameBreastLinker(max_iter=50).fit(desc, patients, laterality, views)
+    units = np.arange(120) // 4  # copies of one image must never be split
+    density = np.where(np.arange(120) < 8, np.nan, (np.arange(120) // 4) % 3 + 1.0)
+    groups = link_views(desc, linker, units=units, density=density, min_groups=3)
+    for u in np.unique(units):
+        assert len(set(groups[units == u])) == 1
+    known = ~np.isnan(density)
+    for g in np.unique(groups):
+        assert len(set(density[known & (groups == g)])) <= 1
+
+
+def test_too_few_units_of_a_class_are_never_joined():
+    desc, patients, laterality, views = toy_set(seed=3, noise=0.01)
+    linker = SameBreastLinker(max_iter=50).fit(desc, patients, laterality, views)
+    tumour = np.zeros(120)
+    tumour[:8] = 1  # four breasts: fewer than min_groups
+    groups = link_views(desc, linker, tumour=tumour, min_groups=5)
+    assert len(set(groups[:8])) == 8
+
+
+def test_linker_refuses_data_without_two_views():
+    desc, patients, laterality, _ = toy_set()
+    with pytest.raises(ValueError, match="no two views"):
+        SameBreastLinker().fit(desc, patients, laterality, ["CC"] * 120)
+
+
+def test_region_shape_describes_where_the_breast_sits(mammogram):
+    shape = RegionShape()
+    assert clone(shape).get_params() == {}
+    X = shape.fit_transform([crop_breast(mammogram(density=2), size=128)])
+    assert X.shape == (1, 6) and list(shape.get_feature_names_out())[:2] == ["area", "aspect"]
+    area, aspect, box_share, top, bottom, flipped = X[0]
+    assert 0 < area <= 1 and 0 < box_share <= 1 and 0 <= top < bottom <= 1 and flipped in (0, 1)
