@@ -6,7 +6,7 @@ the other half with the ids hidden, and the other way round. Printed per half: t
 same-breast CC/MLO pairs the groups keep together (recall), how many patients share a
 group, and whether every class of both tasks still reaches every one of 5 grouped folds.
 
-Usage: python benchmarks/bench_view_linking.py [--data ../shared/data/rsna-screening] [--min-groups 10]
+Usage: python benchmarks/bench_view_linking.py [--data ../shared/data/rsna-screening] [--min-groups 5] [--min-proba 0.05]
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ def score_half(ds, desc, fit_rows, test_rows, *, min_groups: int, min_proba: flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "rsna-screening"))
-    ap.add_argument("--min-groups", type=int, default=10)
-    ap.add_argument("--min-proba", type=float, default=0.1)
+    ap.add_argument("--min-groups", type=int, default=5)
+    ap.add_argument("--min-proba", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args()

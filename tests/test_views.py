@@ -5,7 +5,7 @@ import pytest
 from sklearn.base import clone
 
 from mammo.features.region import crop_breast
-from mammo.grouping.views import RegionShape, SameBreastLinker, link_views, same_breast_pairs
+from mammo.grouping.views import RegionShape, SameBreastLinker, link_views, probable_pairs, same_breast_pairs
 
 
 def toy_set(n_breasts=60, seed=0, noise=0.3):
@@ -86,3 +86,23 @@ def test_region_shape_describes_where_the_breast_sits(mammogram):
     assert X.shape == (1, 6) and list(shape.get_feature_names_out())[:2] == ["area", "aspect"]
     area, aspect, box_share, top, bottom, flipped = X[0]
     assert 0 < area <= 1 and 0 < box_share <= 1 and 0 <= top < bottom <= 1 and flipped in (0, 1)
+
+
+def test_a_reference_without_laterality_or_view_is_refused_clearly():
+    from mammo.datasets import Dataset, DatasetError
+    from mammo.datasets.views import fit_view_linker
+
+    ds = Dataset("toy", ["a.png", "b.png"], [1, 2], [0, 1], ["p1", "p2"])
+    with pytest.raises(DatasetError, match="laterality and view"):
+        fit_view_linker(ds)
+
+
+def test_probable_pairs_rank_the_other_view_first():
+    desc, patients, laterality, views = toy_set(seed=4)
+    linker = SameBreastLinker(max_iter=50).fit(desc, patients, laterality, views)
+    new, p2, l2, v2 = toy_set(seed=5, n_breasts=20)
+    pairs = probable_pairs(new, linker, min_proba=0.5)
+    truth = {tuple(t) for t in same_breast_pairs(p2, l2, v2).tolist()}
+    assert pairs and [p for _, _, p in pairs] == sorted((p for _, _, p in pairs), reverse=True)
+    found = {(i, j) for i, j, _ in pairs}
+    assert len(found & truth) >= 0.8 * len(truth) and len(found - truth) <= len(truth)

@@ -35,7 +35,7 @@ from ..features.extra import IntensityFeatures
 from ..features.region import as_mammogram
 from .verification import UnionFind, first_appearance
 
-__all__ = ["RegionShape", "view_descriptors", "SameBreastLinker", "link_views", "same_breast_pairs"]
+__all__ = ["RegionShape", "view_descriptors", "SameBreastLinker", "link_views", "probable_pairs", "same_breast_pairs"]
 
 #: Descriptor blocks compared column by column; the CNN embedding is compared as a whole.
 SMALL_BLOCKS = ("intensity", "shape", "glcm", "lbp")
@@ -214,6 +214,36 @@ class SameBreastLinker(BaseEstimator):
         return np.concatenate(out) if out else np.zeros(0)
 
 
+def _units(descriptors: dict[str, np.ndarray], units: Sequence | None) -> tuple[np.ndarray, dict]:
+    """Unit index per image (0, 1, ... by first appearance) and each unit's median standardised descriptors."""
+    n = len(next(iter(descriptors.values())))
+    units = first_appearance(np.asarray(units if units is not None else np.arange(n), dtype=object))
+    Z = _standardise(descriptors)
+    return units, {
+        k: np.array([np.median(v[units == u], axis=0) for u in range(units.max() + 1)]) for k, v in Z.items()
+    }
+
+
+def probable_pairs(
+    descriptors: dict[str, np.ndarray],
+    linker: SameBreastLinker,
+    *,
+    units: Sequence | None = None,
+    min_proba: float = 0.5,
+) -> list[tuple[int, int, float]]:
+    """``(image i, image j, P)`` for unit pairs probably showing one breast, most probable first.
+
+    Each unit (e.g. a copy group) is represented by its first image.
+    """
+    units, Zu = _units(descriptors, units)
+    first = np.array([np.flatnonzero(units == u)[0] for u in range(units.max() + 1)])
+    a, b = np.triu_indices(len(first), 1)
+    proba = linker._proba(Zu, np.column_stack([a, b]))
+    keep = np.flatnonzero(proba >= min_proba)
+    keep = keep[np.argsort(-proba[keep], kind="stable")]
+    return [(int(first[a[k]]), int(first[b[k]]), float(proba[k])) for k in keep]
+
+
 def _unit_labels(units: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Each unit's label: its members' most common known value, NaN if none is known."""
     out = np.full(units.max() + 1, np.nan)
@@ -279,8 +309,8 @@ def link_views(
     units: Sequence | None = None,
     density: Sequence | None = None,
     tumour: Sequence | None = None,
-    min_groups: int = 10,
-    min_proba: float = 0.1,
+    min_groups: int = 5,
+    min_proba: float = 0.05,
     return_details: bool = False,
 ):
     """One group id per image: units joined where they are probably views of one breast.
@@ -295,22 +325,21 @@ def link_views(
         Images that must stay together (copy groups, or known patients); default: each image alone.
     density, tumour : sequence of float, optional
         Labels, NaN where unknown. Two units with different known labels are never joined.
-    min_groups : int, default=10
-        Every class keeps at least this many groups (twice the folds is a good choice), and
-        no group holds more than 1/min_groups of a class's images, so folds stay balanced.
-    min_proba : float, default=0.1
+    min_groups : int, default=5
+        Every class keeps at least this many groups, and no group holds more than
+        1/min_groups of a class's images: the number of folds is the most merging that
+        still puts every class in every fold.
+    min_proba : float, default=0.05
         Pairs less probable than this are never joined. Joins are tried most probable
         first: the rule errs towards merging, since a merge costs a little power and a
         split leaks.
     return_details : bool
         Also return ``{"pairs", "proba", "joined"}`` (unit pairs, their probabilities, which were joined).
     """
-    n = len(next(iter(descriptors.values())))
-    units = first_appearance(np.asarray(units if units is not None else np.arange(n), dtype=object))
+    units, Zu = _units(descriptors, units)
+    n = len(units)
     nan = np.full(n, np.nan)
     labels = [_unit_labels(units, np.asarray(v if v is not None else nan, dtype=float)) for v in (density, tumour)]
-    Z = _standardise(descriptors)
-    Zu = {k: np.array([np.median(v[units == u], axis=0) for u in range(units.max() + 1)]) for k, v in Z.items()}
     pairs = _compatible_pairs(labels)
     proba = linker._proba(Zu, pairs)
     order = np.argsort(-proba, kind="stable")
