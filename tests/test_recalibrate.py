@@ -230,6 +230,19 @@ def test_argmax_density_stays_argmax():
     assert calibration.cut_points is None and rc.install(clf, calibration).cut_points_ is None
 
 
+def test_isotonic_calibrators_are_refitted_too():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 1))
+    y = (x[:, 0] + rng.normal(size=500) > 0.5).astype(int)
+    clf = CalibratedClassifierCV(LogisticRegression(), method="isotonic", cv=3).fit(x[:250], y[:250])
+    scores = rc.raw_scores(clf, x[250:])
+    calibration = rc.fit_calibration("tumour", clf, scores, y[250:])
+    new = rc.install(clf, calibration)
+    assert rc.slope_ratios(clf, calibration) is None  # no slope to compare
+    assert np.allclose(new.predict_proba(x[250:]), rc.calibrated_proba(calibration.calibrators, scores, ordinal=False))
+    assert not np.allclose(new.predict_proba(x[250:]), clf.predict_proba(x[250:]))
+
+
 def test_a_reversed_ranking_is_flagged():
     """Where the classes are swapped, the refitted slopes turn negative and the record says so."""
     rng = np.random.default_rng(2)
