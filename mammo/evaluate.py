@@ -177,6 +177,17 @@ def _ood(model, pred: Predictions) -> dict[str, Any] | None:
     }
 
 
+def _model_record(model, model_path) -> dict[str, Any]:
+    """What the evaluation's ``metrics.json`` says of the model: its file, hash, pipeline and training data."""
+    meta = model.metadata
+    return {
+        "path": str(model_path) if model_path else None,
+        "sha256": file_sha256(model_path) if model_path else None,
+        "pipeline_id": meta.get("pipeline_id"),
+        "training_data": {k: meta.get("training_data", {}).get(k) for k in ("name", "n_images", "n_groups")},
+    }
+
+
 def _load(data, kind: str, jobs: int | None, progress: bool) -> Dataset:
     path = Path(data).expanduser()
     is_dphi = kind == "dphi" or (
@@ -227,15 +238,9 @@ def evaluate(
             f"none of the {int(pred.used.sum())} labelled images of {ds.name} could be scored (e.g. {first})"
         )
     results = {t: score_task(model, ds, t, pred, n_boot=n_boot, seed=seed) for t in tasks}
-    meta = model.metadata
     metrics = {
         "started": started,
-        "model": {
-            "path": str(model_path) if model_path else None,
-            "sha256": file_sha256(model_path) if model_path else None,
-            "pipeline_id": meta.get("pipeline_id"),
-            "training_data": {k: meta.get("training_data", {}).get(k) for k in ("name", "n_images", "n_groups")},
-        },
+        "model": _model_record(model, model_path),
         "dataset": {**ds.summary(), "path": str(data) if not isinstance(data, Dataset) else None},
         "config": {"tasks": tasks, "density_map": mapping, "n_boot": n_boot, "seed": seed},
         "images": _images(ds, pred),

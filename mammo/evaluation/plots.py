@@ -134,7 +134,7 @@ def plot_subgroups(
             labels.append(f"{r['level']}  (n={r['n']}, {r.get('n_patients', '?')} pts)")
             bold.append(False)
             points.append(r)
-    fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.26 * len(labels)))
+    fig, ax = plt.subplots(figsize=(6.5, 1.3 + 0.26 * len(labels)))
     ypos = np.arange(len(labels))[::-1]
     for y, r in zip(ypos, points):
         if r is None:

@@ -134,6 +134,18 @@ def evaluate_task(
     leaky = None
     if config.leaky and len(set(g)) < len(g):  # the deliberately leaky contrast
         leaky = leaky_contrast(task, X, y, g, res[best], config)
+    res.update(_deep_baselines(task, table, paths, y, g, folds, config))
+    note = add_per_breast(ds, paths, y, g, res, n_boot=config.n_boot, seed=config.seed) if task == "tumour" else None
+    if note:
+        notes.append(note)
+    notes += _task_notes(task, res, len(folds), config)
+    subgroups = subgroup_results(task, ds, paths, y, g, res[best], n_boot=config.n_boot, seed=config.seed)
+    return TaskResult(task, y, g, folds, best, res, leaky, selection, np.asarray(paths, dtype=str), subgroups), X
+
+
+def _deep_baselines(task: str, table: FeatureTable, paths, y, g, folds, config: TrainConfig) -> dict[str, CVResult]:
+    """The deep baselines the configuration asks for, under the task's folds (reported, never selected)."""
+    res = {}
     if config.deep_head:
         # After the candidates, not beside them: the machine is already saturated (running
         # it in a thread beside the sklearn workers measured the same wall time).
@@ -161,13 +173,7 @@ def evaluate_task(
             n_boot=config.n_boot,
             progress=config.progress,
         )
-    note = add_per_breast(ds, paths, y, g, res, n_boot=config.n_boot, seed=config.seed) if task == "tumour" else None
-    if note:
-        notes.append(note)
-    notes += _task_notes(task, res, len(folds), config)
-    subgroups = subgroup_results(task, ds, paths, y, g, res[best], n_boot=config.n_boot, seed=config.seed)
-    paths = np.asarray(paths, dtype=str)
-    return TaskResult(task, y, g, folds, best, res, leaky, selection, paths, subgroups), X
+    return res
 
 
 def leaky_contrast(
