@@ -34,6 +34,10 @@ COMMANDS = {
         "mammo.evaluate_cli",
         "score a saved model on another labelled data set, beside its cross-validated figures",
     ),
+    "recalibrate": (
+        "mammo.recalibrate_cli",
+        "refit a saved model's calibration, tumour threshold and density cut points on a new site's sample",
+    ),
     "inspect": (
         "mammo.inspection",
         "draw how the breast was found in each image (contact sheets + CSV), no model needed",
@@ -52,6 +56,7 @@ EXPECTED_ERRORS = (
     ("mammo.classifiers.artifact", "ModelFileError"),  # model missing, unreadable, tampered, not a model
     ("mammo.webapp", "ModelLoadError"),  # the same, as the web app reports it
     ("mammo.evaluate", "EvaluationError"),  # labels that cannot be scored as asked (e.g. F/G/D vs BI-RADS)
+    ("mammo.recalibrate", "RecalibrationError"),  # a sample with one class, or too few cases of one for the CV
 )
 #: Errors that name an image and wrap the cause: expected when the cause is the image's
 #: fault (unreadable, not a mammogram, an OSError reading it) or itself expected.

@@ -2,10 +2,12 @@
 
 :func:`evaluate` loads any data set :func:`mammo.datasets.load_dataset` reads, refuses
 label sets that mean something else than the model's classes (unless mapped
-explicitly), predicts every labelled image as ``mammo predict`` would (images the
-input-quality gate refuses or that cannot be read are listed and left out), scores
-the predictions with :mod:`mammo.evaluation.external` and writes ``metrics.json``,
-``report.md``, its plots and ``predictions.csv``. The command line is
+explicitly; :mod:`mammo.evaluate_labels`, re-exported here), predicts every labelled
+image as ``mammo predict`` would (images the input-quality gate refuses or that cannot
+be read are listed and left out), scores the predictions with
+:mod:`mammo.evaluation.external` (subgroups as the training report scores them:
+:meth:`Dataset.subgroups`, :func:`mammo.evaluation.subgroup_metrics`) and writes
+``metrics.json``, ``report.md``, its plots and ``predictions.csv``. The command line is
 :mod:`mammo.evaluate_cli`; docs/evaluate.md describes the method.
 """
 
@@ -23,10 +25,9 @@ import numpy as np
 import pandas as pd
 
 from . import evaluation as ev
-from .classifiers.pipelines import DENSITY_CLASSES
-from .conventions import TASKS
-from .datasets import Dataset, load_dataset
-from .evaluation.external import compare_with_cv, score_density, score_tumour, subgroup_scores
+from .datasets import Dataset, load_dataset, too_few_cases
+from .evaluate_labels import EvaluationError, LabelMismatchError, choose_tasks, map_density
+from .evaluation.external import compare_with_cv, score_density, score_tumour
 from .evaluation.external_report import write_evaluation_report
 from .storage import file_sha256
 from .training.results import jsonable
@@ -41,123 +42,7 @@ __all__ = [
     "predict_dataset",
     "score_task",
     "write_outputs",
-    "subgroup_columns",
-    "SUBGROUP_COLUMNS",
 ]
-
-#: Subgroup name -> the meta columns (lower case, first match wins) that hold it.
-SUBGROUP_COLUMNS = {
-    "site": ("site", "site_id"),
-    "machine": ("machine", "machine_id", "manufacturer"),
-    "view": ("view",),
-    "laterality": ("laterality",),
-    "age band": ("age",),
-}
-_AGE_BANDS = ([-np.inf, 50, 60, 70, np.inf], ["0-49", "50-59", "60-69", "70+"])  # labels sort in age order
-
-
-class EvaluationError(ValueError):
-    """The data cannot be scored as asked: no task that both the model and the data have, a bad
-    ``--map-density``, or no image that could be scored."""
-
-
-class LabelMismatchError(EvaluationError):
-    """The data's labels of a task mean something else than the model's classes, and no mapping was given."""
-
-
-def choose_tasks(model, ds: Dataset, task: str | None = None) -> list[str]:
-    """The tasks to score: ``task`` ("density", "tumour", "both"), by default every task that
-    the model predicts and the data label."""
-    model_tasks = [t for t in TASKS if t in model.pipelines]
-    data_tasks = [t for t in TASKS if len(ds.task(t)[1])]
-    if task is None:
-        tasks = [t for t in model_tasks if t in data_tasks]
-        if not tasks:
-            raise EvaluationError(
-                f"nothing to score: the model predicts {'/'.join(model_tasks) or 'nothing'}, "
-                f"{ds.name} has labels for {'/'.join(data_tasks) or 'nothing'}"
-            )
-        return tasks
-    wanted = list(TASKS) if task == "both" else [task]
-    for t in wanted:
-        if t not in TASKS:
-            raise EvaluationError(f"unknown task {t!r}; expected density, tumour or both")
-        if t not in model_tasks:
-            raise EvaluationError(f"--task {task}: the model has no {t} pipeline (it predicts {'/'.join(model_tasks)})")
-        if t not in data_tasks:
-            raise EvaluationError(f"--task {task}: {ds.name} has no {t} labels")
-    return wanted
-
-
-def _code(meaning: str) -> str:
-    """The short name of a class meaning: "F" of "F - fatty", "A" of "A - almost entirely fatty"."""
-    return meaning.split(" - ")[0].strip()
-
-
-def _meanings(model) -> dict[int, str]:
-    stored = model.metadata.get("tasks", {}).get("density", {}).get("class_meanings")
-    if stored:
-        return {int(c): m for c, m in stored.items()}
-    return {c: DENSITY_CLASSES.get(c, str(c)) for c in model.classes("density")}
-
-
-def _scale(meanings: dict[int, str], classes) -> str:
-    return ", ".join(f"{c} = {meanings.get(c, '?')}" for c in classes)
-
-
-def map_density(model, ds: Dataset, spec: str | dict | None = None) -> tuple[Dataset, dict[str, int] | None]:
-    """``ds`` with its density labels on the model's classes, and the mapping used (None: the same scale).
-
-    Without ``spec`` the data's density classes must mean what the model's mean
-    (:attr:`Dataset.density_meanings`, BI-RADS when None, against the model's
-    ``class_meanings``), else :class:`LabelMismatchError`. ``spec`` (``"F=1,G=2,D=3"``
-    or a dict) maps every data class present, by number or short name, to a model class.
-    """
-    model_classes, model_m = model.classes("density"), _meanings(model)
-    data_m = ds.density_meanings or DENSITY_CLASSES
-    present = sorted(int(c) for c in np.unique(ds.density[~np.isnan(ds.density)]))
-    if spec is None:
-        if all(c in model_classes and data_m.get(c) == model_m.get(c) for c in present):
-            return ds, None
-        # by position, the last model class taking any extra data class: an example of the syntax, not advice
-        targets = [model_classes[min(i, len(model_classes) - 1)] for i in range(len(present))]
-        example = ",".join(f"{_code(data_m.get(c, str(c)))}={m}" for c, m in zip(present, targets))
-        raise LabelMismatchError(
-            f"density labels do not match: {ds.name} grades {_scale(data_m, present)}; the model grades "
-            f"{_scale(model_m, model_classes)}. Score tumour only (--task tumour) or map the data's classes onto "
-            f"the model's explicitly, e.g. --map-density {example}"
-        )
-    pairs = (
-        spec.items()
-        if isinstance(spec, dict)
-        else (item.partition("=")[::2] for item in spec.split(",") if item.strip())
-    )
-    mapping: dict[int, int] = {}
-    for left, right in pairs:
-        src = _class_of(str(left), data_m, present, "data")
-        if src in mapping:
-            raise EvaluationError(f"--map-density: data class {left} is mapped twice")
-        mapping[src] = _class_of(str(right), model_m, model_classes, "model")
-    unmapped = [c for c in present if c not in mapping]
-    if unmapped:
-        raise EvaluationError(
-            f"--map-density: data class(es) {_scale(data_m, unmapped)} are not mapped; map every "
-            f"class present ({', '.join(_code(data_m.get(c, str(c))) for c in present)})"
-        )
-    density = np.array([mapping[int(v)] if not np.isnan(v) else np.nan for v in ds.density])
-    shown = {f"{_code(data_m.get(c, str(c)))} ({c})": m for c, m in sorted(mapping.items()) if c in present}
-    return replace(ds, density=density, density_meanings=None), shown
-
-
-def _class_of(token: str, meanings: dict[int, str], classes, side: str) -> int:
-    token = token.strip()
-    for c in classes:
-        if token == str(c) or token.upper() == _code(meanings.get(c, str(c))).upper():
-            return int(c)
-    raise EvaluationError(
-        f"--map-density: {token!r} is not a {side} density class "
-        f"({', '.join(f'{c} or {_code(meanings.get(c, str(c)))}' for c in classes)})"
-    )
 
 
 @dataclass
@@ -199,25 +84,6 @@ def predict_dataset(model, ds: Dataset, tasks: list[str], *, progress: bool = Tr
     return Predictions(proba, mask, dict(sorted(failures.items())), *(ood or (None, None)))
 
 
-def subgroup_columns(ds: Dataset) -> dict[str, np.ndarray]:
-    """``{subgroup: one level per image}`` for the :data:`SUBGROUP_COLUMNS` the data set's meta has
-    (age as bands); empty values are "unknown"."""
-    cols = {str(c).strip().lower(): c for c in ds.meta.columns}
-    out = {}
-    for name, options in SUBGROUP_COLUMNS.items():
-        col = next((cols[o] for o in options if o in cols), None)
-        if col is None:
-            continue
-        raw = ds.meta[col]
-        if name == "age band":
-            bands = pd.cut(pd.to_numeric(raw, errors="coerce"), _AGE_BANDS[0], right=False, labels=_AGE_BANDS[1])
-            values = bands.astype(object).where(bands.notna(), "unknown")
-        else:
-            values = raw.fillna("").astype(str).str.strip().replace("", "unknown")
-        out[name] = np.asarray(values, dtype=str)
-    return out
-
-
 def _expected(model, task: str) -> dict[str, Any] | None:
     cv = model.metadata.get("cv_metrics", {}).get(task)
     if not cv:
@@ -244,22 +110,29 @@ def _task_rows(ds: Dataset, task: str, pred: Predictions) -> tuple[np.ndarray, n
 
 def score_task(model, ds: Dataset, task: str, pred: Predictions, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """Everything ``metrics.json`` says about one task: data counts, measured levels, the model's
-    cross-validated figures beside them, and subgroups (those with at least two levels)."""
+    cross-validated figures beside them, and subgroups (levels with too few cases listed as such)."""
     rows, y = _task_rows(ds, task, pred)
     groups, proba = ds.groups[rows], pred.proba[task][rows]
     breasts = ds.breasts()
     breasts = None if breasts is None else breasts[rows]
     classes = model.classes(task)
-    columns = {n: v[rows] for n, v in subgroup_columns(ds).items() if len(set(v[rows])) >= 2}
+    sub = partial(
+        ev.subgroup_metrics,
+        task,
+        y,
+        groups,
+        ds.subgroups(rows),
+        too_few=partial(too_few_cases, task),
+        n_boot=n_boot,
+        seed=seed,
+    )
     if task == "density":
         decide = partial(model.labels, "density")  # the model's own grading rule
         measured = score_density(y, proba, classes, decide, groups, breasts, n_boot=n_boot, seed=seed)
-        subgroups = subgroup_scores(
-            task, y, groups, columns, pred=decide(proba), classes=classes, n_boot=n_boot, seed=seed
-        )
+        subgroups = sub(pred=decide(proba), classes=classes)
     else:
         measured = score_tumour(y, proba[:, 1], model.threshold, groups, breasts, n_boot=n_boot, seed=seed)
-        subgroups = subgroup_scores(task, y, groups, columns, proba=proba[:, 1], n_boot=n_boot, seed=seed)
+        subgroups = sub(proba=proba[:, 1])
     expected = _expected(model, task)
     meanings = model.metadata.get("tasks", {}).get(task, {}).get("class_meanings", {})
     out = {
@@ -301,6 +174,17 @@ def _ood(model, pred: Predictions) -> dict[str, Any] | None:
         "n_flagged": int(flagged.sum()),
         "flag_rate": float(flagged.mean()),
         "expected_flag_rate": model.metadata.get("ood", {}).get("held_out_flagged"),
+    }
+
+
+def _model_record(model, model_path) -> dict[str, Any]:
+    """What the evaluation's ``metrics.json`` says of the model: its file, hash, pipeline and training data."""
+    meta = model.metadata
+    return {
+        "path": str(model_path) if model_path else None,
+        "sha256": file_sha256(model_path) if model_path else None,
+        "pipeline_id": meta.get("pipeline_id"),
+        "training_data": {k: meta.get("training_data", {}).get(k) for k in ("name", "n_images", "n_groups")},
     }
 
 
@@ -354,15 +238,9 @@ def evaluate(
             f"none of the {int(pred.used.sum())} labelled images of {ds.name} could be scored (e.g. {first})"
         )
     results = {t: score_task(model, ds, t, pred, n_boot=n_boot, seed=seed) for t in tasks}
-    meta = model.metadata
     metrics = {
         "started": started,
-        "model": {
-            "path": str(model_path) if model_path else None,
-            "sha256": file_sha256(model_path) if model_path else None,
-            "pipeline_id": meta.get("pipeline_id"),
-            "training_data": {k: meta.get("training_data", {}).get(k) for k in ("name", "n_images", "n_groups")},
-        },
+        "model": _model_record(model, model_path),
         "dataset": {**ds.summary(), "path": str(data) if not isinstance(data, Dataset) else None},
         "config": {"tasks": tasks, "density_map": mapping, "n_boot": n_boot, "seed": seed},
         "images": _images(ds, pred),
@@ -387,20 +265,7 @@ def write_outputs(metrics: dict, model, ds: Dataset, pred: Predictions, out: Pat
     out.mkdir(parents=True, exist_ok=True)
     plots = {}
     for task in metrics["tasks"]:
-        rows, y = _task_rows(ds, task, pred)
-        title = f"on {ds.name}, per image"
-        if task == "tumour":
-            curve = {"per image": (y, pred.proba[task][rows, 1])}
-            plots["roc_tumour"] = ev.plot_roc(curve, out / "roc_tumour.png", f"ROC {title}").name
-            plots["calibration_tumour"] = ev.plot_calibration(
-                curve, out / "calibration_tumour.png", title=f"Calibration {title}"
-            ).name
-        else:
-            levels = metrics["tasks"][task]["measured"]
-            cms = {f"per {lv}": m["confusion_matrix"] for lv, m in levels.items() if m.get("confusion_matrix")}
-            plots["confusion_density"] = ev.plot_confusion(
-                cms, model.classes(task), out / "confusion_density.png", f"Density on {ds.name} (rows = truth)"
-            ).name
+        plots.update(_task_plots(metrics["tasks"][task], task, model, ds, pred, out))
     _write_predictions(model, ds, pred, list(metrics["tasks"]), out / "predictions.csv")
     if t0 is not None:
         metrics["timing"]["total_s"] = time.time() - t0
@@ -408,6 +273,30 @@ def write_outputs(metrics: dict, model, ds: Dataset, pred: Predictions, out: Pat
     (out / "metrics.json").write_text(json.dumps(clean, indent=1))
     write_evaluation_report(clean, out / "report.md", plots)
     return out
+
+
+def _task_plots(t: dict, task: str, model, ds: Dataset, pred: Predictions, out: Path) -> dict[str, str]:
+    """One task's plots (ROC and calibration, or confusion matrices; subgroups): ``{name: file name}``."""
+    rows, y = _task_rows(ds, task, pred)
+    title = f"on {ds.name}, per image"
+    plots = {}
+    if task == "tumour":
+        curve = {"per image": (y, pred.proba[task][rows, 1])}
+        plots["roc_tumour"] = ev.plot_roc(curve, out / "roc_tumour.png", f"ROC {title}").name
+        plots["calibration_tumour"] = ev.plot_calibration(
+            curve, out / "calibration_tumour.png", title=f"Calibration {title}"
+        ).name
+    else:
+        cms = {f"per {lv}": m["confusion_matrix"] for lv, m in t["measured"].items() if m.get("confusion_matrix")}
+        plots["confusion_density"] = ev.plot_confusion(
+            cms, model.classes(task), out / "confusion_density.png", f"Density on {ds.name} (rows = truth)"
+        ).name
+    if t["subgroups"]:
+        overall = t["measured"]["image"][ev.PRIMARY_METRIC[task]]
+        plots[f"subgroups_{task}"] = ev.plot_subgroups(
+            task, t["subgroups"], out / f"subgroups_{task}.png", overall, f"{task} {title}, per subgroup (95% CI)"
+        ).name
+    return plots
 
 
 def _write_predictions(model, ds: Dataset, pred: Predictions, tasks: list[str], path: Path) -> None:

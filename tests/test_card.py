@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import copy
 import fnmatch
 import hashlib
 import io
@@ -178,6 +179,51 @@ def test_card_names_the_model_by_its_hashes_and_versions(metrics, card_files, ru
 SUBGROUPS_NOT_MEASURED = (
     f"Results by subgroup (scanner, site, age, density grade for the tumour task, lesion type): {NOT_MEASURED}"
 )
+
+
+def test_subgroup_section_shows_measured_levels_and_keeps_not_measured_without_them(metrics, run_dir):
+    meta = load_model(run_dir / "model.joblib").metadata
+    section = next(s for s in build_card(meta, metrics).sections if s.title == "Subgroup results")
+    assert section.lines == [SUBGROUPS_NOT_MEASURED + "; the run scores all images of a task together."]
+    rows = [
+        {
+            "level": "1",
+            "n": 40,
+            "n_patients": 12,
+            "n_pos": 15,
+            "metric": "auc",
+            "value": 0.6123,
+            "ci95": [0.5011, 0.7234],
+        },
+        {
+            "level": "170",
+            "n": 6,
+            "n_patients": 2,
+            "n_pos": 1,
+            "metric": "auc",
+            "value": None,
+            "ci95": None,
+            "too_few": "too few cases: 1 patient with a malignant image, 2 with a non-malignant one",
+        },
+    ]
+    run = copy.deepcopy(metrics)
+    run["tasks"]["tumour"]["subgroups"] = {"site": rows[:1], "machine": rows[1:]}
+    card = build_card(meta, run)
+    section = next(s for s in card.sections if s.title == "Subgroup results")
+    assert [s.title for s in section.subsections] == ["Tumour"]  # density has none: said so
+    assert any("Density by subgroup: " + NOT_MEASURED in line for line in section.lines)
+    table = section.subsections[0].table
+    assert table.rows == [
+        ["site", "1", "40", "12", "15", "0.612 [0.501, 0.723]"],
+        ["machine", "170", "6", "2", "1", rows[1]["too_few"]],
+    ]
+    md = card_markdown(card)
+    assert "| site | 1 | 40 | 12 | 15 | 0.612 [0.501, 0.723] |" in md and SUBGROUPS_NOT_MEASURED not in md
+    assert "<td>too few cases: 1 patient with a malignant image" in card_html(card)
+    # a card built from the model's metadata alone reads them from cv_metrics
+    meta = copy.deepcopy(meta)
+    meta["cv_metrics"]["tumour"]["subgroups"] = run["tasks"]["tumour"]["subgroups"]
+    assert "| machine | 170 | 6 | 2 | 1 | too few cases" in card_markdown(build_card(meta))
 
 
 def test_markdown_and_html_are_one_card(metrics, card_files, run_dir):

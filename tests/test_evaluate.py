@@ -193,21 +193,44 @@ def test_expected_column_comes_from_the_artifact(evaluated, texture_model_path, 
     assert "carries no cross-validated figures" in (plain / "report.md").read_text()
 
 
-def test_subgroups_from_the_manifest_columns(evaluated, direct, texture_model):
+def test_subgroups_with_too_few_patients_are_listed_not_dropped(evaluated):
     out, m = evaluated
-    table, proba = direct
     sub = m["tasks"]["tumour"]["subgroups"]
     assert set(sub) == {"site", "view", "laterality", "age band"}
     sites = {r["level"]: r for r in sub["site"]}
     assert set(sites) == {"north", "south"} and sum(r["n"] for r in sites.values()) == 32
+    # 4 patients per site, fewer than MIN_PATIENTS: counted and named, not scored
+    north = sites["north"]
+    assert (north["n"], north["n_patients"], north["n_pos"]) == (16, 4, 6)
+    assert north["value"] is None and north["ci95"] is None and north["too_few"].startswith("too few cases")
+    assert all(r["too_few"] for rows in sub.values() for r in rows)
+    assert {r["level"] for r in sub["age band"]} == {"0-49", "50-59", "60-69", "70+"}
+    report = (out / "report.md").read_text()
+    assert (
+        "| site | north | 16 | 4 | 6 | too few cases: 3 patients with a malignant image, 4 with a non-malignant"
+        in report
+    )
+    assert (out / "subgroups_tumour.png").stat().st_size > 1000 and "![subgroups_tumour]" in report
+
+
+def test_subgroup_values_equal_sklearn_on_the_models_predictions(
+    cv_model_path, manifest, direct, texture_model, tmp_path, monkeypatch
+):
+    import mammo.datasets.subgroups
+
+    monkeypatch.setattr(mammo.datasets.subgroups, "MIN_PATIENTS", 2)  # the fixture's 4 patients per site count
+    out = tmp_path / "out"
+    assert main([str(cv_model_path), str(manifest), "--out", str(out), *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    table, proba = direct
+    sites = {r["level"]: r for r in m["tasks"]["tumour"]["subgroups"]["site"]}
     north = (table["site"] == "north").to_numpy()
     assert sites["north"]["value"] == pytest.approx(roc_auc_score(table["tumour"][north], proba["tumour"][north, 1]))
-    assert {r["level"] for r in sub["age band"]} == {"0-49", "50-59", "60-69", "70+"}
     south = {r["level"]: r for r in m["tasks"]["density"]["subgroups"]["site"]}["south"]
     grades = texture_model.labels("density", proba["density"][~north])
-    assert south["metric"] == "qwk" and south["n"] == 16
+    assert south["metric"] == "qwk" and south["n"] == 16 and "too_few" not in south
     assert south["value"] == pytest.approx(cohen_kappa_score(table["density"][~north], grades, weights="quadratic"))
-    assert "| site | north | 16 |" in (out / "report.md").read_text()
+    assert south["accuracy"] == pytest.approx(accuracy_score(table["density"][~north], grades))
 
 
 def test_refused_and_unreadable_images_are_listed_not_fatal(evaluated):

@@ -131,3 +131,91 @@ def test_fast_auc_matches_sklearn():
     y = rng.integers(0, 2, 300)
     s = np.round(rng.normal(size=300) + y, 1)  # with ties
     assert ev.fast_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+# ----------------------------------------------------------------------------- subgroups
+
+
+def _subgroup_data(seed: int = 3):
+    """60 patients x 2 images at sites A (40 patients) and B (20), plus a site C of 3 patients."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat([f"p{i}" for i in range(63)], 2)
+    site = np.where(np.arange(126) < 80, "A", np.where(np.arange(126) < 120, "B", "C"))
+    y = np.tile([0, 1], 63)  # one malignant and one non-malignant image per patient
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, 126), 0, 1)
+    grade = rng.integers(1, 5, 126)
+    pred = np.clip(grade + rng.integers(-1, 2, 126), 1, 4)
+    return y, p, grade, pred, groups, {"site": site}
+
+
+def test_subgroup_metrics_equal_sklearn_on_known_predictions():
+    from sklearn.metrics import accuracy_score, cohen_kappa_score
+
+    y, p, grade, pred, groups, cols = _subgroup_data()
+    tum = ev.subgroup_metrics("tumour", y, groups, cols, proba=p, n_boot=100)["site"]
+    den = ev.subgroup_metrics("density", grade, groups, cols, pred=pred, classes=[1, 2, 3, 4], n_boot=100)["site"]
+    assert [r["level"] for r in tum] == ["A", "B", "C"] == [r["level"] for r in den]
+    for rows in (tum, den):
+        for r, level in zip(rows, "ABC"):
+            m = cols["site"] == level
+            assert (r["n"], r["n_patients"]) == (m.sum(), len(set(groups[m])))
+            assert r["ci95"][0] <= r["value"] <= r["ci95"][1]
+    for r in tum:
+        m = cols["site"] == r["level"]
+        assert r["metric"] == "auc" and r["value"] == pytest.approx(roc_auc_score(y[m], p[m]))
+        assert r["n_pos"] == y[m].sum()
+    for r in den:
+        m = cols["site"] == r["level"]
+        assert r["metric"] == "qwk"
+        assert r["value"] == pytest.approx(cohen_kappa_score(grade[m], pred[m], weights="quadratic"))
+        assert r["accuracy"] == pytest.approx(accuracy_score(grade[m], pred[m]))
+
+
+def test_subgroup_levels_with_too_few_patients_are_listed_with_their_counts(tmp_path):
+    from functools import partial
+
+    from mammo.datasets import MIN_PATIENTS, too_few_cases
+
+    y, p, grade, pred, groups, cols = _subgroup_data()
+    rule = partial(too_few_cases, "tumour")
+    rows = {r["level"]: r for r in ev.subgroup_metrics("tumour", y, groups, cols, proba=p, too_few=rule)["site"]}
+    assert set(rows) == {"A", "B", "C"}  # nothing dropped
+    assert (
+        rows["C"]["value"] is None and rows["C"]["ci95"] is None and (rows["C"]["n"], rows["C"]["n_patients"]) == (6, 3)
+    )
+    assert rows["C"]["too_few"] == (
+        f"too few cases: 3 patients with a malignant image, 3 with a non-malignant one (at least {MIN_PATIENTS} of each needed)"
+    )
+    assert "too_few" not in rows["A"] and "too_few" not in rows["B"]
+    # tumour counts patients on each side: 20 patients, all of them benign, are too few for an AUC
+    assert too_few_cases("tumour", np.zeros(40), np.repeat(np.arange(20), 2)).startswith("too few cases: 0 patients")
+    assert too_few_cases("density", [1] * 9, range(9)) == f"too few cases: 9 patients (at least {MIN_PATIENTS} needed)"
+    assert too_few_cases("density", [1] * 10, range(10)) is None
+    text = "\n".join(ev.subgroup_table("tumour", {"site": list(rows.values())}))
+    assert "| site | C | 6 | 3 | 3 | too few cases: 3 patients" in text
+    assert f"| site | A | 80 | 40 | 40 | {rows['A']['value']:.3f} [" in text
+    png = ev.plot_subgroups("tumour", {"site": list(rows.values())}, tmp_path / "sub.png", overall=0.7)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dataset_subgroups_from_the_meta_columns():
+    import pandas as pd
+
+    from mammo.datasets import Dataset
+
+    meta = pd.DataFrame(
+        {
+            "Site_ID": ["1", "2", "", "1"],
+            "machine_id": ["21", "170", "21", "49"],
+            "View": ["CC", "MLO", "CC", "AT"],
+            "age": ["49.9", "50", "", "71"],
+            "other": list("abcd"),
+        }
+    )
+    ds = Dataset("x", list("abcd"), [1, 2, 3, 4], [0, 1, 0, 1], list("ggkh"), meta)
+    sub = ds.subgroups()
+    assert list(sub) == ["site", "machine", "view", "age band"]  # no laterality column, "other" is not one
+    assert sub["site"].tolist() == ["1", "2", "unknown", "1"]
+    assert sub["age band"].tolist() == ["0-49", "50-59", "unknown", "70+"]
+    assert {k: v.tolist() for k, v in ds.subgroups([1, 3]).items()}["machine"] == ["170", "49"]
+    assert Dataset("y", ["a"], [1], [0], ["g"]).subgroups() == {}

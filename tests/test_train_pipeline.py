@@ -485,3 +485,60 @@ def test_per_breast_tumour_metrics_when_breasts_have_several_views(tmp_path, cac
     assert b["auc"] == pytest.approx(roc_auc_score(oof["y"][::2], mean_p))
     report = (out / "report.md").read_text()
     assert "AUC per breast [95% CI]" in report and "24 breasts, 2.0 images each" in report
+
+
+def make_subgroup_manifest(root):
+    """12 patients, a left CC and a right MLO view each, with site, machine and age columns."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(4)
+    rows = ["path,patient_id,laterality,view,site_id,machine_id,age,density,cancer"]
+    for p in range(12):
+        for side, view in (("L", "CC"), ("R", "MLO")):
+            t = int((side == "L" and p % 3 == 0) or (side == "R" and p % 3 == 1))
+            name = f"p{p:02d}_{side}.png"
+            _save(synthetic_mammogram(rng, p % 4 + 1, t, side="left" if side == "L" else "right"), root / name)
+            rows.append(
+                f"{name},pat{p},{side},{view},{1 + p // 6},{170 if p == 11 else 21},{40 + 4 * p},{p % 4 + 1},{t}"
+            )
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
+@pytest.mark.slow
+def test_subgroups_of_the_selected_candidate_in_metrics_report_and_card(tmp_path, cache_env, monkeypatch):
+    """Per-subgroup scores of the out-of-fold predictions; a level with too few patients is listed, not scored."""
+    from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
+    import mammo.datasets.subgroups
+
+    monkeypatch.setattr(mammo.datasets.subgroups, "MIN_PATIENTS", 3)  # 6 patients per site count, 1 does not
+    out = tmp_path / "run"
+    assert run([make_subgroup_manifest(tmp_path / "man"), "--folds", "3", "--no-leaky", "--out", out, *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    for task, key in (("tumour", "texture__svm"), ("density", "texture__svm__pred")):
+        sub = m["tasks"][task]["subgroups"]
+        assert list(sub) == ["site", "machine", "view", "laterality", "age band"]
+        oof = np.load(out / f"oof_{task}.npz")
+        site = np.array([int(str(p).rsplit("/p", 1)[1][:2]) // 6 + 1 for p in oof["paths"]])
+        for r in sub["site"]:
+            mask = site == int(r["level"])
+            assert (r["n"], r["n_patients"], "too_few" in r) == (12, 6, False)
+            score = oof[key][mask, 1] if task == "tumour" else oof[key][mask]
+            expected = (
+                roc_auc_score(oof["y"][mask], score)
+                if task == "tumour"
+                else cohen_kappa_score(oof["y"][mask], score, weights="quadratic")
+            )
+            assert r["value"] == pytest.approx(expected)
+        machines = {r["level"]: r for r in sub["machine"]}
+        assert list(machines) == ["21", "170"] and machines["170"]["value"] is None
+        assert machines["170"]["n"] == 2 and machines["170"]["too_few"].startswith("too few cases: ")
+    report = (out / "report.md").read_text()
+    row = "| machine | 170 | 2 | 1 | 0 | too few cases: 0 patients with a malignant image, 1 with a non-malignant one"
+    assert "### Subgroups" in report and row in report and "| machine | 170 | 2 | 1 | - | too few cases" in report
+    assert "![subgroups_tumour](subgroups_tumour.png)" in report and (out / "subgroups_density.png").is_file()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert row in card and "not measured in this run; the run" not in card
+    # the model carries them too, so a card built from its metadata alone shows them
+    meta = load_model(out / "model.joblib").metadata
+    assert meta["cv_metrics"]["tumour"]["subgroups"] == m["tasks"]["tumour"]["subgroups"]

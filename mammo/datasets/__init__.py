@@ -9,7 +9,9 @@ Every reader returns a :class:`Dataset`. Labels use one convention everywhere:
 * ``groups``: the unit that must never be split between train and test (a patient, or
   the original mammogram of a set of augmented copies).
 
-Missing labels exclude an image from that task only (:meth:`Dataset.task`).
+Missing labels exclude an image from that task only (:meth:`Dataset.task`). The meta columns
+that split the images into subgroups (site, machine, view, laterality, age band) and the rule
+for a level with too few cases are :mod:`.subgroups` (:meth:`Dataset.subgroups`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ._base import DATASET_KINDS, MIAS_DENSITY_CLASSES, Dataset, DatasetError, _
 from .dphi import load_dphi
 from .manifest import load_manifest, load_rsna
 from .mias import load_mias
+from .subgroups import MIN_PATIENTS, SUBGROUP_COLUMNS, too_few_cases
 
 __all__ = [
     "DATASET_KINDS",
@@ -35,6 +38,9 @@ __all__ = [
     "load_rsna",
     "load_dataset",
     "TASKS",
+    "MIN_PATIENTS",
+    "SUBGROUP_COLUMNS",
+    "too_few_cases",
 ]
 
 

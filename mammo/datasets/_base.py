@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..conventions import TASKS
+from .subgroups import subgroup_levels
 
 #: What ``load_dataset(kind=...)`` and ``mammo train --kind`` accept ("auto": detect the layout).
 DATASET_KINDS = ("auto", "dphi", "mias", "rsna", "manifest")
@@ -103,6 +104,12 @@ class Dataset:
         if (side == "").any():
             return None
         return np.asarray([f"{g}|{s}" for g, s in zip(self.groups, side)], dtype=object)
+
+    def subgroups(self, index: Any = None) -> dict[str, np.ndarray]:
+        """``{subgroup: one level per image}`` of the images ``index`` (default all), for the subgroup
+        columns the meta has (site, machine, view, laterality, age band: :mod:`.subgroups`)."""
+        levels = subgroup_levels(self.meta)
+        return levels if index is None else {name: v[index] for name, v in levels.items()}
 
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable counts: images, groups, and images per class for each task."""

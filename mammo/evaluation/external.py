@@ -1,5 +1,5 @@
-"""Scores of a saved model's predictions on labelled data (``mammo evaluate``): per image, per breast,
-per patient and per subgroup, beside the figures the model's own cross-validation expected.
+"""Scores of a saved model's predictions on labelled data (``mammo evaluate``): per image, per breast
+and per patient (subgroups: :func:`~.metrics.subgroup_metrics`, as in training), beside the figures the model's own cross-validation expected.
 
 Like the rest of :mod:`mammo.evaluation` this sees arrays only; the model, the data set
 and the command line belong to :mod:`mammo.evaluate`. The metrics are the training
@@ -26,7 +26,7 @@ import numpy as np
 
 from .metrics import bootstrap_ci, density_metrics, fast_qwk, per_breast_tumour, tumour_metrics, unit_means
 
-__all__ = ["score_density", "score_tumour", "subgroup_scores", "compare_with_cv", "COMPARED"]
+__all__ = ["score_density", "score_tumour", "compare_with_cv", "COMPARED"]
 
 #: The metrics set beside the model's cross-validated ones, per task: (key, label).
 COMPARED = {
@@ -142,65 +142,6 @@ def score_tumour(
         level = _tumour_level(patient_y, patient_p, threshold, None, n_boot, seed)
         level["images_per_unit"] = float(len(y) / len(patient_y))
         out["patient"] = level
-    return out
-
-
-def _level_key(level: str) -> tuple:
-    """Numbers in numeric order (machine 21 before 170), then words; "unknown" last."""
-    try:
-        return (0, float(level), "")
-    except ValueError:
-        return (2 if level == "unknown" else 1, 0.0, level)
-
-
-def subgroup_scores(
-    task: str,
-    y: Sequence[int],
-    groups: Sequence,
-    columns: Mapping[str, Sequence],
-    *,
-    proba: np.ndarray | None = None,
-    pred: Sequence[int] | None = None,
-    classes: Sequence[int] = (),
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> dict[str, list[dict]]:
-    """Per-image metric and its 95% CI in every level of every subgroup column.
-
-    ``columns`` maps a subgroup name (site, view, ...) to one level per image. Tumour
-    scores ``proba`` (P(malignant), 1-D) by AUC; density scores ``pred`` (the model's
-    grades) by QWK, with accuracy beside it. Returns ``{name: [{"level", "n", "metric",
-    "value", "ci95", ...}]}``, levels sorted (numbers numerically).
-    """
-    y, groups = np.asarray(y), np.asarray(groups).astype(str)
-    out: dict[str, list[dict]] = {}
-    for name, values in columns.items():
-        values = np.asarray(values).astype(str)
-        rows = []
-        for level in sorted(set(values), key=_level_key):
-            m = values == level
-            row: dict[str, Any] = {"level": level, "n": int(m.sum())}
-            if task == "tumour":
-                s = np.asarray(proba, dtype=float)[m]
-                two = len(np.unique(y[m])) == 2
-                row.update(
-                    n_pos=int((y[m] == 1).sum()),
-                    metric="auc",
-                    value=float(tumour_metrics(y[m], s)["auc"]),
-                    ci95=list(bootstrap_ci(y[m], s, groups=groups[m], n_boot=n_boot, seed=seed))
-                    if two
-                    else [float("nan")] * 2,
-                )
-            else:
-                pr = np.asarray(pred)[m]
-                row.update(
-                    metric="qwk",
-                    value=fast_qwk(y[m], pr, classes),
-                    ci95=_qwk_ci(y[m], pr, classes, groups[m], n_boot, seed),
-                    accuracy=float(np.mean(y[m] == pr)),
-                )
-            rows.append(row)
-        out[name] = rows
     return out
 
 

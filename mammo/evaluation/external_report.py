@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .report import _fmt
+from .report import _fmt, subgroup_table
 
 __all__ = ["write_evaluation_report"]
 
@@ -110,22 +110,13 @@ def _comparison(t: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _subgroups(task: str, subgroups: Mapping[str, list]) -> list[str]:
+def _subgroups(task: str, subgroups: Mapping[str, list], plots: Mapping[str, str]) -> list[str]:
     if not subgroups:
         return []
-    metric = "AUC" if task == "tumour" else "QWK"
-    extra = "n malignant" if task == "tumour" else "accuracy"
-    lines = [
-        "### Subgroups (per image)",
-        "",
-        f"| subgroup | level | n | {extra} | {metric} [95% CI] |",
-        "|---|---|---|---|---|",
-    ]
-    for name, rows in subgroups.items():
-        for r in rows:
-            other = str(r.get("n_pos")) if task == "tumour" else _fmt(r.get("accuracy"))
-            lines.append(f"| {name} | {r['level']} | {r['n']} | {other} | {_ci(r['value'], r['ci95'])} |")
-    return lines + [""]
+    lines = ["### Subgroups (per image)", "", *subgroup_table(task, subgroups)]
+    if f"subgroups_{task}" in plots:
+        lines += [f"![subgroups_{task}]({plots[f'subgroups_{task}']})", ""]
+    return lines
 
 
 def _task(task: str, t: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
@@ -162,7 +153,7 @@ def _task(task: str, t: Mapping[str, Any], plots: Mapping[str, str]) -> list[str
     for name in ("roc_" + task, "calibration_" + task, "confusion_" + task):
         if name in plots:
             lines += [f"![{name}]({plots[name]})", ""]
-    return lines + _subgroups(task, t.get("subgroups", {}))
+    return lines + _subgroups(task, t.get("subgroups", {}), plots)
 
 
 def write_evaluation_report(metrics: Mapping[str, Any], path, plots: Mapping[str, str] | None = None) -> Path:

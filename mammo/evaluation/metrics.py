@@ -5,12 +5,14 @@ quadratic-weighted Cohen's kappa (QWK, which charges a 1-vs-4 error more than a 
 one), macro-F1 and the confusion matrix. Tumour is binary: ROC-AUC with a 95% bootstrap
 CI that resamples GROUPS (patients / originals), because images of one group are not
 independent; sensitivity at 90% specificity, balanced accuracy, Brier score and a
-calibration curve.
+calibration curve. Subgroups (site, machine, view, ...) get the per-image metric of each
+level with its patient-grouped CI (:func:`subgroup_metrics`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ __all__ = [
     "per_breast_tumour",
     "unit_means",
     "fold_summary",
+    "subgroup_metrics",
     "PRIMARY_METRIC",
 ]
 
@@ -255,3 +258,67 @@ def fold_summary(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, f
             "std": float(vals.std(ddof=1)) if len(vals) > 1 else float("nan"),
         }
     return out
+
+
+def _level_key(level: str) -> tuple:
+    """Numbers in numeric order (machine 21 before 170), then words; "unknown" last."""
+    try:
+        return (0, float(level), "")
+    except ValueError:
+        return (2 if level == "unknown" else 1, 0.0, level)
+
+
+def subgroup_metrics(
+    task: str,
+    y: Sequence[int],
+    groups: Sequence,
+    columns: Mapping[str, Sequence],
+    *,
+    proba: Sequence[float] | None = None,
+    pred: Sequence[int] | None = None,
+    classes: Sequence[int] = (),
+    too_few: Callable[[np.ndarray, np.ndarray], str | None] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, list[dict[str, Any]]]:
+    """The per-image metric and its 95% CI in every level of every subgroup column.
+
+    ``columns`` maps a subgroup name (site, view, ...) to one level per image. Tumour
+    scores ``proba`` (P(malignant), 1-D) by AUC; density scores ``pred`` (the model's
+    grades) by QWK, with accuracy beside it. The CI is the percentile bootstrap over
+    ``groups`` (patients) of the level. ``too_few(y, groups)`` (e.g.
+    :func:`mammo.datasets.too_few_cases`) says why a level's images are too few to score:
+    that level is listed with its counts and the reason (``too_few``), its ``value`` and
+    ``ci95`` None. Returns ``{name: [{"level", "n", "n_patients", "n_pos" (tumour), "metric",
+    "value", "ci95", "accuracy" (density), "too_few"?}]}``, levels sorted (numbers numerically).
+    """
+    y, groups = np.asarray(y), np.asarray(groups).astype(str)
+    scores = np.asarray(proba, dtype=float) if task == "tumour" else np.asarray(pred)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, values in columns.items():
+        values = np.asarray(values).astype(str)
+        rows = []
+        for level in sorted(set(values), key=_level_key):
+            m = values == level
+            rows.append(_subgroup_row(task, level, y[m], scores[m], groups[m], classes, too_few, n_boot, seed))
+        out[name] = rows
+    return out
+
+
+def _subgroup_row(task, level, y, scores, groups, classes, too_few, n_boot: int, seed: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"level": level, "n": int(len(y)), "n_patients": int(len(set(groups)))}
+    if task == "tumour":
+        row["n_pos"] = int((y == 1).sum())
+    row["metric"] = PRIMARY_METRIC[task]
+    reason = too_few(y, groups) if too_few is not None else None
+    if reason:
+        return {**row, "value": None, "ci95": None, "too_few": reason}
+    if task == "tumour":
+        row["value"] = fast_auc(y, scores)
+        row["ci95"] = list(bootstrap_ci(y, scores, groups=groups, n_boot=n_boot, seed=seed))
+    else:
+        qwk = partial(fast_qwk, classes=classes)
+        row["value"] = qwk(y, scores)
+        row["ci95"] = list(bootstrap_ci(y, scores, qwk, groups=groups, n_boot=n_boot, seed=seed))
+        row["accuracy"] = float(np.mean(y == scores))
+    return row

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score, roc_curve
 
-__all__ = ["plot_roc", "plot_confusion", "plot_calibration", "plot_group_sizes"]
+__all__ = ["plot_roc", "plot_confusion", "plot_calibration", "plot_group_sizes", "plot_subgroups"]
 
 
 def _pyplot():
@@ -108,6 +108,63 @@ def plot_group_sizes(groups: Sequence, path, title: str = "Images per group") ->
     bins = np.arange(0.5, counts.max() + 1.5) if counts.max() <= 40 else 40
     ax.hist(counts, bins=bins, color="tab:blue", edgecolor="white")
     ax.set(xlabel="images in group", ylabel="groups", title=f"{title} ({len(counts)} groups, {counts.sum()} images)")
+    return _save(fig, path)
+
+
+def plot_subgroups(
+    task: str,
+    subgroups: Mapping[str, Sequence[Mapping]],
+    path,
+    overall: float | None = None,
+    title: str = "Per subgroup (95% CI)",
+) -> Path:
+    """A forest plot: each level of each subgroup (:func:`~.metrics.subgroup_metrics`' rows) as its
+    metric (tumour AUC, density QWK) with its CI; levels with too few cases say so in their row.
+
+    ``overall`` (the whole set's value) is drawn dashed, chance (AUC 0.5, QWK 0) dotted.
+    """
+    metric, chance = ("AUC", 0.5) if task == "tumour" else ("QWK", 0.0)
+    plt = _pyplot()
+    labels, bold, points = [], [], []
+    for name, rows in subgroups.items():
+        labels.append(name)
+        bold.append(True)
+        points.append(None)
+        for r in rows:
+            labels.append(f"{r['level']}  (n={r['n']}, {r.get('n_patients', '?')} pts)")
+            bold.append(False)
+            points.append(r)
+    fig, ax = plt.subplots(figsize=(6.5, 1.3 + 0.26 * len(labels)))
+    ypos = np.arange(len(labels))[::-1]
+    for y, r in zip(ypos, points):
+        if r is None:
+            continue
+        if r.get("too_few") or r.get("value") is None:
+            ax.text(
+                0.5,
+                y,
+                "too few cases",
+                transform=ax.get_yaxis_transform(),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="grey",
+                style="italic",
+            )
+            continue
+        lo, hi = r.get("ci95") or (None, None)
+        if lo is not None and hi is not None and not (math.isnan(lo) or math.isnan(hi)):
+            ax.plot([lo, hi], [y, y], c="tab:blue", lw=1.4)
+        ax.plot([r["value"]], [y], "o", c="tab:blue", ms=4)
+    for x, style in ((overall, "--"), (chance, ":")):
+        if x is not None and not math.isnan(x):
+            ax.axvline(x, ls=style, c="grey", lw=0.8)
+    ax.set_yticks(ypos, labels, fontsize=7)
+    for tick, b in zip(ax.get_yticklabels(), bold):
+        tick.set_fontweight("bold" if b else "normal")
+    ax.set_ylim(-0.7, len(labels) - 0.3)
+    ax.set(xlabel=f"{metric} [95% CI]", title=title)
+    ax.title.set_fontsize(9)
     return _save(fig, path)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .metrics import PRIMARY_METRIC
 
-__all__ = ["comparison_table", "write_report"]
+__all__ = ["comparison_table", "subgroup_table", "write_report"]
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -74,6 +74,41 @@ def _tumour_table(candidates: Mapping[str, Mapping[str, Any]], best: str | None)
 def comparison_table(task: str, candidates: Mapping[str, Mapping[str, Any]], best: str | None = None) -> str:
     """Markdown table of the candidates of one task: pooled out-of-fold and mean ± std over folds."""
     return _density_table(candidates, best) if task == "density" else _tumour_table(candidates, best)
+
+
+def subgroup_table(task: str, subgroups: Mapping[str, list]) -> list[str]:
+    """Markdown lines of the per-subgroup table (:func:`~.metrics.subgroup_metrics`' rows): images,
+    patients, the metric with its 95% CI, or why a level has too few cases to score."""
+    metric = "AUC" if task == "tumour" else "QWK"
+    extra = "malignant images" if task == "tumour" else "accuracy"
+    lines = [
+        f"| subgroup | level | images | patients | {extra} | {metric} [95% CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, rows in subgroups.items():
+        for r in rows:
+            other = str(r.get("n_pos", "-")) if task == "tumour" else _fmt(r.get("accuracy"))
+            ci = r.get("ci95") or [None, None]
+            value = r["too_few"] if r.get("too_few") else f"{_fmt(r.get('value'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+            lines.append(f"| {name} | {r['level']} | {r['n']} | {r.get('n_patients', '-')} | {other} | {value} |")
+    return lines + [""]
+
+
+def _subgroup_lines(task: str, t: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
+    if not t.get("subgroups"):
+        return []
+    lines = [
+        "### Subgroups",
+        "",
+        f"Out-of-fold predictions of the selected candidate, {t.get('best')}, per image in each level of the "
+        "data's subgroup columns; 95% CI: bootstrap resampling the level's patients. A level with too few "
+        "patients to score is listed with its counts and the reason.",
+        "",
+        *subgroup_table(task, t["subgroups"]),
+    ]
+    if f"subgroups_{task}" in plots:
+        lines += [f"![subgroups_{task}]({plots[f'subgroups_{task}']})", ""]
+    return lines
 
 
 def _header(metrics: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
@@ -171,6 +206,7 @@ def _task_lines(task: str, t: Mapping[str, Any], cfg: Mapping[str, Any], plots: 
     for name in ("roc_" + task, "calibration_" + task, "confusion_" + task):
         if name in plots:
             lines += [f"![{name}]({plots[name]})", ""]
+    lines += _subgroup_lines(task, t, plots)
     if t.get("params"):
         lines += ["Hyper-parameters chosen per outer fold (inner grouped CV):", ""]
         lines += [f"- {name}: {plist}" for name, plist in t["params"].items()]

@@ -12,7 +12,8 @@ model files, so older runs and models keep loading and showing.
     started, dataset, config, feature_cache, notes, timing
     tasks: {task: TaskResult}       n_images, n_groups, class_counts, fold_sizes,
                                     groups_shared_between_folds, best, params,
-                                    candidates: {name: CVResult}, leaky?, selection_estimate?
+                                    candidates: {name: CVResult}, leaky?, selection_estimate?,
+                                    subgroups?: {column: [level rows]} (the selected candidate's)
     final_model?: FinalModel        path, sha256, pipeline_id, params, selection
 """
 
@@ -129,7 +130,9 @@ class TaskResult:
     """One task's comparison: its data, every candidate's result, the selection and the contrasts.
 
     ``y``, ``groups`` and ``classes`` are the task's labels, kept for plots and the
-    out-of-fold file; they are not part of ``metrics.json``.
+    out-of-fold file; they are not part of ``metrics.json``. ``subgroups``: the selected
+    candidate's out-of-fold predictions scored per level of the data's subgroup columns
+    (:func:`mammo.evaluation.subgroup_metrics`), None when the data have no such column.
     """
 
     task: str
@@ -141,6 +144,7 @@ class TaskResult:
     leaky: LeakyContrast | None = None
     selection: SelectionEstimate | None = None
     paths: np.ndarray | None = None  # the task's images, row for row (refused images left out)
+    subgroups: dict | None = None
 
     @property
     def classes(self) -> np.ndarray:
@@ -168,6 +172,8 @@ class TaskResult:
             out["leaky"] = self.leaky.to_json()
         if self.selection is not None:
             out["selection_estimate"] = self.selection.to_json()
+        if self.subgroups is not None:
+            out["subgroups"] = self.subgroups
         return out
 
 
@@ -249,6 +255,8 @@ def artifact_metadata(run: RunResult, pipeline_options: dict) -> dict[str, Any]:
             "table": {n: c.pooled for n, c in t.candidates.items()},
             "protocol": f"{run.config['folds']}-fold StratifiedGroupKFold, seed {run.config['seed']}",
         }
+        if t.subgroups is not None:  # so that a card built from the model alone shows them too
+            cv[task]["subgroups"] = t.subgroups
     return {
         "training_data": run.dataset,
         "pipeline_id": pipeline_id(run.dataset["name"], best),

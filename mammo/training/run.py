@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from .. import evaluation as ev
 from ..classifiers.finetune import LEARNING_RATE
 from ..classifiers.model import file_sha256
-from ..datasets import Dataset
+from ..datasets import Dataset, too_few_cases
 from ..evaluation.card import write_model_card
 from ..features.blocks import blocks_of
 from .candidates import DEEP_HEAD, FINE_TUNED, candidates
@@ -33,7 +34,7 @@ from .final import fit_final_model
 from .folds import make_folds
 from .results import CVResult, FinalModel, LeakyContrast, RunResult, TaskResult, artifact_metadata, jsonable
 
-__all__ = ["run", "evaluate_task"]
+__all__ = ["run", "evaluate_task", "subgroup_results"]
 
 
 def run(config: TrainConfig) -> RunResult:
@@ -133,6 +134,18 @@ def evaluate_task(
     leaky = None
     if config.leaky and len(set(g)) < len(g):  # the deliberately leaky contrast
         leaky = leaky_contrast(task, X, y, g, res[best], config)
+    res.update(_deep_baselines(task, table, paths, y, g, folds, config))
+    note = add_per_breast(ds, paths, y, g, res, n_boot=config.n_boot, seed=config.seed) if task == "tumour" else None
+    if note:
+        notes.append(note)
+    notes += _task_notes(task, res, len(folds), config)
+    subgroups = subgroup_results(task, ds, paths, y, g, res[best], n_boot=config.n_boot, seed=config.seed)
+    return TaskResult(task, y, g, folds, best, res, leaky, selection, np.asarray(paths, dtype=str), subgroups), X
+
+
+def _deep_baselines(task: str, table: FeatureTable, paths, y, g, folds, config: TrainConfig) -> dict[str, CVResult]:
+    """The deep baselines the configuration asks for, under the task's folds (reported, never selected)."""
+    res = {}
     if config.deep_head:
         # After the candidates, not beside them: the machine is already saturated (running
         # it in a thread beside the sklearn workers measured the same wall time).
@@ -160,11 +173,7 @@ def evaluate_task(
             n_boot=config.n_boot,
             progress=config.progress,
         )
-    note = add_per_breast(ds, paths, y, g, res, n_boot=config.n_boot, seed=config.seed) if task == "tumour" else None
-    if note:
-        notes.append(note)
-    notes += _task_notes(task, res, len(folds), config)
-    return TaskResult(task, y, g, folds, best, res, leaky, selection, np.asarray(paths, dtype=str)), X
+    return res
 
 
 def leaky_contrast(
@@ -205,6 +214,27 @@ def leaky_contrast(
     )
 
 
+def _rows(ds: Dataset, paths) -> list[int]:
+    """The rows of ``ds`` that hold ``paths`` (a task's images)."""
+    index = {p: i for i, p in enumerate(ds.paths)}
+    return [index[p] for p in paths]
+
+
+def subgroup_results(task: str, ds: Dataset, paths, y, g, result: CVResult, *, n_boot: int, seed: int) -> dict | None:
+    """``result``'s out-of-fold predictions (the selected candidate's) scored in every level of the data's
+    subgroup columns (:meth:`Dataset.subgroups`), or None without any: tumour AUC of P(malignant), density
+    QWK of the model's own grades; levels with too few cases listed as such (:func:`~mammo.datasets.too_few_cases`)."""
+    columns = ds.subgroups(_rows(ds, paths))
+    if not columns:
+        return None
+    if task == "tumour":
+        scores = {"proba": result.oof_proba[:, 1]}
+    else:
+        scores = {"pred": result.oof_pred, "classes": np.unique(y)}
+    rule = partial(too_few_cases, task)
+    return ev.subgroup_metrics(task, y, g, columns, too_few=rule, n_boot=n_boot, seed=seed, **scores)
+
+
 def add_per_breast(ds: Dataset, paths, y, g, res: dict[str, CVResult], *, n_boot: int, seed: int) -> str | None:
     """Add per-breast tumour metrics (views averaged) to every result when breasts have several images;
     returns the note that explains them (or why there are none), or None.
@@ -215,8 +245,7 @@ def add_per_breast(ds: Dataset, paths, y, g, res: dict[str, CVResult], *, n_boot
     breasts = ds.breasts()
     if breasts is None:
         return None
-    index = {p: i for i, p in enumerate(ds.paths)}
-    tb = breasts[[index[p] for p in paths]]
+    tb = breasts[_rows(ds, paths)]
     if len(set(tb)) == len(tb):
         return None  # one image per breast: nothing to average
     for r in res.values():
@@ -302,6 +331,14 @@ def _write_task_outputs(t: TaskResult, out: Path) -> dict[str, str]:
             t.classes.tolist(),
             out / "confusion_density.png",
             "Density confusion matrices (pooled out-of-fold, rows = truth)",
+        ).name
+    if t.subgroups:
+        plots[f"subgroups_{t.task}"] = ev.plot_subgroups(
+            t.task,
+            t.subgroups,
+            out / f"subgroups_{t.task}.png",
+            overall=t.best_result.pooled[ev.PRIMARY_METRIC[t.task]],
+            title=f"{t.task}: {t.best}, out-of-fold, per subgroup (95% CI)",
         ).name
     extra = {} if t.paths is None else {"paths": t.paths}
     np.savez_compressed(

@@ -210,9 +210,9 @@ def build_card(
             [] if tasks else ["The saved pipelines are not described in the model's metadata."],
             subsections=[Section(t.title, t.pipeline) for t in tasks],
         ),
-        Section("Subgroup results", [wording.SUBGROUPS]),
+        _subgroup_section(meta, run),
         Section("Out-of-distribution rate", wording.ood_lines(meta.get("ood"), run.get("ood"))),
-        Section("Limitations", wording.limitations(data, meta, tasks)),
+        Section("Limitations", wording.limitations(data, meta, tasks, any(_subgroups(t, meta, run) for t in _TASKS))),
         *([Section("Notes from the run", [str(n) for n in run["notes"]])] if run.get("notes") else []),
         Section("Versions and hashes", table=Table(["item", "value"], _provenance(meta, run, model_file))),
     ]
@@ -260,6 +260,44 @@ def _task_card(task: str, meta: Mapping, run: Mapping) -> TaskCard:
     card.pipeline = wording.pipeline_lines(task, name, meta)
     card.findings = wording.findings(task, (run.get("tasks") or {}).get(task) or {}, len(rows))
     return card
+
+
+def _subgroups(task: str, meta: Mapping, run: Mapping) -> Mapping[str, list] | None:
+    """A task's per-subgroup rows, from the run or else the model's metadata; None when not measured."""
+    rt = (run.get("tasks") or {}).get(task) or {}
+    cv = (meta.get("cv_metrics") or {}).get(task) or {}
+    return rt.get("subgroups") or cv.get("subgroups") or None
+
+
+def _subgroup_table(task: str, subgroups: Mapping[str, list]) -> Table:
+    metric, extra = ("AUC", "malignant images") if task == "tumour" else ("QWK", "accuracy")
+    rows = []
+    for name, levels in subgroups.items():
+        for r in levels:
+            ci = r.get("ci95") or [None, None]
+            value = str(r["too_few"]) if r.get("too_few") else Score(num(r.get("value")), _pair(ci)).text
+            other = str(r.get("n_pos", "–")) if task == "tumour" else fmt(r.get("accuracy"))
+            rows.append([str(name), str(r["level"]), str(r["n"]), str(r.get("n_patients", "–")), other, value])
+    return Table(["subgroup", "level", "images", "patients", extra, f"{metric} [95% CI]"], rows)
+
+
+def _pair(ci) -> tuple[float, float] | None:
+    lo, hi = (num(c) for c in ci)
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _subgroup_section(meta: Mapping, run: Mapping) -> Section:
+    """Per task, the selected pipeline's out-of-fold scores per subgroup level, or "not measured"."""
+    measured = {t: s for t in _TASKS if (s := _subgroups(t, meta, run))}
+    if not measured:
+        return Section("Subgroup results", [wording.SUBGROUPS])
+    missing = [
+        wording.TITLES[t]
+        for t in _TASKS
+        if t not in measured and t in (run.get("tasks") or meta.get("cv_metrics") or {})
+    ]
+    subsections = [Section(wording.TITLES[t], table=_subgroup_table(t, s)) for t, s in measured.items()]
+    return Section("Subgroup results", wording.subgroup_lines(missing), subsections=subsections)
 
 
 def _provenance(meta: Mapping, run: Mapping, model_file: Mapping) -> list[list[str]]:

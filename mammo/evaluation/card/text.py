@@ -50,6 +50,13 @@ SUBGROUPS = (
     "Results by subgroup (scanner, site, age, density grade for the tumour task, lesion type): "
     f"{NOT_MEASURED}; the run scores all images of a task together."
 )
+SUBGROUPS_MEASURED = (
+    "Per image, the selected pipeline's out-of-fold predictions under the grouped cross-validation, scored in "
+    "each level of the data's subgroup columns (site, machine, view, laterality, age band, where the data have "
+    "them); 95% CI: bootstrap resampling the level's patients. A level with too few patients to score is "
+    "listed with its counts and the reason, not left out."
+)
+SUBGROUPS_UNMEASURED = f"Density grade for the tumour task and lesion type: {NOT_MEASURED}."
 SOURCE_RUN = "Written by mammo train from the run's metrics.json and the saved model's metadata."
 SOURCE_METADATA = (
     "Built from the saved model's metadata alone, without its run's metrics.json: the fold spread of "
@@ -276,7 +283,19 @@ def ood_lines(meta_ood: Mapping[str, Any] | None, run_ood: Mapping[str, Any] | N
     return lines
 
 
-def limitations(data: Mapping[str, Any], meta: Mapping[str, Any], tasks: list[TaskCard]) -> list[str]:
+def subgroup_lines(unmeasured_tasks: list[str]) -> list[str]:
+    """The subgroup section's sentences when some task was scored per subgroup."""
+    lines = [SUBGROUPS_MEASURED, SUBGROUPS_UNMEASURED]
+    if unmeasured_tasks:
+        lines.append(
+            f"{', '.join(unmeasured_tasks)} by subgroup: {NOT_MEASURED} (no subgroup column among its images)."
+        )
+    return lines
+
+
+def limitations(
+    data: Mapping[str, Any], meta: Mapping[str, Any], tasks: list[TaskCard], subgroups: bool = False
+) -> list[str]:
     """What the card's numbers do not show."""
     name = data.get("name") or data.get("source") or "one data set"
     lines = [
@@ -302,7 +321,12 @@ def limitations(data: Mapping[str, Any], meta: Mapping[str, Any], tasks: list[Ta
             f"and the decision threshold is {fmt(threshold)}; where cancer is rarer, as in screening, neither "
             "carries over."
         )
-    lines.append(f"Performance by subgroup: {NOT_MEASURED}.")
+    lines.append(
+        "Subgroup results are out-of-fold estimates within the training data's own sites, machines and ages; small "
+        "levels have wide intervals, and subgroups absent from the training data are not covered."
+        if subgroups
+        else f"Performance by subgroup: {NOT_MEASURED}."
+    )
     if meta.get("ood"):
         lines.append(
             "The out-of-distribution flag catches images unlike the training ones, not errors on images like them."
