@@ -106,3 +106,49 @@ def test_probable_pairs_rank_the_other_view_first():
     assert pairs and [p for _, _, p in pairs] == sorted((p for _, _, p in pairs), reverse=True)
     found = {(i, j) for i, j, _ in pairs}
     assert len(found & truth) >= 0.8 * len(truth) and len(found - truth) <= len(truth)
+
+
+def _write_set(folder, rows, seed):
+    """PNGs of synthetic mammograms: a breast's two views share its density and side, each draw its own noise."""
+    from PIL import Image
+
+    from mammo.testing import synthetic_mammogram
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, row in enumerate(rows):
+        img = synthetic_mammogram(rng, row["density"], row["tumour"], (160, 128), row["side"], film_label=False)
+        path = folder / f"img{k:03d}.png"
+        Image.fromarray((img * 255).astype(np.uint8)).save(path)
+        out.append({**row, "path": str(path)})
+    return out
+
+
+@pytest.mark.needs_weights
+def test_train_views_from_joins_groups_within_labels(tmp_path):
+    import pandas as pd
+
+    from mammo.training.config import TrainConfig
+    from mammo.training.data import load_data
+
+    ref_rows = [
+        {"patient_id": p, "laterality": lat, "view": v, "density": 1 + p % 4, "tumour": (p // 4) % 2, "side": side}
+        for p in range(12)
+        for lat, side in (("L", "left"), ("R", "right"))
+        for v in ("CC", "MLO")
+    ]
+    (tmp_path / "ref").mkdir()
+    pd.DataFrame(_write_set(tmp_path / "ref", ref_rows, 0)).drop(columns="side").to_csv(
+        tmp_path / "ref.csv", index=False
+    )
+    rows = [{"density": 1 + k % 4, "tumour": (k // 4) % 2, "side": "left" if k % 3 else "right"} for k in range(40)]
+    (tmp_path / "new").mkdir()
+    pd.DataFrame(_write_set(tmp_path / "new", rows, 1)).drop(columns="side").to_csv(tmp_path / "new.csv", index=False)
+    config = TrainConfig(data=str(tmp_path / "new.csv"), views_from=str(tmp_path / "ref.csv"), jobs=1, progress=False)
+    ds = load_data(config)
+    assert list(ds.meta["unit_group"]) == [str(p) for p in ds.paths]  # no ids: each image was its own unit
+    assert len(set(ds.groups)) < len(ds)
+    for g in set(ds.groups):
+        members = ds.groups == g
+        assert len(set(ds.density[members])) == 1 and len(set(ds.tumour[members])) == 1
+    assert config.to_json()["views_from"] == str(tmp_path / "ref.csv")

@@ -63,6 +63,13 @@ def _data_arguments(p) -> None:
     )
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="classifiers (default: all)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use about N images (whole groups, stratified)")
+    p.add_argument(
+        "--views-from",
+        default=None,
+        metavar="REFERENCE",
+        help="join the groups that are probably two views of one breast, learnt from REFERENCE, a data set with "
+        "patient ids, laterality and view (e.g. rsna-screening); for data without patient ids (DPhi)",
+    )
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<dataset>-<timestamp>)")
     p.add_argument(
         "--cache-dir", type=Path, default=None, help="feature cache folder (default $MAMMO_CACHE_DIR/features)"
@@ -170,6 +177,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         n_boot=args.bootstrap,
         cache_dir=args.cache_dir,
+        views_from=args.views_from,
         progress=not args.quiet,
     )
 

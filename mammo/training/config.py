@@ -80,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     n_boot: int = 1000
     cache_dir: Path | None = None
+    views_from: str | None = None
     progress: bool = True
 
     @property
@@ -120,6 +121,7 @@ class TrainConfig:
             **self.pipeline_options,
             "extra_blocks": list(self.extra_blocks),
             "limit": self.limit,
+            "views_from": str(self.views_from) if self.views_from else None,
             "n_boot": self.n_boot,
             "jobs": self.jobs,
             "deep_head": self.deep_head,

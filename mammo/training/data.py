@@ -21,14 +21,26 @@ __all__ = ["FeatureTable", "load_data", "usable_tasks", "feature_plan", "compute
 
 
 def load_data(config: TrainConfig) -> Dataset:
-    """The data set (``--limit``: a stratified subset of whole groups)."""
+    """The data set (``--views-from``: groups joined across views of one breast; ``--limit``: a stratified
+    subset of whole groups)."""
     path = Path(config.data).expanduser()
     is_dphi = config.kind == "dphi" or (
         config.kind == "auto" and (path.name == "Training_set.csv" or (path / "Training_set.csv").is_file())
     )
     kwargs = {"n_jobs": config.jobs, "progress": config.progress} if is_dphi else {}
     ds = load_dataset(path, config.kind, **kwargs)
+    if config.views_from:
+        ds = _group_views(ds, config)
     return limit_dataset(ds, config.limit, config.seed) if config.limit else ds
+
+
+def _group_views(ds: Dataset, config: TrainConfig) -> Dataset:
+    """``ds`` with groups joined where two are probably views of one breast (``--views-from``)."""
+    from ..datasets.views import fit_view_linker, group_views
+
+    options = {"n_jobs": config.jobs, "progress": config.progress, "cache_dir": config.cache_dir}
+    linker = fit_view_linker(load_dataset(Path(config.views_from).expanduser()), **options)
+    return group_views(ds, linker, min_groups=config.folds, **options)
 
 
 def usable_tasks(ds: Dataset, config: TrainConfig, notes: list[str]) -> list[str]:
