@@ -133,19 +133,11 @@ def evaluate_task(
     leaky = None
     if config.leaky and len(set(g)) < len(g):  # the deliberately leaky contrast
         leaky = leaky_contrast(task, X, y, g, res[best], config)
+    baseline = {"seed": config.seed, "n_boot": config.n_boot, "progress": config.progress}
     if config.deep_head:
         # After the candidates, not beside them: the machine is already saturated (running
         # it in a thread beside the sklearn workers measured the same wall time).
-        res[DEEP_HEAD.name] = deep_head_cv(
-            task,
-            table.block("cnn", paths),
-            y,
-            g,
-            folds,
-            seed=config.seed,
-            n_boot=config.n_boot,
-            progress=config.progress,
-        )
+        res[DEEP_HEAD.name] = deep_head_cv(task, table.block("cnn", paths), y, g, folds, **baseline)
     if config.fine_tune:
         res[FINE_TUNED.name] = finetune_cv(
             task,
@@ -154,11 +146,9 @@ def evaluate_task(
             g,
             folds,
             map_shape=table.map_shape,
-            seed=config.seed,
             epochs=config.fine_tune_epochs,
             input_size=config.cnn_input_size,
-            n_boot=config.n_boot,
-            progress=config.progress,
+            **baseline,
         )
     note = add_per_breast(ds, paths, y, g, res, n_boot=config.n_boot, seed=config.seed) if task == "tumour" else None
     if note:
