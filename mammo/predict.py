@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from .conventions import InputError, images_for_command
+from .conventions import InputError, image_command_parser, images_for_command
 from .storage import check_output_dir
 
 #: tumour_label in the CSV, by class (0/1)
@@ -122,13 +122,11 @@ def dask_backend(scheduler: str, timeout: float = 30):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mammo predict`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="mammo predict",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: mammo predict scans/ extra/*.dcm --model runs/default/model.joblib --out predictions.csv",
+    parser = image_command_parser(
+        "mammo predict",
+        __doc__,
+        "mammo predict scans/ extra/*.dcm --model runs/default/model.joblib --out predictions.csv",
     )
-    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     parser.add_argument(
         "--model",
         default=os.environ.get("MAMMO_MODEL", DEFAULT_MODEL),
