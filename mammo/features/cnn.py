@@ -209,14 +209,10 @@ class CNNActivations(_MobileNetV2Features):
 
     Parameters
     ----------
-    weights : str, default="imagenet"
-        ``"imagenet"`` (Keras' cache or download) or the path of an H5 file.
-    input_size : int, default=224
-        Side of the square CNN input.
+    weights, input_size, batch_size
+        As for :class:`CNNEmbedding`.
     cut : str, default=FINETUNE_CUT
         Name of the MobileNetV2 layer whose output is returned.
-    batch_size : int, default=32
-        Images per forward pass.
 
     Attributes
     ----------
