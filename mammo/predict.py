@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV naming each file's exam, laterality and view (columns path, exam, "
         "laterality, view); default: DICOM tags, else the file name",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
     return parser
 
 
@@ -188,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             except (ImportError, OSError) as exc:
                 raise InputError(f"cannot use the Dask scheduler {args.scheduler}: {exc}") from exc
         if args.out == "-":
-            failed = _write(model, paths, sys.stdout, args.by, views, progress=not args.quiet)
+            failed = _write(model, paths, sys.stdout, args.by, views, progress=args.progress)
         else:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             with open(args.out, "w", newline="") as out:
-                failed = _write(model, paths, out, args.by, views, progress=not args.quiet)
+                failed = _write(model, paths, out, args.by, views, progress=args.progress)
     print(f"mammo predict: {len(paths) - failed} predicted, {failed} failed", file=sys.stderr)
     return 1 if failed or missing else 0
 
