@@ -21,7 +21,6 @@ sync_api = pytest.importorskip(
 
 from mammo.testing import run_until_closed  # noqa: E402
 from mammo.webapp import create_app, make_server  # noqa: E402
-from mammo.webapp.demo import fit_demo_model  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -39,13 +38,10 @@ ARGS = [
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
+def server_url(texture_model_path):
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (apt-get install chromium)")
-    path = tmp_path_factory.getbasetemp() / "webapp_model" / "demo.joblib"
-    if not path.exists():
-        fit_demo_model(path, n=24, seed=0)
-    app = create_app({"MAMMO_MODEL": str(path)})
+    app = create_app({"MAMMO_MODEL": str(texture_model_path)})
     server = make_server(app, "127.0.0.1", 0, threads=2)
     thread = threading.Thread(target=run_until_closed, args=(server,), daemon=True)
     thread.start()
