@@ -492,7 +492,7 @@ def make_subgroup_manifest(root):
         for side, view in (("L", "CC"), ("R", "MLO")):
             t = int((side == "L" and p % 3 == 0) or (side == "R" and p % 3 == 1))
             name = f"p{p:02d}_{side}.png"
-            _save(synthetic_mammogram(rng, p % 4 + 1, t, side="left" if side == "L" else "right"), root / name)
+            write_png(synthetic_mammogram(rng, p % 4 + 1, t, side="left" if side == "L" else "right"), root / name)
             rows.append(
                 f"{name},pat{p},{side},{view},{1 + p // 6},{170 if p == 11 else 21},{40 + 4 * p},{p % 4 + 1},{t}"
             )
