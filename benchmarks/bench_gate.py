@@ -13,19 +13,13 @@ the rest). ``rsna-screening/holdout`` is never read.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
 
 from joblib import Parallel, delayed
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SETS = {
-    "dphi": lambda: sorted((SHARED / "dphi-sprint31" / "train").glob("*.jpg")),
-    "mias": lambda: sorted((SHARED / "mini-mias").glob("*.png")),
-    "rsna": lambda: sorted((SHARED / "rsna-screening" / "images").glob("*.jpg")),
-}
+from _shared import SETS, SHARED, write_json
 
 
 def verdict(source) -> str | None:
@@ -81,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{cname}: gate refuses {len(corpus) - len(missed)} of {len(corpus)}; accepted: {', '.join(missed) or '-'}"
         )
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
     return 0
 
 

@@ -19,19 +19,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SETS = {
-    "rsna": lambda: sorted((SHARED / "rsna-screening" / "images").glob("*.jpg")),
-    "mias": lambda: sorted((SHARED / "mini-mias").glob("*.png")),
-    "dphi": lambda: sorted((SHARED / "dphi-sprint31" / "train").glob("*.jpg")),
-}
+from _shared import SETS, sample, write_json
 
 
 def _png(arr: np.ndarray, bits: int = 8) -> bytes:
@@ -166,10 +160,7 @@ def _sample(spec: list[str], seed: int) -> list[Path]:
     out = []
     for item in spec:
         name, _, n = item.partition(":")
-        paths = SETS[name]()
-        if not paths:
-            sys.exit(f"bench_invariance: no images for {name!r} under {SHARED}")
-        out += [paths[i] for i in sorted(rng.choice(len(paths), size=min(int(n or 50), len(paths)), replace=False))]
+        out += sample(name, int(n or 50), rng, "bench_invariance")
     return out
 
 
@@ -200,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = evaluate(model, images, args.seed)
     print(f"images: {' '.join(args.images)} (seed {args.seed})\n")
     print(markdown(results))
-    if args.out:
-        args.out.write_text(json.dumps({"images": [str(p) for p in images], "results": results}, indent=1))
+    write_json(args.out, {"images": [str(p) for p in images], "results": results})
     return 0
 
 

@@ -13,18 +13,12 @@ own), with the gate's refusals and the share that gate or score together catch.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SETS = {
-    "dphi": lambda: sorted((SHARED / "dphi-sprint31" / "train").glob("*.jpg")),
-    "mias": lambda: sorted((SHARED / "mini-mias").glob("*.png")),
-    "rsna": lambda: sorted((SHARED / "rsna-screening" / "images").glob("*.jpg")),
-}
+from _shared import SETS, sample, write_json
 
 
 def flagged(model, sources: list) -> dict:
@@ -74,14 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from mammo.testing import more_non_mammograms, non_mammograms
 
     rng = np.random.default_rng(args.seed)
-    samples = {}
-    for name, paths in SETS.items():
-        paths = paths()
-        if not paths:
-            sys.exit(f"bench_ood: no images for {name} under {SHARED}")
-        samples[name] = [
-            str(paths[i]) for i in sorted(rng.choice(len(paths), min(args.per_set, len(paths)), replace=False))
-        ]
+    samples = {name: [str(p) for p in sample(name, args.per_set, rng, "bench_ood")] for name in SETS}
     corpora = {"non-mammograms": non_mammograms(), "held-out non-mammograms": more_non_mammograms()}
     results = {}
     for spec in args.model:
@@ -106,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {name} | {c} | {v['n']} | {100 * v['gate']:.0f}% | {100 * v['ood']:.0f}% | {100 * v['either']:.0f}% | "
                 f"{', '.join(v['missed_by_both']) or '-'} |"
             )
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
+    write_json(args.out, results)
     return 0
 
 

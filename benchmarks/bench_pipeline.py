@@ -25,15 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _shared import set_images, write_json
 
 
 def image_paths(kind: str, n: int) -> list[str]:
-    folder = {"dphi": "dphi-sprint31/train", "rsna": "rsna-screening/images", "mias": "mini-mias"}[kind]
-    pattern = "*.png" if kind == "mias" else "*.jpg"
-    paths = sorted(str(p) for p in (SHARED / folder).glob(pattern))
-    if not paths:
-        sys.exit(f"no images under {SHARED / folder}: this benchmark needs ../shared/data")
+    """``n`` random images of the shared set ``kind`` (with repeats when it has fewer)."""
+    paths = [str(p) for p in set_images(kind, "bench_pipeline")]
     rng = np.random.default_rng(0)
     return [paths[i] for i in rng.choice(len(paths), size=n, replace=n > len(paths))]
 
@@ -77,7 +74,7 @@ print(json.dumps({"peak_rss_gb": total / 2**20, "img_s": len(paths) / dt}))
 """
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=["dphi", "rsna", "mias"], default="dphi", help="image source (default: dphi)")
     parser.add_argument("--n", type=int, default=320, help="images per timing (default: 320)")
@@ -96,58 +93,79 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=2, help="timings per measurement; the best counts")
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    from mammo.classifiers import MammogramModel, make_task_pipeline
-    from mammo.features import CNNEmbedding, GLCMFeatures, LBPFeatures
-
     paths = image_paths(args.data, args.n)
-    n = len(paths)
+    rng = np.random.default_rng(0)
+    model = _fitted_model(args, rng)
+    figures: dict = {"data": args.data, "n_images": len(paths)}
+    figures.update(_full_versus_bare(model, paths, args, rng))
+    figures.update(_step_rates(model, paths, args.repeats))
+    if args.rss_images:
+        figures.update(_rss_runs(model, args.data, args.rss_images))
+    figures["peak_rss_gb_this_process"] = peak_rss_gb()
+    _print_figures(figures, args.rss_images)
+    write_json(args.json, figures, indent=2)
+    return 0
+
+
+def _fitted_model(args, rng: np.random.Generator):
+    """The two-task pipeline measured, fitted on 48 images with random labels (speed does not need good ones)."""
+    from mammo.classifiers import MammogramModel, make_task_pipeline
+
     kw = {} if args.texture_size is None else {"texture_size": args.texture_size}
     model = MammogramModel(
         {t: make_task_pipeline(t, args.feature_set, args.model, **kw) for t in ("density", "tumour")}
     )
-    rng = np.random.default_rng(0)
-    fit_paths = image_paths(args.data, 48)
-    model.fit(fit_paths, density=rng.integers(1, 5, 48), tumour=np.arange(48) % 2)
+    return model.fit(image_paths(args.data, 48), density=rng.integers(1, 5, 48), tumour=np.arange(48) % 2)
+
+
+def _full_versus_bare(model, paths: list[str], args, rng: np.random.Generator) -> dict:
+    """Images/s of the full ``predict_proba`` and of bare Keras on as many CNN inputs, and their ratio."""
+    import keras
+
+    from mammo.features import CNNEmbedding
+
+    n = len(paths)
     cnn_blocks = [
         b for _, b in model.pipelines["density"].named_steps["features"].transformer_list if isinstance(b, CNNEmbedding)
     ]
     cnn_inputs = n * (2 if cnn_blocks and cnn_blocks[0].flip_tta else 1) if cnn_blocks else n
-
     bare = keras.applications.MobileNetV2(
         input_shape=(224, 224, 3), include_top=False, pooling="avg", weights="imagenet"
     )
     x = rng.uniform(-1, 1, size=(cnn_inputs, 224, 224, 3)).astype(np.float32)
     bare.predict(x[:32], batch_size=32, verbose=0)
-
-    figures: dict = {
-        "data": args.data,
-        "n_images": n,
-        "cnn_inputs": cnn_inputs,
-        "pipeline": f"{args.feature_set}+{args.model}",
-    }
-    full_paths = list(paths)
-    model.predict_proba(full_paths[:32])  # warm-up
+    model.predict_proba(paths[:32])  # warm-up
     t_bare, t_full = float("inf"), float("inf")
     for _ in range(args.repeats):  # interleaved, so both see the same machine load
         t_bare = min(t_bare, timed(lambda: bare.predict(x, batch_size=32, verbose=0))[0])
-        t_full = min(t_full, timed(model.predict_proba, full_paths)[0])
-    figures["bare_keras_predict_img_s"] = rate(cnn_inputs, t_bare)
-    figures["full_predict_proba_img_s"] = rate(n, t_full)
-    figures["ratio_full_over_bare"] = t_full / t_bare
+        t_full = min(t_full, timed(model.predict_proba, list(paths))[0])
+    return {
+        "cnn_inputs": cnn_inputs,
+        "pipeline": f"{args.feature_set}+{args.model}",
+        "bare_keras_predict_img_s": rate(cnn_inputs, t_bare),
+        "full_predict_proba_img_s": rate(n, t_full),
+        "ratio_full_over_bare": t_full / t_bare,
+    }
 
-    # Per-step throughput, single-threaded, each on the previous step's output.
+
+def _step_rates(model, paths: list[str], repeats: int) -> dict:
+    """Per-step throughput, single-threaded, each step on the previous step's output."""
+    from mammo.features import CNNEmbedding, GLCMFeatures, LBPFeatures
+
+    n = len(paths)
     steps = model.pipelines["density"].named_steps
-    reader, cropper, enhancer = steps["read"], steps["crop"], steps["enhance"]
-    t, grey = timed(reader.transform, paths)
+    figures = {}
+    t, grey = timed(steps["read"].transform, paths)
     figures["step_read_img_s"] = rate(n, t)
-    t, crops = timed(cropper.transform, grey)
+    t, crops = timed(steps["crop"].transform, grey)
     figures["step_crop_img_s"] = rate(n, t)
-    t, enhanced = timed(enhancer.transform, crops)
+    t, enhanced = timed(steps["enhance"].transform, crops)
     figures["step_enhance_img_s"] = rate(n, t)
     for name, block in [("glcm", GLCMFeatures()), ("lbp", LBPFeatures())]:
         block.fit(enhanced[:1])
@@ -155,28 +173,30 @@ def main(argv=None) -> int:
     for backend in ("onnx", "keras"):
         block = CNNEmbedding(backend=backend).fit(enhanced[:1])
         block.transform(enhanced[:32])
-        figures[f"block_cnn_{backend}_img_s"] = rate(n, timed(block.transform, enhanced, repeats=args.repeats)[0])
-    del grey, crops, enhanced
+        figures[f"block_cnn_{backend}_img_s"] = rate(n, timed(block.transform, enhanced, repeats=repeats)[0])
+    return figures
 
-    if args.rss_images:
-        # A fresh process per size, as a user's script would run: load the saved
-        # model, stream predict_proba over the files, report its own peak RSS.
-        with tempfile.TemporaryDirectory() as tmp:
-            path = model.save(Path(tmp) / "bench.joblib")
-            for count in sorted(set(args.rss_images)):
-                listing = Path(tmp) / f"paths_{count}.json"
-                listing.write_text(json.dumps(image_paths(args.data, count)))
-                out = subprocess.run(
-                    [sys.executable, "-c", RSS_SCRIPT, str(path), str(listing)],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                result = json.loads(out.stdout.strip().splitlines()[-1])
-                figures[f"peak_rss_gb_{count}_images"] = result["peak_rss_gb"]
-                figures[f"predict_img_s_{count}_images"] = result["img_s"]
-    figures["peak_rss_gb_this_process"] = peak_rss_gb()
 
+def _rss_runs(model, data: str, counts: list[int]) -> dict:
+    """A fresh process per count, as a user's script would run: load the saved model,
+    stream predict_proba over the files, report its own peak RSS and speed."""
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = model.save(Path(tmp) / "bench.joblib")
+        for count in sorted(set(counts)):
+            listing = Path(tmp) / f"paths_{count}.json"
+            listing.write_text(json.dumps(image_paths(data, count)))
+            out = subprocess.run(
+                [sys.executable, "-c", RSS_SCRIPT, str(path), str(listing)], capture_output=True, text=True, check=True
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            figures[f"peak_rss_gb_{count}_images"] = result["peak_rss_gb"]
+            figures[f"predict_img_s_{count}_images"] = result["img_s"]
+    return figures
+
+
+def _print_figures(figures: dict, rss_counts: list[int]) -> None:
+    """Every figure, then each target and whether it is met."""
     width = max(map(len, figures))
     for key, value in figures.items():
         print(f"{key:<{width}}  {value:.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
@@ -186,15 +206,12 @@ def main(argv=None) -> int:
         print(f"target: peak RSS of a predicting process <= 2.5 GB -> {'MET' if max(rss) <= 2.5 else 'NOT MET'}")
         growth = rss[-1] / rss[0] - 1
         print(
-            f"peak RSS growth from {min(args.rss_images)} to {max(args.rss_images)} images: {growth:+.1%}"
+            f"peak RSS growth from {min(rss_counts)} to {max(rss_counts)} images: {growth:+.1%}"
             f" (target <= 10%: {'MET' if growth <= 0.10 else 'NOT MET'})"
         )
     print(
         f"full pipeline / bare CNN images per second: {1 / figures['ratio_full_over_bare']:.2f} (issue 5 target >= 1.0)"
     )
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

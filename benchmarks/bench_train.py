@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _shared import SHARED
 
 
 def run_measured(cmd: list[str], env: dict) -> dict:

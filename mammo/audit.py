@@ -22,7 +22,7 @@ import pandas as pd
 from .conventions import IMAGE_SUFFIXES, InputError, NoImagesError, list_images
 from .storage import check_output_dir
 
-__all__ = ["audit", "main"]
+__all__ = ["audit", "build_parser", "main"]
 
 _LABEL_COLUMNS = ("label", "labels", "class")
 _SPLIT_COLUMNS = ("split", "set", "subset", "fold", "partition")
@@ -177,8 +177,8 @@ content, so a second run on the same images is fast.
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``mammo audit``: 0 clean, 1 when a group straddles the split (see :data:`EPILOG`)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mammo audit`` argument parser; each option's dest is the :func:`audit` keyword it sets."""
     p = argparse.ArgumentParser(
         prog="mammo audit",
         description="Group images that are augmented copies (rotation, flip, zoom, shift, contrast) of one "
@@ -192,55 +192,68 @@ def main(argv: list[str] | None = None) -> int:
         help="folder of images (searched recursively) or a CSV with a path or filename column",
     )
     p.add_argument(
-        "--labels", metavar="CSV", help="CSV with path/filename and label: groups mixing labels are reported"
+        "--labels",
+        dest="labels_csv",
+        metavar="CSV",
+        help="CSV with path/filename and label: groups mixing labels are reported",
     )
     p.add_argument(
         "--split",
+        dest="split_csv",
         metavar="CSV",
         help="CSV with path/filename and a split column (split/set/subset/fold, e.g. train/test)",
     )
-    p.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    p.add_argument("--out", dest="out_dir", metavar="DIR", required=True, help="output folder")
     p.add_argument(
         "--threshold", type=int, default=None, help="RANSAC inliers that make two images copies (default 15)"
     )
-    p.add_argument("--jobs", type=int, default=1, help="processes for the image signatures (default 1)")
+    p.add_argument(
+        "--jobs",
+        dest="n_jobs",
+        metavar="JOBS",
+        type=int,
+        default=1,
+        help="processes for the image signatures (default 1)",
+    )
     p.add_argument(
         "--cache-dir",
         default=None,
         help="signature cache (default $MAMMO_CACHE_DIR, else the checkout's .cache/mammo, else ~/.cache/mammo)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    a = p.parse_args(argv)
-    rep = audit(
-        a.source,
-        a.out,
-        labels_csv=a.labels,
-        split_csv=a.split,
-        n_jobs=a.jobs,
-        progress=not a.no_progress,
-        cache_dir=a.cache_dir,
-        threshold=a.threshold,
-    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mammo audit``: 0 clean, 1 when a group straddles the split (see :data:`EPILOG`)."""
+    args = build_parser().parse_args(argv)
+    rep = audit(**vars(args))
+    print(_summary(rep))
+    leaking = rep.get("n_leaking_groups")
+    if leaking:
+        print(
+            f"LEAKAGE: {leaking} groups ({rep['n_leaking_images']} images) have copies on more than one side "
+            f"of the split; see {args.out_dir}/leaks.csv"
+        )
+        return 1
+    if leaking == 0:
+        print("no leakage: every group is on one side of the split")
+    print(f"wrote {args.out_dir}/groups.csv, group_sizes.png, contact sheets and report.json")
+    return 0
+
+
+def _summary(rep: dict[str, Any]) -> str:
+    """The groups found, and the label mixing when labels were given, as printed lines."""
     s = rep["size"]
-    print(
+    lines = [
         f"{rep['n_images']} images in {rep['n_groups']} groups "
         f"(size min {s['min']}, median {s['median']:g}, max {s['max']}; {rep['n_singletons']} single images)"
-    )
+    ]
     if "n_impure" in rep:
-        print(
+        lines.append(
             f"{rep['n_impure']} groups mix labels ({rep['minority_images']} images disagree with their group's majority)"
         )
-    if "n_leaking_groups" in rep:
-        n = rep["n_leaking_groups"]
-        if n:
-            print(
-                f"LEAKAGE: {n} groups ({rep['n_leaking_images']} images) have copies on more than one side "
-                f"of the split; see {a.out}/leaks.csv"
-            )
-            return 1
-        print("no leakage: every group is on one side of the split")
-    print(f"wrote {a.out}/groups.csv, group_sizes.png, contact sheets and report.json")
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,22 @@ Bottom layer, like :mod:`mammo.storage`: it imports nothing from mammo.
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import sys
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "TASKS", "InputError", "NoImagesError", "find_images", "images_for_command", "list_images"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "TASKS",
+    "InputError",
+    "NoImagesError",
+    "find_images",
+    "image_command_parser",
+    "images_for_command",
+    "list_images",
+]
 
 #: The prediction tasks, in the order reports and models list them.
 TASKS = ("density", "tumour")
@@ -66,6 +76,19 @@ def images_for_command(inputs: list[str], prog: str) -> tuple[list[str], list[st
     for item in missing:
         print(f"{prog}: no such file, folder or match: {item}", file=sys.stderr)
     return paths, missing
+
+
+def image_command_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+    """The argument parser of a command over images (``mammo predict``, ``mammo inspect``):
+    the positional ``inputs`` that :func:`images_for_command` reads; the command adds its options."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"example: {example}",
+    )
+    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
+    return parser
 
 
 def _nothing_found(inputs: list[str], missing: list[str]) -> str:

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--map-density",
+        dest="density_map",
         metavar="DATA=MODEL,...",
         default=None,
         help="map the data's density classes onto the model's, e.g. F=1,G=2,D=3 (mini-MIAS background "
@@ -62,12 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder to write (default runs/evaluate-<data set>-<time>)")
     p.add_argument("--manifest", help="verify the model file's sha256 against this manifest before loading")
     p.add_argument(
-        "--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the CIs (default 1000)"
+        "--bootstrap",
+        dest="n_boot",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the CIs (default 1000)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--batch-size", type=int, default=32, help="images per streamed chunk (default 32)")
     p.add_argument("--jobs", type=int, default=None, help="chunks processed at once (default: one per core)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
     return p
 
 
@@ -78,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name, value in (("--bootstrap", args.bootstrap), ("--batch-size", args.batch_size)):
+    for name, value in (("--bootstrap", args.n_boot), ("--batch-size", args.batch_size)):
         if value < 1:
             parser.error(f"{name} must be at least 1")
     # a bad model file, data set or label set is an expected failure: mammo.cli reports it in one line
@@ -89,13 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.data,
         kind=args.kind,
         task=args.task,
-        density_map=args.map_density,
+        density_map=args.density_map,
         out=args.out,
         model_path=args.model,
-        n_boot=args.bootstrap,
+        n_boot=args.n_boot,
         seed=args.seed,
         jobs=args.jobs,
-        progress=not args.quiet,
+        progress=args.progress,
     )
     images = metrics["images"]
     left_out = len(images["refused"]) + len(images["unreadable"])

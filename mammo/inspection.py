@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .conventions import images_for_command
+from .conventions import image_command_parser, images_for_command
 from .storage import check_output_dir
 
 __all__ = ["Inspection", "inspect_image", "contact_sheet", "main"]
@@ -135,13 +135,9 @@ def contact_sheet(items: list[Inspection], side: int = 256) -> Image.Image:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mammo inspect`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="mammo inspect",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: mammo inspect scans/ --out inspect/   (then open inspect/sheet-001.png)",
+    parser = image_command_parser(
+        "mammo inspect", __doc__, "mammo inspect scans/ --out inspect/   (then open inspect/sheet-001.png)"
     )
-    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     parser.add_argument("--out", required=True, type=Path, help="folder for the sheets and segmentation.csv")
     parser.add_argument("--per-sheet", type=int, default=12, help="images per sheet (default: 12)")
     parser.add_argument("--size", type=int, default=256, help="side of each picture in pixels (default: 256)")

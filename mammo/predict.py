@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from .conventions import InputError, images_for_command
+from .conventions import InputError, image_command_parser, images_for_command
 from .storage import check_output_dir
 
 #: tumour_label in the CSV, by class (0/1)
@@ -122,13 +122,11 @@ def dask_backend(scheduler: str, timeout: float = 30):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mammo predict`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="mammo predict",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: mammo predict scans/ extra/*.dcm --model runs/default/model.joblib --out predictions.csv",
+    parser = image_command_parser(
+        "mammo predict",
+        __doc__,
+        "mammo predict scans/ extra/*.dcm --model runs/default/model.joblib --out predictions.csv",
     )
-    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     parser.add_argument(
         "--model",
         default=os.environ.get("MAMMO_MODEL", DEFAULT_MODEL),
@@ -156,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV naming each file's exam, laterality and view (columns path, exam, "
         "laterality, view); default: DICOM tags, else the file name",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
     return parser
 
 
@@ -190,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             except (ImportError, OSError) as exc:
                 raise InputError(f"cannot use the Dask scheduler {args.scheduler}: {exc}") from exc
         if args.out == "-":
-            failed = _write(model, paths, sys.stdout, args.by, views, progress=not args.quiet)
+            failed = _write(model, paths, sys.stdout, args.by, views, progress=args.progress)
         else:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             with open(args.out, "w", newline="") as out:
-                failed = _write(model, paths, out, args.by, views, progress=not args.quiet)
+                failed = _write(model, paths, out, args.by, views, progress=args.progress)
     print(f"mammo predict: {len(paths) - failed} predicted, {failed} failed", file=sys.stderr)
     return 1 if failed or missing else 0
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mammo.storage import keras_home
-from mammo.testing import simulate_copies, synthetic_mammogram
+from mammo.testing import simulate_copies, synthetic_mammogram, write_png
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
@@ -93,17 +93,13 @@ def require_data():
 @pytest.fixture(scope="session")
 def synthetic_set(tmp_path_factory):
     """48 synthetic mammograms saved as PNG, with density (1-4) and tumour (0/1) labels."""
-    from PIL import Image
-
     folder = tmp_path_factory.mktemp("synthetic")
     rng = np.random.default_rng(0)
     paths, density, tumour = [], [], []
     for i in range(48):
         d, t = i % 4 + 1, (i // 4) % 2
         img = synthetic_mammogram(rng, d, t, side="left" if i % 3 else "right", inverted=i % 7 == 0)
-        path = folder / f"img_{i:03d}.png"
-        Image.fromarray((img * 255).astype(np.uint8)).save(path)
-        paths.append(str(path))
+        paths.append(str(write_png(img, folder / f"img_{i:03d}.png")))
         density.append(d)
         tumour.append(t)
     return paths, np.array(density), np.array(tumour)
@@ -111,16 +107,22 @@ def synthetic_set(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def texture_model(synthetic_set):
-    """A real two-task model (texture + SVM: no TensorFlow) fitted on the synthetic set."""
-    from mammo.classifiers import MammogramModel, make_task_pipeline
+    """The session's one fitted model: the web app's demo model (texture + SVM, no TensorFlow;
+    :func:`mammo.webapp.demo.demo_model`) on the 48 images of ``synthetic_set``.
+
+    Tests that change it work on a copy; tests that need another kind of model (a CNN,
+    missing labels) fit their own.
+    """
+    from mammo.webapp.demo import demo_model
 
     paths, density, tumour = synthetic_set
-    model = MammogramModel({t: make_task_pipeline(t, "texture", "svm") for t in ("density", "tumour")})
-    return model.fit(paths, density=density, tumour=tumour)
+    # the pipelines' default working size: the demo app's 512 costs more and tests nothing more
+    return demo_model(paths, density, tumour, texture_size=256)
 
 
 @pytest.fixture(scope="session")
 def texture_model_path(texture_model, tmp_path_factory):
+    """``texture_model`` saved with its manifest, as ``mammo train`` saves a model."""
     return texture_model.save(tmp_path_factory.mktemp("model") / "texture.joblib")
 
 

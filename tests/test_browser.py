@@ -21,7 +21,6 @@ sync_api = pytest.importorskip(
 
 from mammo.testing import run_until_closed  # noqa: E402
 from mammo.webapp import create_app, make_server  # noqa: E402
-from mammo.webapp.demo import fit_demo_model  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -39,13 +38,10 @@ ARGS = [
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
+def server_url(texture_model_path):
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (apt-get install chromium)")
-    path = tmp_path_factory.getbasetemp() / "webapp_model" / "demo.joblib"
-    if not path.exists():
-        fit_demo_model(path, n=24, seed=0)
-    app = create_app({"MAMMO_MODEL": str(path)})
+    app = create_app({"MAMMO_MODEL": str(texture_model_path)})
     server = make_server(app, "127.0.0.1", 0, threads=2)
     thread = threading.Thread(target=run_until_closed, args=(server,), daemon=True)
     thread.start()
@@ -93,6 +89,15 @@ CYAN_PIXELS = """img => {
 }"""
 
 
+def _submit(page, result_selector: str, shot: Path) -> Path:
+    """Submit the upload form, wait for ``result_selector`` on the result page, keep a full-page screenshot."""
+    with page.expect_navigation(timeout=60_000):
+        page.click("#submit")
+    page.wait_for_selector(result_selector, timeout=60_000)
+    page.screenshot(path=str(shot), full_page=True)
+    return shot
+
+
 def test_upload_crop_and_predict_in_chromium(page, server_url, tmp_path):
     if not IMAGE.is_file():
         pytest.skip(f"sample mammogram {IMAGE} is absent (../shared/data not mounted)")
@@ -109,11 +114,7 @@ def test_upload_crop_and_predict_in_chromium(page, server_url, tmp_path):
     page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
 
     page.check("#heatmap")
-    with page.expect_navigation(timeout=60_000):
-        page.click("#submit")
-    page.wait_for_selector("#density-label", timeout=60_000)
-    shot = tmp_path / "result.png"
-    page.screenshot(path=str(shot), full_page=True)
+    shot = _submit(page, "#density-label", tmp_path / "result.png")
     print(f"screenshots: {tmp_path / 'upload.png'} {shot}")
     # the original as shown carries the breast outline (cyan), as the browser renders it
     assert page.eval_on_selector(".images figure img", CYAN_PIXELS) > 50
@@ -207,11 +208,7 @@ def test_exam_upload_in_chromium(page, server_url, tmp_path):
     form_shot = tmp_path / "exam-form.png"
     page.screenshot(path=str(form_shot), full_page=True)
 
-    with page.expect_navigation(timeout=60_000):
-        page.click("#submit")
-    page.wait_for_selector("#breasts", timeout=60_000)
-    result_shot = tmp_path / "exam-result.png"
-    page.screenshot(path=str(result_shot), full_page=True)
+    result_shot = _submit(page, "#breasts", tmp_path / "exam-result.png")
     print(f"screenshots: {form_shot} {result_shot}")
 
     cards = page.locator(".view-card")

@@ -335,16 +335,12 @@ def test_healthz_and_api_keep_the_machine_readable_metadata(client, run_dir):
     assert api.status_code == 200 and api.get_json()["model"]["pipeline_id"] == meta["pipeline_id"]
 
 
-def test_a_model_without_a_card_file_gets_one_from_its_metadata(run_dir, tmp_path, tmp_path_factory):
+def test_a_model_without_a_card_file_gets_one_from_its_metadata(run_dir, tmp_path, texture_model_path):
     pytest.importorskip("flask_wtf")
     from mammo.webapp import create_app
-    from mammo.webapp.demo import fit_demo_model
 
-    demo = tmp_path_factory.getbasetemp() / "webapp_model" / "demo.joblib"  # the web app tests' model
-    if not demo.exists():
-        fit_demo_model(demo, n=24, seed=0)
     # an older model, beside a card that another model left in the folder
-    model = shutil.copy(demo, tmp_path / "old.joblib")
+    model = shutil.copy(texture_model_path, tmp_path / "old.joblib")
     shutil.copy(run_dir / CARD_FILES[1], tmp_path / CARD_FILES[1])
     client = create_app({"MAMMO_MODEL": str(model), "TESTING": True}).test_client()
     resp = client.get("/model-card")

@@ -23,7 +23,7 @@ from mammo.cli import main as mammo_main
 from mammo.datasets import load_dataset
 from mammo.evaluate import LabelMismatchError, map_density
 from mammo.evaluate_cli import main
-from mammo.testing import synthetic_mammogram
+from mammo.testing import synthetic_mammogram, write_png
 
 FAST = ["--quiet", "--bootstrap", "200", "--jobs", "1"]
 #: what `mammo train` would have stored; distinctive values, so the report can be searched for them
@@ -50,10 +50,6 @@ CV_METRICS = {
 }
 
 
-def _save(img, path):
-    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
-
-
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
     """8 patients x 2 breasts x 2 views at two sites, plus an unreadable and a refused (blank) image."""
@@ -67,7 +63,9 @@ def manifest(tmp_path_factory):
             tumour = int((side == "L" and p % 2 == 0) or (side == "R" and p % 4 == 1))
             for view in ("CC", "MLO"):
                 name = f"p{p}_{side}_{view}.png"
-                _save(synthetic_mammogram(rng, density, tumour, side="left" if side == "L" else "right"), root / name)
+                write_png(
+                    synthetic_mammogram(rng, density, tumour, side="left" if side == "L" else "right"), root / name
+                )
                 rows.append(
                     {
                         "path": name,
@@ -253,7 +251,7 @@ def make_mias(root):
         bg = "FGD"[n % 3]
         tumour = None if n % 4 == 0 else n % 2
         lines.append(f"mdb{n:03d} {bg} NORM" if tumour is None else f"mdb{n:03d} {bg} CIRC {'BM'[tumour]} 100 100 20")
-        _save(
+        write_png(
             synthetic_mammogram(rng, "FGD".index(bg) + 1, tumour or 0, side="left" if n % 2 == 0 else "right"),
             root / f"mdb{n:03d}.png",
         )

@@ -23,6 +23,7 @@ from mammo.grouping import (
     group_report,
     image_signature,
 )
+from mammo.testing import write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -140,7 +141,7 @@ def test_audit_cli_detects_leaky_split(dphi_copies, tmp_path):
     names = []
     for i, im in enumerate(images[:30]):  # three originals x 10 copies
         names.append(f"img_{i:03d}.png")
-        Image.fromarray((im * 255).astype(np.uint8)).save(folder / names[-1])
+        write_png(im, folder / names[-1])
     # leaky: alternate copies between train and test
     pd.DataFrame({"filename": names, "split": ["train", "test"] * 15}).to_csv(tmp_path / "split.csv", index=False)
     pd.DataFrame({"filename": names, "label": truth[:30]}).to_csv(tmp_path / "labels.csv", index=False)
@@ -254,7 +255,7 @@ def test_result_cache_misses_on_parameters_content_and_corruption(dphi_copies, t
     paths = []
     for i, im in enumerate(images):
         paths.append(str(folder / f"img_{i:03d}.png"))
-        Image.fromarray((im * 255).astype(np.uint8)).save(paths[-1])
+        write_png(im, paths[-1])
     cache = tmp_path / "cache"
     ref = find_duplicate_groups(paths, progress=False, cache_dir=cache)
     find_duplicate_groups(paths, progress=False, cache_dir=cache)
@@ -275,7 +276,7 @@ def test_result_cache_misses_on_parameters_content_and_corruption(dphi_copies, t
         assert len(count_groupings) == before + 1, kw
     # rewriting a file with the same bytes hits; one changed pixel misses
     n = len(count_groupings)
-    Image.fromarray((images[0] * 255).astype(np.uint8)).save(paths[0])
+    write_png(images[0], paths[0])
     find_duplicate_groups(paths, progress=False, cache_dir=cache)
     assert len(count_groupings) == n
     changed = (images[0] * 255).astype(np.uint8)

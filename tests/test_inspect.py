@@ -9,7 +9,7 @@ from PIL import Image
 
 from mammo.cli import main as mammo_main
 from mammo.inspection import inspect_image
-from mammo.testing import film_scan, non_mammograms, synthetic_mammogram
+from mammo.testing import film_scan, non_mammograms, synthetic_mammogram, write_png
 
 
 def test_inspect_writes_sheets_and_a_row_per_image(tmp_path, capsys):
@@ -18,7 +18,7 @@ def test_inspect_writes_sheets_and_a_row_per_image(tmp_path, capsys):
     folder.mkdir()
     for i in range(5):
         img = synthetic_mammogram(rng, 1 + i % 4, shape=(240, 192), side="left" if i % 2 else "right", inverted=i == 3)
-        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"m{i}.png")
+        write_png(img, folder / f"m{i}.png")
     film, _ = film_scan(synthetic_mammogram(rng, 2, shape=(240, 192), film_label=False), rng)
     Image.fromarray((film * 65535).astype(np.uint16)).save(folder / "film.png")
     Image.fromarray(non_mammograms()["astronaut"]).save(folder / "photo.jpg")
@@ -39,7 +39,7 @@ def test_inspect_writes_sheets_and_a_row_per_image(tmp_path, capsys):
 
 def test_inspect_image_outline_is_drawn(tmp_path):
     img = synthetic_mammogram(np.random.default_rng(1), 3, shape=(240, 192))
-    Image.fromarray((img * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    write_png(img, tmp_path / "a.png")
     item = inspect_image(str(tmp_path / "a.png"), side=128)
     assert item.ok and len(item.tiles) == 3
     drawn = np.asarray(item.tiles[1]).astype(int)

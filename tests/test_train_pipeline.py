@@ -17,16 +17,12 @@ from PIL import Image
 
 from mammo.classifiers import load_model, make_task_pipeline
 from mammo.featcache import FeatureCache
-from mammo.testing import synthetic_mammogram
+from mammo.testing import synthetic_mammogram, write_png
 from mammo.training import make_folds
 from mammo.training.cli import main
 
 FAST = ["--feature-sets", "texture", "--models", "svm", "--no-deep", "--jobs", "1", "--quiet", "--bootstrap", "200"]
 TUNED = [*FAST, "--tune"]
-
-
-def _save(img, path):
-    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
 
 
 @pytest.fixture
@@ -44,7 +40,7 @@ def make_manifest(root, n_patients=16, per_patient=2, seed=0):
         d, t = p % 4 + 1, (p // 4) % 2
         for v in range(per_patient):
             name = f"p{p:02d}_{v}.png"
-            _save(synthetic_mammogram(rng, d, t, side="left" if v % 2 else "right"), root / name)
+            write_png(synthetic_mammogram(rng, d, t, side="left" if v % 2 else "right"), root / name)
             rows.append(f"{name},pat{p},{d},{t}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root / "labels.csv"
@@ -121,7 +117,7 @@ def make_mias(root):
             sev = "M" if patient % 2 else "B"
             t = sev == "M"
             lines.append(f"mdb{n:03d} {bg} CIRC {sev} 100 100 20")
-        _save(synthetic_mammogram(rng, d, int(t), side="left" if n % 2 == 0 else "right"), root / f"mdb{n:03d}.png")
+        write_png(synthetic_mammogram(rng, d, int(t), side="left" if n % 2 == 0 else "right"), root / f"mdb{n:03d}.png")
     (root / "Info.txt").write_text("\n".join(lines) + "\n")
     return root
 
@@ -306,7 +302,7 @@ def test_second_run_reuses_cached_features(tmp_path, cache_env, monkeypatch):
 def test_cache_is_keyed_by_content_not_name(tmp_path):
     rng = np.random.default_rng(0)
     a, b = tmp_path / "a.png", tmp_path / "renamed.png"
-    _save(synthetic_mammogram(rng, 2, 0), a)
+    write_png(synthetic_mammogram(rng, 2, 0), a)
     shutil.copyfile(a, b)
     cache = FeatureCache(tmp_path / "c", progress=False)
     pipe = make_task_pipeline("tumour", "texture", "svm", texture_size=128)
@@ -314,7 +310,7 @@ def test_cache_is_keyed_by_content_not_name(tmp_path):
     x2 = cache.transform([b], pipe)
     np.testing.assert_array_equal(x1, x2)
     assert cache.stats["computed:glcm"] == 1 and cache.stats["hit:glcm"] == 1
-    _save(synthetic_mammogram(rng, 4, 1), b)  # new content under the same name
+    write_png(synthetic_mammogram(rng, 4, 1), b)  # new content under the same name
     cache.transform([b], pipe)
     assert cache.stats["computed:glcm"] == 2
 
@@ -468,7 +464,7 @@ def test_per_breast_tumour_metrics_when_breasts_have_several_views(tmp_path, cac
             t = int(side == "L" and p % 2 == 0)  # a cancer in the left breast of every other patient
             for view in ("CC", "MLO"):
                 name = f"p{p:02d}_{side}_{view}.png"
-                _save(synthetic_mammogram(rng, 2, t), root / name)
+                write_png(synthetic_mammogram(rng, 2, t), root / name)
                 rows.append(f"{name},pat{p},{side},{view},{t}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "run"
@@ -496,7 +492,7 @@ def make_subgroup_manifest(root):
         for side, view in (("L", "CC"), ("R", "MLO")):
             t = int((side == "L" and p % 3 == 0) or (side == "R" and p % 3 == 1))
             name = f"p{p:02d}_{side}.png"
-            _save(synthetic_mammogram(rng, p % 4 + 1, t, side="left" if side == "L" else "right"), root / name)
+            write_png(synthetic_mammogram(rng, p % 4 + 1, t, side="left" if side == "L" else "right"), root / name)
             rows.append(
                 f"{name},pat{p},{side},{view},{1 + p // 6},{170 if p == 11 else 21},{40 + 4 * p},{p % 4 + 1},{t}"
             )

@@ -6,6 +6,7 @@ End-to-end runs through the command line are in test_train_pipeline.py.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -291,6 +292,8 @@ def test_the_command_line_becomes_a_train_config():
 
     default = config_from_args(build_parser().parse_args(["data"]))
     assert default == TrainConfig("data", jobs=default.jobs)  # the CLI's defaults are the library's
+    # one option per field, named by its dest
+    assert set(vars(build_parser().parse_args(["data"]))) == {f.name for f in fields(TrainConfig)}
     cfg = config_from_args(
         build_parser().parse_args(
             [

@@ -41,20 +41,11 @@ MAX_PIXELS = 1_000_000
 # --------------------------------------------------------------------------- fixtures and helpers
 
 
-@pytest.fixture(scope="session")
-def model_path(tmp_path_factory) -> Path:
-    """A small real texture+SVM model fitted once per session on synthetic images."""
-    path = tmp_path_factory.getbasetemp() / "webapp_model" / "demo.joblib"
-    if not path.exists():
-        fit_demo_model(path, n=24, seed=0)
-    return path
-
-
 @pytest.fixture(scope="module")
-def app(model_path):
+def app(texture_model_path):
     return create_app(
         {
-            "MAMMO_MODEL": str(model_path),
+            "MAMMO_MODEL": str(texture_model_path),
             "TESTING": True,
             "MAX_CONTENT_LENGTH": MAX_BYTES,
             "MAMMO_MAX_PIXELS": MAX_PIXELS,
@@ -146,13 +137,13 @@ def test_security_headers_on_every_response(client, path):
     assert resp.headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_healthz(client, model_path):
+def test_healthz(client, texture_model_path):
     from mammo.classifiers import file_sha256
 
     resp = client.get("/healthz")
     body = resp.get_json()
     assert resp.status_code == 200 and body["status"] == "ok"
-    assert body["model"]["sha256"] == file_sha256(model_path)
+    assert body["model"]["sha256"] == file_sha256(texture_model_path)
     assert body["model"]["verified_manifest"] is True
     assert body["model"]["tasks"] == ["density", "tumour"]
 
@@ -161,12 +152,12 @@ def test_debug_off_by_default(app):
     assert app.debug is False and app.config["DEBUG"] is False
 
 
-def test_api_predict_matches_the_model(client, model_path):
+def test_api_predict_matches_the_model(client, texture_model_path):
     data = mammo_png(seed=5)
     resp = api_post(client, {"file": upload(data)})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
-    expected = load_model(model_path).predict_records([data])[0]
+    expected = load_model(texture_model_path).predict_records([data])[0]
     for task in ("density", "tumour"):
         assert body[task]["label"] == expected[task]["label"]
         assert body[task]["meaning"] == expected[task]["meaning"]
@@ -195,14 +186,14 @@ def test_api_predict_matches_the_model(client, model_path):
         {"crop_x": "8", "crop_y": "20", "crop_w": "100", "crop_h": "120"},
     ],
 )
-def test_api_predict_applies_the_crop(client, model_path, crop_fields):
+def test_api_predict_applies_the_crop(client, texture_model_path, crop_fields):
     raw = demo_image(7, 2)
     resp = api_post(client, {"file": upload(png(raw)), **crop_fields})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
     assert body["image"]["crop"] == [8, 20, 100, 120]
     cropped = raw[20:140, 8:108].astype(np.float32) / 255
-    expected = load_model(model_path).predict_records([cropped])[0]
+    expected = load_model(texture_model_path).predict_records([cropped])[0]
     assert body["tumour"]["p_malignant"] == pytest.approx(expected["tumour"]["p_malignant"], abs=1e-6)
     uncropped = api_post(client, {"file": upload(png(raw))}).get_json()
     assert uncropped["density"]["probabilities"] != body["density"]["probabilities"]
@@ -459,13 +450,13 @@ def test_occlusion_map_shrinks_large_images():
 # --------------------------------------------------------------------------- start-up, serving, CLI
 
 
-def test_model_from_environment_variable(model_path, monkeypatch):
-    monkeypatch.setenv("MAMMO_MODEL", str(model_path))
+def test_model_from_environment_variable(texture_model_path, monkeypatch):
+    monkeypatch.setenv("MAMMO_MODEL", str(texture_model_path))
     app = create_app({"MAMMO_WARMUP": False})
-    assert app.test_client().get("/healthz").get_json()["model"]["file"] == model_path.name
+    assert app.test_client().get("/healthz").get_json()["model"]["file"] == texture_model_path.name
 
 
-def test_startup_errors_are_clear(tmp_path, model_path, monkeypatch):
+def test_startup_errors_are_clear(tmp_path, texture_model_path, monkeypatch):
     monkeypatch.delenv("MAMMO_MODEL", raising=False)
     with pytest.raises(ModelLoadError, match="No model configured"):
         create_app()
@@ -479,8 +470,10 @@ def test_startup_errors_are_clear(tmp_path, model_path, monkeypatch):
         create_app({"MAMMO_MODEL": str(tmp_path / "junk.joblib")})
     # A model whose bytes no longer match its manifest is refused before unpickling.
     tampered = tmp_path / "tampered.joblib"
-    tampered.write_bytes(model_path.read_bytes() + b"\0")
-    (tmp_path / "tampered.joblib.manifest.json").write_text(Path(str(model_path) + ".manifest.json").read_text())
+    tampered.write_bytes(texture_model_path.read_bytes() + b"\0")
+    (tmp_path / "tampered.joblib.manifest.json").write_text(
+        Path(str(texture_model_path) + ".manifest.json").read_text()
+    )
     with pytest.raises(ModelLoadError, match="integrity"):
         create_app({"MAMMO_MODEL": str(tampered)})
 
@@ -511,7 +504,7 @@ def test_waitress_server_serves_the_app(app):
         thread.join(5)
 
 
-def test_serve_prints_the_address(model_path, monkeypatch, capsys):
+def test_serve_prints_the_address(texture_model_path, monkeypatch, capsys):
     import mammo.webapp as webapp
 
     real = webapp.make_server
@@ -528,7 +521,7 @@ def test_serve_prints_the_address(model_path, monkeypatch, capsys):
         return server
 
     monkeypatch.setattr(webapp, "make_server", fake_make_server)
-    serve(model_path, host="127.0.0.1", port=0, threads=1)
+    serve(texture_model_path, host="127.0.0.1", port=0, threads=1)
     assert f"http://127.0.0.1:{seen['port']}/" in capsys.readouterr().out
 
 
@@ -717,7 +710,7 @@ def check_aggregation(body: dict, threshold: float) -> None:
     assert exam["n_scored"] == len(body["views"]) - len(d["refused"]) and exam["threshold"] == threshold
 
 
-def check_records(body: dict, model_path, files: list[tuple]) -> None:
+def check_records(body: dict, model_path: Path, files: list[tuple]) -> None:
     """Each scored view's keys and numbers are those of the same file scored alone.
 
     To float32 rounding: the model's features of a batch differ from those of one image in
@@ -737,7 +730,7 @@ def check_records(body: dict, model_path, files: list[tuple]) -> None:
         assert view["image"] == {"width": scan.shape[1], "height": scan.shape[0], "crop": None}
 
 
-def test_api_exam_of_four_dicom_views_told_apart_by_their_tags(app, client, model_path):
+def test_api_exam_of_four_dicom_views_told_apart_by_their_tags(app, client, texture_model_path):
     files = exam_dicoms()
     resp = exam_post(client, files)
     assert resp.status_code == 200, resp.get_data(as_text=True)
@@ -764,14 +757,14 @@ def test_api_exam_of_four_dicom_views_told_apart_by_their_tags(app, client, mode
     )
     grades = sorted(v["density"]["label"] for v in body["views"])
     assert body["exam"]["density"] == grades[2]  # four views: the denser of the two middle grades
-    meanings = load_model(model_path).metadata["tasks"]["density"]["class_meanings"]
+    meanings = load_model(texture_model_path).metadata["tasks"]["density"]["class_meanings"]
     assert body["exam"]["density_meaning"] == meanings[str(grades[2])]
     assert set(body["exam"]["rules"]) >= {"breast_p_malignant", "exam_density", "flagged", "refused"}
     assert "AUC per breast" in body["exam"]["rules"]["breast_p_malignant"]
     assert body["model"]["pipeline_id"] == "demo-texture-svm" and "not a diagnosis" in body["disclaimer"]
     threshold = app.extensions["mammo"]["model"].threshold
     check_aggregation(body, threshold)
-    check_records(body, model_path, files)
+    check_records(body, texture_model_path, files)
 
 
 def test_a_breast_is_flagged_when_its_mean_reaches_the_threshold(app, client, monkeypatch):
@@ -789,7 +782,7 @@ def test_a_breast_is_flagged_when_its_mean_reaches_the_threshold(app, client, mo
     assert html.count('<tr class="breast flagged"') == 1
 
 
-def test_api_exam_of_pngs_by_file_name_and_by_form_fields(app, client, model_path):
+def test_api_exam_of_pngs_by_file_name_and_by_form_fields(app, client, texture_model_path):
     threshold = app.extensions["mammo"]["model"].threshold
     files = exam_pngs()
     body = exam_post(client, files).get_json()
@@ -798,7 +791,7 @@ def test_api_exam_of_pngs_by_file_name_and_by_form_fields(app, client, model_pat
     ]
     assert body["exam"]["id"] == "P7" and [b["laterality"] for b in body["breasts"]] == ["L", "R"]
     check_aggregation(body, threshold)
-    check_records(body, model_path, files)
+    check_records(body, texture_model_path, files)
     # names that say nothing: the form's fields (any case, empty = not given); a file name's word loses to them
     files = exam_pngs(("a.png", "b.png", "P7_L_CC.png", "same.png", "same.png"), seeds=(31, 32, 33, 34, 35))
     fields = {"laterality": ["L", "left", "R", "", ""], "view": ["CC", "mlo", "MLO", "", ""]}
@@ -821,7 +814,7 @@ def test_api_exam_of_pngs_by_file_name_and_by_form_fields(app, client, model_pat
         (None, ["same.png (2)"]),
     ]
     check_aggregation(body, threshold)
-    check_records(body, model_path, files)
+    check_records(body, texture_model_path, files)
 
 
 def test_exam_scores_in_one_model_call_under_one_slot(app, client, monkeypatch):
@@ -855,7 +848,7 @@ def test_exam_scores_in_one_model_call_under_one_slot(app, client, monkeypatch):
     assert calls == [4, 1, 1, 1, 1] and slots.taken == 2
 
 
-def test_a_refused_file_does_not_sink_the_exam(app, client, model_path):
+def test_a_refused_file_does_not_sink_the_exam(app, client, texture_model_path):
     files = exam_pngs()[:2] + [
         ("P7_R_CC.png", b"%PDF-1.4 not an image" * 10),
         ("P7_R_MLO.png", png(np.zeros((160, 128), np.uint8))),
@@ -873,7 +866,7 @@ def test_a_refused_file_does_not_sink_the_exam(app, client, model_path):
     assert body["exam"]["refused"] == {"P7_R_CC.png": bad["error"], "P7_R_MLO.png": blank["error"]}
     assert body["exam"]["n_scored"] == 2 and [b["laterality"] for b in body["breasts"]] == ["L"]
     check_aggregation(body, app.extensions["mammo"]["model"].threshold)
-    check_records(body, model_path, files)
+    check_records(body, texture_model_path, files)
     page = exam_post(client, files, kind="html")
     html = page.get_data(as_text=True)
     assert page.status_code == 200, html

@@ -1,58 +1,31 @@
-"""The saved artifact: both tasks' fitted pipelines plus what a reader needs to trust them."""
+"""The saved artifact: both tasks' fitted pipelines plus what a reader needs to trust them.
+
+What :meth:`MammogramModel.fit` records about the training and the libraries lives in
+:mod:`mammo.classifiers.provenance`; loading a saved file in :mod:`mammo.classifiers.artifact`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from ..features.blocks import feature_set_name
 from ..features.cnn import CNNEmbedding
 from ..storage import atomic_open, atomic_write, file_sha256, step_key
 from .batches import featurise_chunk, run_stateless
 from .estimators import expected_grade
 from .ood import DistributionModel
-from .pipelines import DENSITY_CLASSES, PREPROCESS_STEPS, TUMOUR_CLASSES, split_pipeline
+from .pipelines import PREPROCESS_STEPS, split_pipeline
+from .provenance import FORMAT_VERSION, describe_fit, feature_blocks, library_versions
 
 __all__ = ["MammogramModel", "FORMAT_VERSION", "file_sha256", "library_versions", "split_pipeline", "step_key"]
-
-#: 2: the breast region rewritten (polarity, film artefacts, canvas-independent crops),
-#: the input-quality gate step and the out-of-distribution model.
-FORMAT_VERSION = 2
-
-
-def library_versions() -> dict:
-    """Versions of the libraries whose behaviour the fitted pipelines depend on."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for dist in (
-        "mammo",
-        "numpy",
-        "scipy",
-        "scikit-learn",
-        "scikit-image",
-        "xgboost",
-        "xgboost-cpu",
-        "tensorflow",
-        "tensorflow-cpu",
-        "keras",
-        "pydicom",
-        "pillow",
-    ):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 @dataclass
@@ -142,7 +115,7 @@ class MammogramModel:
                 raise ValueError(f"{task}: {len(features[task])} feature rows for {masks[task].sum()} labelled images")
             y = np.asarray(labels[task], dtype=float)[masks[task]].astype(int)
             Pipeline(split_pipeline(pipe)[1]).fit(features[task], y)
-        self.metadata = {**self.metadata, **self._describe(labels, masks, class_meanings or {})}
+        self.metadata = {**self.metadata, **describe_fit(self.pipelines, labels, masks, class_meanings or {})}
         groups = None if groups is None else np.asarray(groups)
         return self.fit_ood(features, None if groups is None else {t: groups[m] for t, m in masks.items()})
 
@@ -166,7 +139,7 @@ class MammogramModel:
         has the CNN embedding (it describes what an image shows), else the one with most blocks."""
 
         def rank(task):
-            blocks = [s for s in _blocks(self.pipelines[task]) if hasattr(s, "transform")]
+            blocks = [s for s in feature_blocks(self.pipelines[task]) if hasattr(s, "transform")]
             return (any(isinstance(b, CNNEmbedding) for b in blocks), len(blocks))
 
         return max(self.pipelines, key=rank)
@@ -203,36 +176,6 @@ class MammogramModel:
             return None
         scores = self.ood["model"].score_samples(features[self.ood["task"]])
         return scores, scores <= self.ood["model"].threshold_
-
-    def _describe(self, labels, masks, class_meanings: dict) -> dict:
-        cnn = [s for p in self.pipelines.values() for s in _blocks(p) if isinstance(s, CNNEmbedding)]
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "versions": library_versions(),
-            "cnn_weights": {"weights": str(cnn[0].weights), "sha256": cnn[0].weights_sha256_} if cnn else None,
-            "tasks": {},
-        }
-        for task, pipe in self.pipelines.items():
-            y = np.asarray(labels[task], dtype=float)[masks[task]].astype(int)
-            classes = pipe.steps[-1][1].classes_.tolist()
-            meanings = class_meanings.get(task) or (DENSITY_CLASSES if task == "density" else TUMOUR_CLASSES)
-            meta["tasks"][task] = {
-                "classes": classes,
-                "class_meanings": {str(c): meanings.get(c, str(c)) for c in classes},
-                "n_train": int(masks[task].sum()),
-                "class_counts": {str(c): int((y == c).sum()) for c in classes},
-                "steps": [name for name, _ in pipe.steps],
-                "features": [name for name, _ in split_pipeline(pipe)[0][-1][1].transformer_list]
-                if "features" in pipe.named_steps
-                else [],
-                "model": _model_name(pipe.steps[-1][1]),
-            }
-            meta["tasks"][task]["feature_set"] = feature_set_name(meta["tasks"][task]["features"])
-            if task == "tumour":
-                # Calibrated probabilities follow the training prevalence; flag a
-                # case as malignant when P(malignant) exceeds that prevalence.
-                meta["tasks"][task].setdefault("threshold", float(np.mean(y == 1)))
-        return meta
 
     # ------------------------------------------------------------- inference
     def preprocess(self, images) -> list:
@@ -409,18 +352,3 @@ class MammogramModel:
         manifest = {"file": path.name, "sha256": file_sha256(path), "metadata": self.metadata}
         atomic_write(str(path) + ".manifest.json", json.dumps(manifest, indent=2, default=str))
         return path
-
-
-def _model_name(clf) -> str:
-    """The base model's class name under the calibration / ordinal / weighting wrappers."""
-    while hasattr(clf, "estimator"):
-        clf = clf.estimator
-    return type(clf).__name__
-
-
-def _blocks(pipe: Pipeline):
-    for _, step in pipe.steps:
-        if isinstance(step, FeatureUnion):
-            yield from (t for _, t in step.transformer_list)
-        else:
-            yield step

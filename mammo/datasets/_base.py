@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,32 +170,42 @@ _TUMOUR_WORDS = {
 }
 
 
-def _parse_density(v: Any, where: str) -> float:
+def _label_text(v: Any) -> str | None:
+    """A label cell as upper-case text, or None when it is empty (unlabelled)."""
     if v is None or (isinstance(v, float) and np.isnan(v)):
-        return np.nan
+        return None
     s = str(v).strip().upper()
-    if s in ("", "NAN", "NONE", "NA"):
-        return np.nan
+    return None if s in ("", "NAN", "NONE", "NA") else s
+
+
+def _density_value(s: str) -> float | None:
+    """Density 1-4 from a grade or a BI-RADS letter, or None."""
     if s in _DENSITY_LETTERS:
         return _DENSITY_LETTERS[s]
     try:
         f = float(s)
     except ValueError:
-        raise DatasetError(f"{where}: density {v!r} is neither 1-4 nor A-D") from None
-    if f not in (1.0, 2.0, 3.0, 4.0):
-        raise DatasetError(f"{where}: density {v!r} is neither 1-4 nor A-D")
-    return f
+        return None
+    return f if f in (1.0, 2.0, 3.0, 4.0) else None
+
+
+def _parse_label(v: Any, where: str, what: str, value: Callable[[str], float | None], expected: str) -> float:
+    """One label cell: NaN when empty, else ``value`` of its text; a :class:`DatasetError` when that is None."""
+    s = _label_text(v)
+    if s is None:
+        return np.nan
+    out = value(s)
+    if out is None:
+        raise DatasetError(f"{where}: {what} {v!r} is {expected}")
+    return out
+
+
+def _parse_density(v: Any, where: str) -> float:
+    return _parse_label(v, where, "density", _density_value, "neither 1-4 nor A-D")
 
 
 def _parse_tumour(v: Any, where: str) -> float:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return np.nan
-    s = str(v).strip().upper()
-    if s in ("", "NAN", "NONE", "NA"):
-        return np.nan
-    if s in _TUMOUR_WORDS:
-        return _TUMOUR_WORDS[s]
-    raise DatasetError(f"{where}: tumour {v!r} is not one of 0/1, B/M, Benign/Malignant")
+    return _parse_label(v, where, "tumour", _TUMOUR_WORDS.get, "not one of 0/1, B/M, Benign/Malignant")
 
 
 def _check_files(paths: list[str], name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.calibration import calibration_curve
@@ -22,18 +23,26 @@ def _pyplot():
     return plt
 
 
+def _curves_figure(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -> tuple[Any, Any, list]:
+    """A figure for one binary curve per candidate, and the ``(name, y, p)`` that have one
+    (a candidate whose labels hold a single class has no ROC or reliability curve)."""
+    fig, ax = _pyplot().subplots(figsize=(5.5, 5))
+    return fig, ax, [(name, y, p) for name, (y, p) in curves.items() if len(np.unique(y)) >= 2]
+
+
+def _chance_line(ax) -> None:
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+
+
 def plot_roc(
     curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path, title: str = "ROC (pooled out-of-fold)"
 ) -> Path:
     """One ROC curve per candidate: ``{name: (y_true, p_malignant)}``."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name, (y, p) in curves.items():
-        if len(np.unique(y)) < 2:
-            continue
+    fig, ax, drawable = _curves_figure(curves)
+    for name, y, p in drawable:
         fpr, tpr, _ = roc_curve(y, p)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, p):.3f})", lw=1.4)
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    _chance_line(ax)
     ax.axvline(0.1, ls=":", c="grey", lw=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(fontsize=7, loc="lower right")
@@ -81,14 +90,11 @@ def plot_calibration(
     title: str = "Calibration (pooled out-of-fold)",
 ) -> Path:
     """Reliability diagram (quantile bins) per candidate: ``{name: (y_true, p_malignant)}``."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name, (y, p) in curves.items():
-        if len(np.unique(y)) < 2:
-            continue
+    fig, ax, drawable = _curves_figure(curves)
+    for name, y, p in drawable:
         obs, pred = calibration_curve(y, np.clip(p, 0, 1), n_bins=n_bins, strategy="quantile")
         ax.plot(pred, obs, marker="o", ms=3, lw=1.2, label=name)
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    _chance_line(ax)
     ax.set(
         xlabel="mean predicted P(malignant)",
         ylabel="observed fraction malignant",

@@ -86,19 +86,31 @@ def cnn_input(image, size: int) -> np.ndarray:
     return pixels
 
 
-def _check_params(est) -> None:
-    if not isinstance(est.weights, (str, os.PathLike)):
-        raise ValueError(f"weights must be 'imagenet' or a file path, got {est.weights!r}")
-    if not 32 <= int(est.input_size) <= 1024:
-        raise ValueError(f"input_size must be in [32, 1024], got {est.input_size!r}")
-    if int(est.batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {est.batch_size!r}")
+class _MobileNetV2Features(ImageFeatures):
+    """What both MobileNetV2 transformers take and do: ``weights``, ``input_size`` and
+    ``batch_size`` (checked at fit), the weights' sha256, and :func:`cnn_input` in batches."""
 
+    def __init__(self, weights="imagenet", input_size=224, batch_size=32):
+        self.weights = weights
+        self.input_size = input_size
+        self.batch_size = batch_size
 
-def _input_batches(X, batch_size: int, size: int):
-    """(start, stacked :func:`cnn_input` arrays) for each batch of ``X``."""
-    for start in range(0, len(X), batch_size):
-        yield start, np.stack([cnn_input(x, size) for x in X[start : start + batch_size]])
+    def _check_params(self) -> None:
+        if not isinstance(self.weights, (str, os.PathLike)):
+            raise ValueError(f"weights must be 'imagenet' or a file path, got {self.weights!r}")
+        if not 32 <= int(self.input_size) <= 1024:
+            raise ValueError(f"input_size must be in [32, 1024], got {self.input_size!r}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+
+    def _hash_weights(self) -> None:
+        self.weights_sha256_ = weights_sha256(str(self.weights), int(self.input_size))
+
+    def _input_batches(self, X):
+        """(start, stacked :func:`cnn_input` arrays) for each batch of ``X``."""
+        size, batch = int(self.input_size), int(self.batch_size)
+        for start in range(0, len(X), batch):
+            yield start, np.stack([cnn_input(x, size) for x in X[start : start + batch]])
 
 
 def _to_rgb(grey: np.ndarray) -> np.ndarray:
@@ -106,7 +118,7 @@ def _to_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat((grey * 2.0 - 1.0)[..., None], 3, axis=-1).astype(np.float32, copy=False)
 
 
-class CNNEmbedding(ImageFeatures):
+class CNNEmbedding(_MobileNetV2Features):
     """Transformer: images -> frozen MobileNetV2 embedding (1280-d, or 5792-d with ``layers="multi"``).
 
     Each breast crop is padded to a square (so its shape is not distorted),
@@ -148,17 +160,15 @@ class CNNEmbedding(ImageFeatures):
     def __init__(
         self, weights="imagenet", input_size=224, batch_size=32, flip_tta=False, backend="auto", layers="last"
     ):
-        self.weights = weights
-        self.input_size = input_size
-        self.batch_size = batch_size
+        super().__init__(weights, input_size, batch_size)
         self.flip_tta = flip_tta
         self.backend = backend
         self.layers = layers
 
     def fit(self, X=None, y=None):
-        _check_params(self)
+        self._check_params()
         load_runner(str(self.weights), int(self.input_size), self.backend, self.layers)  # fail early; fills the caches
-        self.weights_sha256_ = weights_sha256(str(self.weights), int(self.input_size))
+        self._hash_weights()
         self.feature_names_ = np.asarray(_feature_names(self.layers), dtype=object)
         return self
 
@@ -175,7 +185,7 @@ class CNNEmbedding(ImageFeatures):
         check_is_fitted(self, "feature_names_")
         runner = load_runner(str(self.weights), int(self.input_size), self.backend, self.layers)
         out = np.empty((len(X), len(self.feature_names_)), dtype=np.float32)
-        for start, grey in _input_batches(X, int(self.batch_size), int(self.input_size)):
+        for start, grey in self._input_batches(X):
             out[start : start + len(grey)] = self._embed(runner, grey)
         return out
 
@@ -189,7 +199,7 @@ class CNNEmbedding(ImageFeatures):
         return emb
 
 
-class CNNActivations(ImageFeatures):
+class CNNActivations(_MobileNetV2Features):
     """Transformer: images -> frozen MobileNetV2 activation map at layer ``cut``, flattened.
 
     The input of partial fine-tuning (:mod:`mammo.classifiers.finetune`): the frozen
@@ -199,14 +209,10 @@ class CNNActivations(ImageFeatures):
 
     Parameters
     ----------
-    weights : str, default="imagenet"
-        ``"imagenet"`` (Keras' cache or download) or the path of an H5 file.
-    input_size : int, default=224
-        Side of the square CNN input.
+    weights, input_size, batch_size
+        As for :class:`CNNEmbedding`.
     cut : str, default=FINETUNE_CUT
         Name of the MobileNetV2 layer whose output is returned.
-    batch_size : int, default=32
-        Images per forward pass.
 
     Attributes
     ----------
@@ -222,16 +228,14 @@ class CNNActivations(ImageFeatures):
     """
 
     def __init__(self, weights="imagenet", input_size=224, cut=FINETUNE_CUT, batch_size=32):
-        self.weights = weights
-        self.input_size = input_size
+        super().__init__(weights, input_size, batch_size)
         self.cut = cut
-        self.batch_size = batch_size
 
     def fit(self, X=None, y=None):
-        _check_params(self)
+        self._check_params()
         trunk = load_trunk(str(self.weights), int(self.input_size), self.cut)
         self.map_shape_ = tuple(int(d) for d in trunk.output.shape[1:])
-        self.weights_sha256_ = weights_sha256(str(self.weights), int(self.input_size))
+        self._hash_weights()
         return self
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
@@ -246,7 +250,7 @@ class CNNActivations(ImageFeatures):
         check_is_fitted(self, "map_shape_")
         trunk = load_trunk(str(self.weights), int(self.input_size), self.cut)
         out = np.empty((len(X), int(np.prod(self.map_shape_))), dtype=np.float16)
-        for start, grey in _input_batches(X, int(self.batch_size), int(self.input_size)):
+        for start, grey in self._input_batches(X):
             maps = np.asarray(trunk(_to_rgb(grey), training=False))
             out[start : start + len(grey)] = maps.reshape(len(grey), -1)
         return out

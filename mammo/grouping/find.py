@@ -88,59 +88,54 @@ def find_duplicate_groups(
         (per image, the best score of any verified pair).
     """
     items = list(images_or_paths)
-    n = len(items)
-    if n == 0:
+    if not items:
         return (np.zeros(0, int), {}) if return_details else np.zeros(0, int)
     threshold = 15 if threshold is None else int(threshold)
-    orphan_threshold = threshold // 2 if orphan_threshold is None else int(orphan_threshold)
-    cache = None if cache_dir is False else _cache_dir(cache_dir)
-    # hashing the bytes is cheap next to decoding, which is left for a signature cache miss
-    keys = [signature_key(x, signature_params) for x in items]
     params = {
         "threshold": threshold,
-        "orphan_threshold": orphan_threshold,
+        "orphan_threshold": threshold // 2 if orphan_threshold is None else int(orphan_threshold),
         "n_neighbors": int(n_neighbors),
         "n_words": int(n_words),
         "n_component_neighbors": int(n_component_neighbors),
         "pairs_per_component": int(pairs_per_component),
         "max_passes": int(max_passes),
-        "signature_params": signature_params,
     }
+    cache = None if cache_dir is False else _cache_dir(cache_dir)
+    # hashing the bytes is cheap next to decoding, which is left for a signature cache miss
+    keys = [signature_key(x, signature_params) for x in items]
     result_file = None
     if cache is not None:
-        result_file = (
-            cache / "groups" / f"{json_sha256({'keys': keys, 'params': params, 'version': GROUPS_VERSION})}.json"
+        key = json_sha256(
+            {"keys": keys, "params": {**params, "signature_params": signature_params}, "version": GROUPS_VERSION}
         )
-        hit = _load_result(result_file, n)
-        if hit is not None:
-            return hit if return_details else hit[0]
-    # byte-identical images (augmented sets hold many) are one image: signed and
-    # verified once, and in the same group by definition
+        result_file = cache / "groups" / f"{key}.json"
+    result = None if result_file is None else _load_result(result_file, len(items))
+    if result is None:
+        result = _group_items(items, keys, cache, signature_params, params, n_jobs, progress)
+        if result_file is not None:
+            _save_result(result_file, *result)
+    return result if return_details else result[0]
+
+
+def _group_items(
+    items: list, keys: list[str], cache: Path | None, signature_params: dict, params: dict, n_jobs: int, progress: bool
+) -> tuple[np.ndarray, dict]:
+    """Groups and details of ``items`` (signature ``keys``): signatures, then :func:`_group_signatures`.
+
+    Byte-identical images (augmented sets hold many) are one image: signed and verified
+    once, and in the same group by definition.
+    """
     unique: dict[str, int] = {}
     inverse = np.array([unique.setdefault(k, len(unique)) for k in keys])
     first = np.unique(inverse, return_index=True)[1]
     sigs = signatures([items[i] for i in first], [keys[i] for i in first], cache, signature_params, n_jobs, progress)
-    ugroups, details = _group_signatures(
-        sigs,
-        threshold=threshold,
-        orphan_threshold=orphan_threshold,
-        n_neighbors=n_neighbors,
-        n_words=n_words,
-        n_component_neighbors=n_component_neighbors,
-        pairs_per_component=pairs_per_component,
-        max_passes=max_passes,
-        n_jobs=n_jobs,
-        progress=progress,
-    )
-    groups = first_appearance(ugroups[inverse])
+    ugroups, details = _group_signatures(sigs, **params, n_jobs=n_jobs, progress=progress)
     # details in terms of the input's indices (a unique image by its first occurrence)
     for name in _TUPLE_LISTS:
         details[name] = [(int(first[i]), int(first[j]), sc) for i, j, sc in details[name]]
     details["best_inliers"] = details["best_inliers"][inverse]
     details["n_unique_images"] = len(first)
-    if result_file is not None:
-        _save_result(result_file, groups, details)
-    return (groups, details) if return_details else groups
+    return first_appearance(ugroups[inverse]), details
 
 
 def _group_signatures(

@@ -13,7 +13,8 @@
   a detector much larger than the breast), with where the original now sits: the
   hard cases of the breast-region tests and the invariance benchmark.
 
-* :func:`write_dicom` / :func:`run_until_closed`: DICOM files and a waitress server for tests.
+* :func:`write_png` / :func:`write_dicom` / :func:`run_until_closed`: PNG and DICOM files and a
+  waitress server for tests.
 
 Nothing here is used by training or prediction.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from .copies import film_scan, larger_detector
 from .corpora import SKIMAGE_PICTURES, more_non_mammograms, non_mammograms
-from .files import run_until_closed, write_dicom
+from .files import run_until_closed, write_dicom, write_png
 from .synthetic import augment_like_dphi, simulate_copies, synthetic_mammogram
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "synthetic_mammogram",
     "run_until_closed",
     "write_dicom",
+    "write_png",
 ]

@@ -67,46 +67,72 @@ def film_scan(
         all_sides = ["top", "bottom", "left", "right"]
         sides = list(rng.choice(all_sides, size=int(rng.integers(1, 5)), replace=False))
     for side in sides:
-        depth = max(2, int(rng.uniform(0.02, 0.08) * (H if side in ("top", "bottom") else W)))
-        depth = min(depth, pr if side in ("top", "bottom") else pc)
-        level = rng.uniform(0.85, 1.0)
-        ramp = np.linspace(level, bg, num=max(2, depth // 4) + 2)[1:-1]  # the collimator's penumbra
-        profile = np.concatenate([np.full(depth - len(ramp), level), ramp]).astype(np.float32)
-        strip = profile[:, None] + rng.normal(0, 0.003, (len(profile), W if side in ("top", "bottom") else H))
-        strip = np.clip(strip, 0, 1).astype(np.float32)
-        if side == "top":
-            canvas[: len(profile)] = strip
-        elif side == "bottom":
-            canvas[H - len(profile) :] = strip[::-1]
-        elif side == "left":
-            canvas[:, : len(profile)] = strip.T
-        else:
-            canvas[:, W - len(profile) :] = strip[::-1].T
+        _film_edge(canvas, rng, side, (pr, pc), bg)
     inner = (max(2, pr // 3), max(2, pc // 3))  # clear of the film edges
     if label:
-        lh, lw = max(6, int(0.06 * H)), max(12, int(0.18 * W))
-        # a corner of the film's margin where the label fits whole: never on the original
-        spots = []
-        if pr - inner[0] >= lh:  # above or below it
-            spots += [(r, c) for r in (inner[0], H - inner[0] - lh) for c in (inner[1], W - inner[1] - lw)]
-        if pc - inner[1] >= lw:  # beside it
-            spots += [(r, c) for c in (inner[1], W - inner[1] - lw) for r in (inner[0], H - inner[0] - lh)]
-        if spots:
-            r0, c0 = spots[int(rng.integers(len(spots)))]
-            _draw_label(canvas, rng, (r0, r0 + lh, c0, c0 + lw), text)
+        _film_label(canvas, rng, (pr, pc), inner, text)
     if marker:
-        rad = max(2, int(0.012 * max(H, W)))
-        rr, cc = np.mgrid[0:H, 0:W]
-        # above the original if the disc fits there whole, else beside it, else none
-        if pr - rad - 1 > inner[0] + rad:
-            r_m, c_m = int(rng.integers(inner[0] + rad, pr - rad - 1)), int(rng.integers(pc, pc + w))
-        elif pc - rad - 1 > inner[1] + rad:
-            r_m, c_m = int(rng.integers(pr, pr + h)), int(rng.integers(inner[1] + rad, pc - rad - 1))
-        else:
-            r_m = None
-        if r_m is not None:
-            canvas[(rr - r_m) ** 2 + (cc - c_m) ** 2 <= rad**2] = rng.uniform(0.9, 1.0)
+        _lead_marker(canvas, rng, (pr, pc), (h, w), inner)
     return canvas, (pr, pc)
+
+
+def _film_edge(canvas: np.ndarray, rng: np.random.Generator, side: str, margin: tuple[int, int], bg: float) -> None:
+    """A bright unexposed edge on ``side``, 2-8% deep (at most the margin), with a short penumbra."""
+    H, W = canvas.shape
+    across = side in ("top", "bottom")
+    depth = max(2, int(rng.uniform(0.02, 0.08) * (H if across else W)))
+    depth = min(depth, margin[0] if across else margin[1])
+    level = rng.uniform(0.85, 1.0)
+    ramp = np.linspace(level, bg, num=max(2, depth // 4) + 2)[1:-1]  # the collimator's penumbra
+    profile = np.concatenate([np.full(depth - len(ramp), level), ramp]).astype(np.float32)
+    strip = profile[:, None] + rng.normal(0, 0.003, (len(profile), W if across else H))
+    strip = np.clip(strip, 0, 1).astype(np.float32)
+    if side == "top":
+        canvas[: len(profile)] = strip
+    elif side == "bottom":
+        canvas[H - len(profile) :] = strip[::-1]
+    elif side == "left":
+        canvas[:, : len(profile)] = strip.T
+    else:
+        canvas[:, W - len(profile) :] = strip[::-1].T
+
+
+def _film_label(
+    canvas: np.ndarray, rng: np.random.Generator, margin: tuple[int, int], inner: tuple[int, int], text: str
+) -> None:
+    """The label in a corner of the film's margin where it fits whole: never on the original."""
+    H, W = canvas.shape
+    pr, pc = margin
+    lh, lw = max(6, int(0.06 * H)), max(12, int(0.18 * W))
+    spots = []
+    if pr - inner[0] >= lh:  # above or below it
+        spots += [(r, c) for r in (inner[0], H - inner[0] - lh) for c in (inner[1], W - inner[1] - lw)]
+    if pc - inner[1] >= lw:  # beside it
+        spots += [(r, c) for c in (inner[1], W - inner[1] - lw) for r in (inner[0], H - inner[0] - lh)]
+    if spots:
+        r0, c0 = spots[int(rng.integers(len(spots)))]
+        _draw_label(canvas, rng, (r0, r0 + lh, c0, c0 + lw), text)
+
+
+def _lead_marker(
+    canvas: np.ndarray,
+    rng: np.random.Generator,
+    margin: tuple[int, int],
+    size: tuple[int, int],
+    inner: tuple[int, int],
+) -> None:
+    """A round lead marker above the original if the disc fits there whole, else beside it, else none."""
+    H, W = canvas.shape
+    (pr, pc), (h, w) = margin, size
+    rad = max(2, int(0.012 * max(H, W)))
+    rr, cc = np.mgrid[0:H, 0:W]
+    if pr - rad - 1 > inner[0] + rad:
+        r_m, c_m = int(rng.integers(inner[0] + rad, pr - rad - 1)), int(rng.integers(pc, pc + w))
+    elif pc - rad - 1 > inner[1] + rad:
+        r_m, c_m = int(rng.integers(pr, pr + h)), int(rng.integers(inner[1] + rad, pc - rad - 1))
+    else:
+        return
+    canvas[(rr - r_m) ** 2 + (cc - c_m) ** 2 <= rad**2] = rng.uniform(0.9, 1.0)
 
 
 def larger_detector(

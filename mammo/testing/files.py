@@ -1,8 +1,16 @@
-"""Files and servers for tests: DICOM files written with pydicom, a waitress server in a thread."""
+"""Files and servers for tests: PNG and DICOM files, a waitress server in a thread."""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def write_png(image: np.ndarray, path):
+    """A grey image in [0, 1] written to ``path`` as an 8-bit PNG (values outside clipped); returns ``path``."""
+    from PIL import Image
+
+    Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path)
+    return path
 
 
 def write_dicom(

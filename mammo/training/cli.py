@@ -75,7 +75,7 @@ def _data_arguments(p) -> None:
         "--cache-dir", type=Path, default=None, help="feature cache folder (default $MAMMO_CACHE_DIR/features)"
     )
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: CPU count)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
 
 
 def _protocol_arguments(p) -> None:
@@ -95,7 +95,7 @@ def _protocol_arguments(p) -> None:
         metavar="N",
         help="run the inner search on about N images (whole groups) of each training fold (default 1000; 0 = all)",
     )
-    p.add_argument("--no-deep", action="store_true", help="skip the Keras head baseline")
+    p.add_argument("--no-deep", dest="deep_head", action="store_false", help="skip the Keras head baseline")
     p.add_argument(
         "--fine-tune",
         action="store_true",
@@ -104,8 +104,8 @@ def _protocol_arguments(p) -> None:
         "saved model",
     )
     p.add_argument("--fine-tune-epochs", type=int, default=6, metavar="N", help="fine-tuning epochs (default 6)")
-    p.add_argument("--no-leaky", action="store_true", help="skip the deliberately leaky random split")
-    p.add_argument("--no-model", action="store_true", help="do not refit and save the final model")
+    p.add_argument("--no-leaky", dest="leaky", action="store_false", help="skip the deliberately leaky random split")
+    p.add_argument("--no-model", dest="save_model", action="store_false", help="do not refit and save the final model")
     p.add_argument(
         "--density-decision",
         default="qwk",
@@ -116,7 +116,14 @@ def _protocol_arguments(p) -> None:
         "kappa on DPhi and RSNA)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed for folds, subsets and models (default 0)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC CI (default 1000)")
+    p.add_argument(
+        "--bootstrap",
+        dest="n_boot",
+        type=int,
+        default=1000,
+        metavar="BOOTSTRAP",
+        help="bootstrap resamples for the AUC CI (default 1000)",
+    )
 
 
 def _feature_arguments(p) -> None:
@@ -134,7 +141,8 @@ def _feature_arguments(p) -> None:
     )
     p.add_argument(
         "--no-enhance",
-        action="store_true",
+        dest="enhance",
+        action="store_false",
         help="compute features on the unenhanced breast crop (no CLAHE / unsharp mask): keeps absolute grey "
         "levels, which scored better for film mammograms (mini-MIAS) in grouped CV",
     )
@@ -148,38 +156,13 @@ def _feature_arguments(p) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` of parsed ``mammo train`` arguments."""
-    return TrainConfig(
-        data=args.data,
-        kind=args.kind,
-        tasks=tuple(args.tasks),
-        feature_sets=tuple(args.feature_sets),
-        models=tuple(args.models),
-        folds=args.folds,
-        inner_folds=args.inner_folds,
-        tune=args.tune,
-        tune_max=args.tune_max,
-        out=args.out,
-        jobs=args.jobs,
-        deep_head=not args.no_deep,
-        fine_tune=args.fine_tune,
-        fine_tune_epochs=args.fine_tune_epochs,
-        leaky=not args.no_leaky,
-        save_model=not args.no_model,
-        texture_size=args.texture_size,
-        cnn_input_size=args.cnn_input_size,
-        cnn_layers=args.cnn_layers,
-        flip_tta=args.flip_tta,
-        density_decision=args.density_decision,
-        enhance=not args.no_enhance,
-        extra_blocks=tuple(args.extra_blocks),
-        limit=args.limit,
-        seed=args.seed,
-        n_boot=args.bootstrap,
-        cache_dir=args.cache_dir,
-        views_from=args.views_from,
-        progress=not args.quiet,
-    )
+    """The :class:`TrainConfig` of parsed ``mammo train`` arguments.
+
+    Every option's ``dest`` is the field it sets (``--no-deep`` sets ``deep_head``), so an
+    option without a field fails here.
+    """
+    # argparse gives the nargs options as lists; the config holds tuples
+    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

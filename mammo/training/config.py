@@ -44,6 +44,10 @@ class FitOptions:
     params: dict | None = None
 
 
+#: The :class:`TrainConfig` fields that are :func:`~mammo.classifiers.make_task_pipeline` keywords.
+PIPELINE_OPTIONS = ("texture_size", "cnn_input_size", "cnn_layers", "flip_tta", "enhance", "density_decision")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything ``mammo train`` is asked to do; :func:`mammo.training.run` takes it.
@@ -86,14 +90,7 @@ class TrainConfig:
     @property
     def pipeline_options(self) -> dict[str, Any]:
         """The :func:`~mammo.classifiers.make_task_pipeline` keywords this run sets (also saved in the model's metadata)."""
-        return {
-            "texture_size": self.texture_size,
-            "cnn_input_size": self.cnn_input_size,
-            "cnn_layers": self.cnn_layers,
-            "flip_tta": self.flip_tta,
-            "enhance": self.enhance,
-            "density_decision": self.density_decision,
-        }
+        return {name: getattr(self, name) for name in PIPELINE_OPTIONS}
 
     @property
     def fit_options(self) -> FitOptions:

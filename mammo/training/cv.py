@@ -17,7 +17,7 @@ from .. import evaluation as ev
 from .candidates import Candidate
 from .config import FitOptions
 from .results import CVResult, SelectionEstimate
-from .tuning import PARAM_GRIDS, configure, make_tail, predict_columns, score, tune
+from .tuning import PARAM_GRIDS, configured_tail, predict_columns, score, tune
 
 __all__ = [
     "FoldFit",
@@ -72,13 +72,7 @@ def _fit_predict(task, candidate, X, y, groups, fold, classes, options: FitOptio
     train, test = fold
     grid = [options.params] if options.params is not None else PARAM_GRIDS[candidate.model] if options.tune else []
     params, scores = tune(task, candidate, X[train], y[train], groups[train], grid, options)
-    tail, grouped_cal = configure(
-        make_tail(task, candidate, options.seed, options.density_decision),
-        params,
-        y[train],
-        groups[train],
-        options.seed,
-    )
+    tail, grouped_cal = configured_tail(task, candidate, params, y[train], groups[train], options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tail.fit(X[train], y[train])

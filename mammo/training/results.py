@@ -67,12 +67,7 @@ class CVResult:
     candidate: Candidate | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "pooled": self.pooled,
-            "folds": self.folds,
-            "folds_summary": self.folds_summary,
-            "params": self.params,
-        }
+        out: dict[str, Any] = {k: getattr(self, k) for k in ("pooled", "folds", "folds_summary", "params")}
         if self.grouped_calibration is not None:
             out["grouped_calibration"] = self.grouped_calibration
         if self.searched_folds is not None:
@@ -83,8 +78,15 @@ class CVResult:
         return out
 
 
+class _Fields:
+    """``to_json()``: the dataclass's fields, in order (they are JSON-ready already)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @dataclass
-class SelectionEstimate:
+class SelectionEstimate(_Fields):
     """The score of "take the best candidate" with the choice inside the evaluation
     (:func:`mammo.training.cv.selection_estimate`)."""
 
@@ -93,22 +95,6 @@ class SelectionEstimate:
     chosen: list[str]
     selected: str
     selected_score: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "score": self.score,
-            "chosen": self.chosen,
-            "selected": self.selected,
-            "selected_score": self.selected_score,
-        }
-
-
-class _Fields:
-    """``to_json()``: the dataclass's fields, in order (they are JSON-ready already)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass

@@ -146,19 +146,11 @@ def evaluate_task(
 def _deep_baselines(task: str, table: FeatureTable, paths, y, g, folds, config: TrainConfig) -> dict[str, CVResult]:
     """The deep baselines the configuration asks for, under the task's folds (reported, never selected)."""
     res = {}
+    baseline = {"seed": config.seed, "n_boot": config.n_boot, "progress": config.progress}
     if config.deep_head:
         # After the candidates, not beside them: the machine is already saturated (running
         # it in a thread beside the sklearn workers measured the same wall time).
-        res[DEEP_HEAD.name] = deep_head_cv(
-            task,
-            table.block("cnn", paths),
-            y,
-            g,
-            folds,
-            seed=config.seed,
-            n_boot=config.n_boot,
-            progress=config.progress,
-        )
+        res[DEEP_HEAD.name] = deep_head_cv(task, table.block("cnn", paths), y, g, folds, **baseline)
     if config.fine_tune:
         res[FINE_TUNED.name] = finetune_cv(
             task,
@@ -167,11 +159,9 @@ def _deep_baselines(task: str, table: FeatureTable, paths, y, g, folds, config: 
             g,
             folds,
             map_shape=table.map_shape,
-            seed=config.seed,
             epochs=config.fine_tune_epochs,
             input_size=config.cnn_input_size,
-            n_boot=config.n_boot,
-            progress=config.progress,
+            **baseline,
         )
     return res
 

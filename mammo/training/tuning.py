@@ -21,7 +21,7 @@ from .candidates import Candidate
 from .config import FitOptions
 from .folds import calibration_splits, group_subset
 
-__all__ = ["PARAM_GRIDS", "make_tail", "configure", "predict_columns", "score", "tune"]
+__all__ = ["PARAM_GRIDS", "make_tail", "configure", "configured_tail", "predict_columns", "score", "tune"]
 
 #: Inner-CV grids (kept small: 2 shared cores). Keys are parameters of the base model,
 #: found wherever it sits inside the tail (calibration / ordinal wrappers).
@@ -59,6 +59,15 @@ def configure(tail: Pipeline, params: dict, y: np.ndarray, groups: np.ndarray, s
         splits = int(max(2, min(3, np.bincount(np.unique(y, return_inverse=True)[1]).min())))
     tail.set_params(**{_param_path(tail, "cv"): splits})
     return tail, not isinstance(splits, int)
+
+
+def configured_tail(
+    task: str, candidate: Candidate, params: dict, y: np.ndarray, groups: np.ndarray, options: FitOptions
+) -> tuple[Pipeline, bool]:
+    """The candidate's unfitted tail for a training split (labels ``y``, ``groups``), configured
+    with ``params``; returns (tail, grouped_calibration) as :func:`configure` does."""
+    tail = make_tail(task, candidate, options.seed, options.density_decision)
+    return configure(tail, params, y, groups, options.seed)
 
 
 def score(task: str, y: np.ndarray, proba: np.ndarray, classes: Sequence, pred: np.ndarray | None = None) -> float:
@@ -132,13 +141,7 @@ def tune(
         # selection) are fitted once per inner split, not once per grid point.
         X_tr, X_te = _fit_transform_pre(make_tail(task, candidate, options.seed).steps[:-1], X[tr], y[tr], X[te])
         for key, params in zip(keys, grid):
-            tail, _ = configure(
-                make_tail(task, candidate, options.seed, options.density_decision),
-                params,
-                y[tr],
-                groups[tr],
-                options.seed,
-            )
+            tail, _ = configured_tail(task, candidate, params, y[tr], groups[tr], options)
             clf = Pipeline(tail.steps[-1:])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

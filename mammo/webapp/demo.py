@@ -14,14 +14,28 @@ from ..classifiers import MammogramModel, make_task_pipeline
 from ..conventions import TASKS
 from ..testing import synthetic_mammogram
 
-__all__ = ["DEMO_SHAPE", "fit_demo_model"]
+__all__ = ["DEMO_SHAPE", "demo_model", "fit_demo_model"]
 
 #: (height, width) of the demo images, the shape of a small portrait mammogram
 DEMO_SHAPE = (160, 128)
 
 
+def demo_model(files, density, tumour, *, feature_set: str = "texture", texture_size: int = 512) -> MammogramModel:
+    """The demo's two-task ``feature_set`` + SVM model fitted on ``files`` and their labels,
+    with the demo's metadata (pipeline id ``demo-<feature_set>-svm``). The test suite's one
+    fitted model is this model on its synthetic set (``tests/conftest.py``)."""
+    model = MammogramModel(
+        {task: make_task_pipeline(task, feature_set, "svm", texture_size=texture_size) for task in TASKS}
+    )
+    model.metadata = {
+        "training_data": {"source": "synthetic mammograms (mammo.testing)", "n_images": len(files)},
+        "pipeline_id": f"demo-{feature_set}-svm",
+    }
+    return model.fit(files, density=density, tumour=tumour)
+
+
 def fit_demo_model(path, n: int = 24, seed: int = 0, feature_set: str = "texture", texture_size: int = 512) -> Path:
-    """Fit and save a two-task ``feature_set`` + SVM model on ``n`` synthetic PNGs written next to ``path``.
+    """Fit and save :func:`demo_model` on ``n`` synthetic PNGs written next to ``path``.
 
     Density labels cycle 1-4 and tumour labels 0/1 (1 = a bright mass), so both are balanced.
     Returns the saved model's path.
@@ -38,12 +52,5 @@ def fit_demo_model(path, n: int = 24, seed: int = 0, feature_set: str = "texture
         files.append(str(f))
         density.append(d)
         tumour.append(t)
-    model = MammogramModel(
-        {task: make_task_pipeline(task, feature_set, "svm", texture_size=texture_size) for task in TASKS}
-    )
-    model.metadata = {
-        "training_data": {"source": "synthetic mammograms (mammo.testing)", "n_images": n},
-        "pipeline_id": f"demo-{feature_set}-svm",
-    }
-    model.fit(files, density=density, tumour=tumour)
+    model = demo_model(files, density, tumour, feature_set=feature_set, texture_size=texture_size)
     return model.save(path)
