@@ -93,6 +93,7 @@ def audit(
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
     n_sheets: int = 3,
+    views_from: str | os.PathLike | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Group a user's images by original and check a split for leakage.
@@ -110,6 +111,10 @@ def audit(
     split_csv : path, optional
         path/filename + a split column (``split``, ``set``, ``subset``, ``fold``, or the
         only other column): reports every group with images on more than one side.
+    views_from : path, optional
+        With a split: a data set with patient ids, laterality and view (rsna-screening) to
+        learn the two views of one breast from; groups on different sides that probably
+        show one breast go to ``view_pairs.csv``.
     n_jobs, progress, cache_dir, **kwargs
         Passed to :func:`mammo.grouping.find_duplicate_groups`.
 
@@ -123,6 +128,8 @@ def audit(
     from .grouping import audit_split, contact_sheet, find_duplicate_groups, group_report
 
     source = Path(source)
+    if views_from is not None and split_csv is None:
+        raise InputError("--views-from looks for one breast's views across a split: give the split with --split")
     out = check_output_dir(out_dir)
     base, paths = _image_paths(source)
     # the CSVs are checked before the grouping, which takes minutes on a large folder
@@ -153,8 +160,28 @@ def audit(
         leaks.to_csv(out / "leaks.csv", index=False)
         report["n_leaking_groups"] = int(len(leaks))
         report["n_leaking_images"] = int(leaks["size"].sum()) if len(leaks) else 0
+        if views_from is not None:
+            pairs = _view_pairs(paths, rel, groups, split, views_from, n_jobs=n_jobs, progress=progress)
+            pairs.to_csv(out / "view_pairs.csv", index=False)
+            report["n_probable_view_pairs"] = int(len(pairs))
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _view_pairs(paths, rel, groups, split, views_from, *, n_jobs: int, progress: bool) -> pd.DataFrame:
+    """Groups on different sides of the split that probably show one breast (P >= 0.5), most probable first."""
+    from .datasets import load_dataset
+    from .datasets.views import fit_view_linker
+    from .grouping.views import probable_pairs, view_descriptors
+
+    linker = fit_view_linker(load_dataset(views_from), n_jobs=n_jobs, progress=progress)
+    desc = {k: np.nan_to_num(v) for k, v in view_descriptors(paths, n_jobs=n_jobs, progress=progress).items()}
+    rows = [
+        {"path_a": rel[i], "split_a": split[i], "path_b": rel[j], "split_b": split[j], "probability": round(p, 4)}
+        for i, j, p in probable_pairs(desc, linker, units=groups, min_proba=0.5)
+        if split[i] != split[j]
+    ]
+    return pd.DataFrame(rows, columns=["path_a", "split_a", "path_b", "split_b", "probability"])
 
 
 EPILOG = """\
@@ -164,6 +191,8 @@ outputs in --out:
   contact_sheet_N.png   random groups, one row each, to check by eye
   report.json           number of groups, size distribution, label purity, leak counts
   leaks.csv             (with --split) every group with images on more than one side
+  view_pairs.csv        (with --split and --views-from) groups on different sides that probably show
+                        the two views of one breast (a leak no pixel match finds)
 
 exit status: 0 clean, 1 when a group straddles the split (leakage), 2 on bad input
 (one line on stderr says what: no images, a CSV without the needed columns, ...).
@@ -205,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", dest="out_dir", metavar="DIR", required=True, help="output folder")
     p.add_argument(
+        "--views-from",
+        metavar="REFERENCE",
+        default=None,
+        help="with --split: learn the two views of one breast from REFERENCE (a data set with patient ids, "
+        "laterality and view, e.g. rsna-screening) and list groups on different sides that probably show one breast",
+    )
+    p.add_argument(
         "--threshold", type=int, default=None, help="RANSAC inliers that make two images copies (default 15)"
     )
     p.add_argument(
@@ -238,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if leaking == 0:
         print("no leakage: every group is on one side of the split")
+    views = rep.get("n_probable_view_pairs")
+    if views:
+        print(f"{views} pairs of groups on different sides probably show one breast; see {args.out_dir}/view_pairs.csv")
     print(f"wrote {args.out_dir}/groups.csv, group_sizes.png, contact sheets and report.json")
     return 0
 

@@ -152,3 +152,40 @@ def test_train_views_from_joins_groups_within_labels(tmp_path):
         members = ds.groups == g
         assert len(set(ds.density[members])) == 1 and len(set(ds.tumour[members])) == 1
     assert config.to_json()["views_from"] == str(tmp_path / "ref.csv")
+
+
+@pytest.mark.needs_weights
+def test_audit_lists_probable_views_of_one_breast_across_a_split(tmp_path):
+    import pandas as pd
+
+    from mammo.audit import audit
+    from mammo.conventions import InputError
+
+    ref_rows = [
+        {"patient_id": p, "laterality": lat, "view": v, "density": 1 + p % 4, "tumour": 0, "side": side}
+        for p in range(10)
+        for lat, side in (("L", "left"), ("R", "right"))
+        for v in ("CC", "MLO")
+    ]
+    (tmp_path / "ref").mkdir()
+    pd.DataFrame(_write_set(tmp_path / "ref", ref_rows, 0)).drop(columns="side").to_csv(
+        tmp_path / "ref.csv", index=False
+    )
+    (tmp_path / "mine").mkdir()
+    mine = _write_set(tmp_path / "mine", [{"density": 1 + k % 4, "tumour": 0, "side": "left"} for k in range(12)], 1)
+    split = pd.DataFrame({"path": [r["path"] for r in mine], "split": ["train", "test"] * 6})
+    split.to_csv(tmp_path / "split.csv", index=False)
+    with pytest.raises(InputError, match="--split"):
+        audit(tmp_path / "mine", tmp_path / "out0", views_from=tmp_path / "ref.csv", progress=False)
+    rep = audit(
+        tmp_path / "mine",
+        tmp_path / "out",
+        split_csv=tmp_path / "split.csv",
+        views_from=tmp_path / "ref.csv",
+        progress=False,
+        n_sheets=0,
+    )
+    pairs = pd.read_csv(tmp_path / "out" / "view_pairs.csv")
+    assert rep["n_probable_view_pairs"] == len(pairs)
+    assert list(pairs.columns) == ["path_a", "split_a", "path_b", "split_b", "probability"]
+    assert (pairs["split_a"] != pairs["split_b"]).all() and (pairs["probability"] >= 0.5).all()
