@@ -124,6 +124,22 @@ def _write_set(folder, rows, seed):
     return out
 
 
+def _write_reference(tmp_path, n_patients: int, *, with_tumours: bool) -> None:
+    """``tmp_path/ref.csv``: an RSNA-like reference, both views of both breasts per patient."""
+    import pandas as pd
+
+    rows = [
+        {"patient_id": p, "laterality": lat, "view": v, "density": 1 + p % 4, "tumour": (p // 4) % 2 * with_tumours}
+        for p in range(n_patients)
+        for lat in ("L", "R")
+        for v in ("CC", "MLO")
+    ]
+    for r in rows:
+        r["side"] = "left" if r["laterality"] == "L" else "right"
+    (tmp_path / "ref").mkdir()
+    pd.DataFrame(_write_set(tmp_path / "ref", rows, 0)).drop(columns="side").to_csv(tmp_path / "ref.csv", index=False)
+
+
 @pytest.mark.needs_weights
 def test_train_views_from_joins_groups_within_labels(tmp_path):
     import pandas as pd
@@ -131,16 +147,7 @@ def test_train_views_from_joins_groups_within_labels(tmp_path):
     from mammo.training.config import TrainConfig
     from mammo.training.data import load_data
 
-    ref_rows = [
-        {"patient_id": p, "laterality": lat, "view": v, "density": 1 + p % 4, "tumour": (p // 4) % 2, "side": side}
-        for p in range(12)
-        for lat, side in (("L", "left"), ("R", "right"))
-        for v in ("CC", "MLO")
-    ]
-    (tmp_path / "ref").mkdir()
-    pd.DataFrame(_write_set(tmp_path / "ref", ref_rows, 0)).drop(columns="side").to_csv(
-        tmp_path / "ref.csv", index=False
-    )
+    _write_reference(tmp_path, 12, with_tumours=True)
     rows = [{"density": 1 + k % 4, "tumour": (k // 4) % 2, "side": "left" if k % 3 else "right"} for k in range(40)]
     (tmp_path / "new").mkdir()
     pd.DataFrame(_write_set(tmp_path / "new", rows, 1)).drop(columns="side").to_csv(tmp_path / "new.csv", index=False)
@@ -161,16 +168,7 @@ def test_audit_lists_probable_views_of_one_breast_across_a_split(tmp_path):
     from mammo.audit import audit
     from mammo.conventions import InputError
 
-    ref_rows = [
-        {"patient_id": p, "laterality": lat, "view": v, "density": 1 + p % 4, "tumour": 0, "side": side}
-        for p in range(10)
-        for lat, side in (("L", "left"), ("R", "right"))
-        for v in ("CC", "MLO")
-    ]
-    (tmp_path / "ref").mkdir()
-    pd.DataFrame(_write_set(tmp_path / "ref", ref_rows, 0)).drop(columns="side").to_csv(
-        tmp_path / "ref.csv", index=False
-    )
+    _write_reference(tmp_path, 10, with_tumours=False)
     (tmp_path / "mine").mkdir()
     mine = _write_set(tmp_path / "mine", [{"density": 1 + k % 4, "tumour": 0, "side": "left"} for k in range(12)], 1)
     split = pd.DataFrame({"path": [r["path"] for r in mine], "split": ["train", "test"] * 6})
