@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -29,6 +30,9 @@ from . import recalibrate as rc
 from .classifiers.pipelines import split_pipeline
 from .datasets import DATASET_KINDS, Dataset
 from .storage import check_output_dir, file_sha256, json_sha256, jsonable
+
+if TYPE_CHECKING:
+    from .classifiers import MammogramModel
 
 __all__ = ["LABEL_FILES", "build_parser", "main", "recalibrate_model", "sample_features", "write_outputs"]
 
@@ -97,8 +101,8 @@ def _recalibrate_task(model, task, X, y, groups, options: dict) -> tuple[Any, di
 
 
 def recalibrate_model(
-    model,
-    data,
+    model: MammogramModel,
+    data: str | os.PathLike | Dataset,
     *,
     kind: str = "auto",
     task: str | None = None,
@@ -188,36 +192,42 @@ def _metadata(old: dict, record: dict) -> dict:
 
 
 # ------------------------------------------------------------------ outputs
+#: The rows of a task's before/after table, in order.
 _ROWS = {
-    "tumour": (
-        ("auc", "AUC [95% CI]", "auc_ci95"),
-        ("brier", "Brier score", None),
-        ("ece", "ECE (10 quantile bins)", None),
-        ("sensitivity", "sensitivity at the threshold", None),
-        ("specificity", "specificity at the threshold", None),
-        ("balanced_accuracy", "balanced accuracy at the threshold", None),
-        ("sens_at_90spec", "sensitivity at 90% specificity", None),
-    ),
-    "density": (
-        ("qwk", "QWK [95% CI]", "qwk_ci95"),
-        ("accuracy", "accuracy", None),
-        ("balanced_accuracy", "balanced accuracy", None),
-        ("macro_f1", "macro-F1", None),
-        ("brier", "Brier score (multi-class)", None),
-        ("ece", "ECE of the most probable grade", None),
-    ),
+    "tumour": ("auc", "brier", "ece", "sensitivity", "specificity", "balanced_accuracy", "sens_at_90spec"),
+    "density": ("qwk", "accuracy", "balanced_accuracy", "macro_f1", "brier", "ece"),
+}
+#: Row labels where they are not ``mammo evaluate``'s (:data:`mammo.evaluation.COMPARED`): figures only the
+#: recalibration reports, and decisions it makes at the threshold.
+_LABELS = {
+    "tumour": {
+        "ece": "ECE (10 quantile bins)",
+        "sensitivity": "sensitivity at the threshold",
+        "specificity": "specificity at the threshold",
+        "balanced_accuracy": "balanced accuracy at the threshold",
+    },
+    "density": {"brier": "Brier score (multi-class)", "ece": "ECE of the most probable grade"},
 }
 
 
-def _cell(level: dict, key: str, ci: str | None) -> str:
-    value = ev.report._fmt(level.get(key))
-    if ci and level.get(ci) and level[ci][0] is not None:
-        return f"{value} [{ev.report._fmt(level[ci][0])}, {ev.report._fmt(level[ci][1])}]"
-    return value
+def _cell(figures: dict, key: str) -> str:
+    """``figures[key]``, followed by its 95% CI where ``figures`` has one (as ``mammo evaluate`` shows it)."""
+    return ev.external_report._ci(figures.get(key), figures.get(f"{key}_ci95"))
+
+
+def _metric_rows(task: str, cv: dict) -> list[str]:
+    """The table's rows: each metric out of fold with the stored and the refitted calibration, and the change."""
+    labels = {**dict(ev.COMPARED[task]), **_LABELS[task]}
+    rows = []
+    for key in _ROWS[task]:
+        label = f"{labels[key]} [95% CI]" if f"{key}_ci95" in cv["before"] else labels[key]
+        cells = [_cell(cv[side], key) for side in ("before", "after", "difference")]
+        rows.append(f"| {label} | {' | '.join(cells)} |")
+    return rows
 
 
 def _task_lines(task: str, rec: dict, plot: str | None) -> list[str]:
-    cv, diff = rec["cv"], rec["cv"]["difference"]
+    cv = rec["cv"]
     lines = [
         f"## {task}",
         "",
@@ -226,14 +236,9 @@ def _task_lines(task: str, rec: dict, plot: str | None) -> list[str]:
         "",
         "| out of fold on the sample | stored calibration | recalibrated | after - before |",
         "|---|---|---|---|",
+        *_metric_rows(task, cv),
+        "",
     ]
-    for key, label, ci in _ROWS[task]:
-        change = ev.report._fmt(diff.get(key))
-        if f"{key}_ci95" in diff:
-            lo, hi = diff[f"{key}_ci95"]
-            change += f" [{ev.report._fmt(lo)}, {ev.report._fmt(hi)}]"
-        lines.append(f"| {label} | {_cell(cv['before'], key, ci)} | {_cell(cv['after'], key, ci)} | {change} |")
-    lines.append("")
     if task == "tumour":
         th = rec["threshold"]
         lines.append(f"Threshold on P(malignant): {th['before']:.4f} -> {th['after']:.4f} ({th['rule']}).")
@@ -299,22 +304,32 @@ def write_outputs(record: dict, curves: dict, classes: dict, folder: Path) -> Pa
 
 
 # -------------------------------------------------------------- command line
+DESCRIPTION = (
+    "Refit a saved model's probability calibration on a new site's labelled sample: the "
+    "calibrators, the tumour threshold and the density cut points. Features and classifiers are left "
+    "untouched, so the images' raw scores and their ranking by each calibration member stay the same. "
+    "A cross-validation on the sample, by patient, reports the effect (Brier score, ECE, calibration "
+    "curve, sensitivity and specificity at the threshold, AUC; QWK for density) before and after. The "
+    "new model records what it was recalibrated on."
+)
+EPILOG = (
+    "Examples:\n"
+    "  mammo recalibrate runs/site1/model.joblib site2-sample.csv --out runs/site2/model.joblib\n"
+    "  mammo recalibrate model.joblib ../shared/data/mini-mias --task density --map-density F=1,G=2,D=3 "
+    "--out mias.joblib\n"
+    "Writes NEW (+ NEW.manifest.json) and recalibration.md, recalibration.json and their plots into --report.\n"
+    "Score the new model on other images of the site with 'mammo evaluate NEW DATA'."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``mammo recalibrate`` argument parser."""
+    """The ``mammo recalibrate`` argument parser; each option's dest is the :func:`recalibrate_model` keyword it
+    sets, but for the paths and files :func:`main` handles (``model``, ``data``, ``--out``, ``--report``,
+    ``--manifest``)."""
     p = argparse.ArgumentParser(
         prog="mammo recalibrate",
-        description="Refit a saved model's probability calibration on a new site's labelled sample: the "
-        "calibrators, the tumour threshold and the density cut points. Features and classifiers are left "
-        "untouched, so the images' raw scores and their ranking by each calibration member stay the same. "
-        "A cross-validation on the sample, by patient, reports the effect (Brier score, ECE, calibration "
-        "curve, sensitivity and specificity at the threshold, AUC; QWK for density) before and after. The "
-        "new model records what it was recalibrated on.",
-        epilog="Examples:\n"
-        "  mammo recalibrate runs/site1/model.joblib site2-sample.csv --out runs/site2/model.joblib\n"
-        "  mammo recalibrate model.joblib ../shared/data/mini-mias --task density --map-density F=1,G=2,D=3 "
-        "--out mias.joblib\n"
-        "Writes NEW (+ NEW.manifest.json) and recalibration.md, recalibration.json and their plots into --report.\n"
-        "Score the new model on other images of the site with 'mammo evaluate NEW DATA'.",
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="model file saved by 'mammo train' (model.joblib)")
@@ -323,17 +338,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, default=None, metavar="DIR", help="report folder (default: NEW's folder)")
     p.add_argument("--kind", default="auto", choices=DATASET_KINDS, help="data set layout (default: detected)")
     p.add_argument("--task", choices=("tumour", "density", "both"), default=None, help="default: all the data label")
-    p.add_argument("--map-density", metavar="DATA=MODEL,...", default=None, help="as in 'mammo evaluate'")
-    p.add_argument("--folds", type=int, default=5, help="patient-grouped folds of the effect's CV (default 5)")
+    p.add_argument(
+        "--map-density", dest="density_map", metavar="DATA=MODEL,...", default=None, help="as in 'mammo evaluate'"
+    )
+    p.add_argument(
+        "--folds",
+        dest="n_folds",
+        type=int,
+        default=5,
+        metavar="FOLDS",
+        help="patient-grouped folds of the effect's CV (default 5)",
+    )
     p.add_argument(
         "--min-cases", type=int, default=10, help="images needed on each side of every decision (default 10)"
     )
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--bootstrap", dest="n_boot", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the folds and the bootstrap (default 0)")
     p.add_argument("--manifest", help="verify the model file's sha256 against this manifest before loading")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default $MAMMO_CACHE_DIR/features)")
     p.add_argument("--jobs", type=int, default=1, help="feature batches computed at once (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
     return p
 
 
@@ -343,35 +369,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.folds < 2:
+    if args.n_folds < 2:
         parser.error("--folds must be at least 2")
-    for name, value in (("--bootstrap", args.bootstrap), ("--min-cases", args.min_cases), ("--jobs", args.jobs)):
+    for name, value in (("--bootstrap", args.n_boot), ("--min-cases", args.min_cases), ("--jobs", args.jobs)):
         if value < 1:
             parser.error(f"{name} must be at least 1")
-    if args.out.expanduser().resolve() == Path(args.model).expanduser().resolve():
+    options = vars(args).copy()
+    model_path, data, out, report, manifest = (options.pop(k) for k in ("model", "data", "out", "report", "manifest"))
+    if out.expanduser().resolve() == Path(model_path).expanduser().resolve():
         parser.error("--out must name a new file: the original model is kept as it is")
-    report_dir = args.report if args.report is not None else args.out.parent
-    check_output_dir(args.out.parent)
+    report_dir = report if report is not None else out.parent
+    check_output_dir(out.parent)
     check_output_dir(report_dir)
-    model = load_model(args.model, manifest=args.manifest)
-    new, record, curves = recalibrate_model(
-        model,
-        args.data,
-        kind=args.kind,
-        task=args.task,
-        density_map=args.map_density,
-        n_folds=args.folds,
-        seed=args.seed,
-        min_cases=args.min_cases,
-        n_boot=args.bootstrap,
-        cache_dir=args.cache_dir,
-        jobs=args.jobs,
-        progress=not args.quiet,
-        model_path=args.model,
-    )
-    new.save(args.out)
-    report = write_outputs(record, curves, {t: model.classes(t) for t in curves}, report_dir)
-    print(f"{parser.prog}: recalibrated {', '.join(record['tasks'])}; wrote {args.out} and {report}", file=sys.stderr)
+    model = load_model(model_path, manifest=manifest)
+    new, record, curves = recalibrate_model(model, data, model_path=model_path, **options)
+    new.save(out)
+    written = write_outputs(record, curves, {t: model.classes(t) for t in curves}, report_dir)
+    print(f"{parser.prog}: recalibrated {', '.join(record['tasks'])}; wrote {out} and {written}", file=sys.stderr)
     return 0
 
 

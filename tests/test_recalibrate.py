@@ -8,6 +8,7 @@ method's arithmetic is also checked on plain arrays, where the miscalibration is
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 
 import joblib
@@ -27,7 +28,7 @@ from mammo.classifiers.pipelines import split_pipeline
 from mammo.cli import main as mammo_main
 from mammo.datasets import MIAS_DENSITY_CLASSES, load_dataset
 from mammo.evaluate import LabelMismatchError
-from mammo.recalibrate_cli import main, recalibrate_model, sample_features
+from mammo.recalibrate_cli import build_parser, main, recalibrate_model, sample_features
 from mammo.storage import file_sha256
 from mammo.testing import synthetic_mammogram
 
@@ -353,3 +354,12 @@ def test_dispatch_and_help(capsys):
     out = capsys.readouterr().out
     assert "calibration" in out and "--out NEW" in out
     assert mammo_main(["--help"]) == 0 and "recalibrate" in capsys.readouterr().out
+
+
+def test_each_option_sets_the_recalibrate_model_keyword_of_its_dest():
+    args = vars(build_parser().parse_args(["m.joblib", "sample.csv", "--out", "new.joblib"]))
+    keywords = inspect.signature(recalibrate_model).parameters
+    handled_by_main = {"model", "data", "out", "report", "manifest"}
+    assert set(args) - handled_by_main <= set(keywords) - {"model", "data", "model_path"}
+    # the command line's defaults are the library's
+    assert all(args[k] == keywords[k].default for k in set(args) - handled_by_main)
