@@ -31,7 +31,7 @@ def test_ruff_is_clean(command):
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60  # without the docstring
 #: Source modules allowed past MAX_MODULE_LINES, each with its reason: keep it short.
-LONG_MODULES = {"mammo/evaluate.py": "being split by job on its own branch (issue 16)"}
+LONG_MODULES: dict[str, str] = {}
 #: The trees whose modules count as source (tests are measured by function only).
 SOURCE_TREES = ["mammo", "benchmarks", "train_pipeline.py"]
 
