@@ -147,7 +147,7 @@ def test_train_views_from_joins_groups_within_labels(tmp_path):
     from mammo.training.config import TrainConfig
     from mammo.training.data import load_data
 
-    _write_reference(tmp_path, 12, with_tumours=True)
+    _write_reference(tmp_path, 8, with_tumours=True)
     rows = [{"density": 1 + k % 4, "tumour": (k // 4) % 2, "side": "left" if k % 3 else "right"} for k in range(40)]
     (tmp_path / "new").mkdir()
     pd.DataFrame(_write_set(tmp_path / "new", rows, 1)).drop(columns="side").to_csv(tmp_path / "new.csv", index=False)
@@ -168,10 +168,10 @@ def test_audit_lists_probable_views_of_one_breast_across_a_split(tmp_path):
     from mammo.audit import audit
     from mammo.conventions import InputError
 
-    _write_reference(tmp_path, 10, with_tumours=False)
+    _write_reference(tmp_path, 6, with_tumours=False)
     (tmp_path / "mine").mkdir()
-    mine = _write_set(tmp_path / "mine", [{"density": 1 + k % 4, "tumour": 0, "side": "left"} for k in range(12)], 1)
-    split = pd.DataFrame({"path": [r["path"] for r in mine], "split": ["train", "test"] * 6})
+    mine = _write_set(tmp_path / "mine", [{"density": 1 + k % 4, "tumour": 0, "side": "left"} for k in range(8)], 1)
+    split = pd.DataFrame({"path": [r["path"] for r in mine], "split": ["train", "test"] * 4})
     split.to_csv(tmp_path / "split.csv", index=False)
     with pytest.raises(InputError, match="--split"):
         audit(tmp_path / "mine", tmp_path / "out0", views_from=tmp_path / "ref.csv", progress=False)
