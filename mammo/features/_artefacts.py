@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from . import _morph
-from ._flat import Regions, band_part
+from ._flat import Regions, band_part, may_be_band
 
 
 def _ring_share(
@@ -19,14 +19,18 @@ def _ring_share(
     n: int,
     distance: np.ndarray,
     nearest: np.ndarray,
-    hit: np.ndarray,
+    hit,
     near: float = 2,
     far: float = 6,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per label: pixels in the ring ``near``-``far`` px out (nearest label's), and the share of them where ``hit``."""
-    ring = (distance > near) & (distance <= far)
-    total = np.bincount(nearest[ring], minlength=n + 1).astype(float)
-    hits = np.bincount(nearest[ring & hit], minlength=n + 1)
+    """Per label: pixels in the ring ``near``-``far`` px out (nearest label's), and the share of them where ``hit``.
+
+    ``hit``: a bool map, or a function of the ring's flat indices giving the ring's hits
+    (so that a per-pixel test runs on the ring only)."""
+    ring = np.flatnonzero((distance > near) & (distance <= far))
+    owner = nearest.ravel()[ring]
+    total = np.bincount(owner, minlength=n + 1).astype(float)
+    hits = np.bincount(owner[hit(ring) if callable(hit) else hit.ravel()[ring]], minlength=n + 1)
     return total, np.divide(hits, total, out=np.zeros(n + 1), where=total > 0)
 
 
@@ -49,11 +53,15 @@ def artefact_mask(x: np.ndarray, reg: Regions, background: float) -> np.ndarray:
     breast or a film edge (tissue surrounds a flat patch of dense tissue or an implant).
     """
     n = len(reg.levels) - 1
-    dark_pix = x < background + 0.25 * (reg.levels[reg.nearest] - background)
+    flat_x, flat_nearest = x.ravel(), reg.nearest.ravel()
+
+    def dark_pix(ring):  # darker than a quarter of the way from the background to the region
+        return flat_x[ring] < background + 0.25 * (reg.levels[flat_nearest[ring]] - background)
+
     total, dark = _ring_share(reg.labels, n, reg.distance, reg.nearest, dark_pix)
     k = np.arange(n + 1)
     label_like = (k > 0) & (reg.levels >= reg.split) & ~reg.bands & ((total == 0) | (dark >= 0.5))
-    out = reg.band_map | _fill_small_holes(np.isin(reg.labels, k[label_like]))  # a label's text is its holes
+    out = reg.band_map | _fill_small_holes(label_like[reg.labels])  # a label's text is its holes
     out |= _bright_blobs(x, background)
     return _morph.dilate(out, 1) if out.any() else out
 
@@ -89,6 +97,7 @@ def thin_strips(fg: np.ndarray) -> np.ndarray:
     labels, n = _morph.label(fg)
     out = np.zeros(fg.shape, bool)
     for k, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is not None and any(s.start == 0 or s.stop == d for s, d in zip(sl, fg.shape)):
+        touches = sl is not None and any(s.start == 0 or s.stop == d for s, d in zip(sl, fg.shape))
+        if touches and may_be_band(sl, fg.shape):
             out |= band_part(labels == k, max_depth=0.05)
     return out
