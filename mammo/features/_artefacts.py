@@ -8,7 +8,6 @@ top of the grey scale beside the background, and thin lines along the image's si
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from . import _morph
 from ._flat import Regions, band_part, may_be_band
@@ -75,17 +74,26 @@ def _bright_blobs(x: np.ndarray, background: float, max_area: float = 0.03) -> n
         return np.zeros(x.shape, bool)
     cut = background + 0.8 * (top - background)
     filled = _fill_small_holes(_morph.closing(x > cut, 1), max_area)
-    blobs, n = _morph.label(filled)
+    blobs, n, areas, boxes = _morph.label_stats(filled)
     if n == 0:
         return filled
-    areas = np.bincount(blobs.ravel(), minlength=n + 1)
-    boxes = np.array([(sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start) for sl in ndi.find_objects(blobs)])
     # labels are rectangles and markers discs; dense tissue is ragged
-    shaped = np.concatenate([[False], (areas[1:] <= max_area * x.size) & (areas[1:] / boxes >= 0.6)])
+    sides = boxes[1:, 1::2] - boxes[1:, ::2]
+    shaped = np.concatenate(
+        [[False], (areas[1:] <= max_area * x.size) & (areas[1:] / (sides[:, 0] * sides[:, 1]) >= 0.6)]
+    )
     if not shaped.any():
         return np.zeros(x.shape, bool)
-    distance, nearest = _morph.nearest_label(np.where(shaped[blobs], blobs, 0))
-    total, beside = _ring_share(blobs, n, distance, nearest, x < background + 0.25 * (cut - background))
+    # The ring 2-6 px around the shaped blobs lies within 6 px of them (the distance is
+    # never below the larger coordinate step), and so does every path of that length:
+    # distances and nearest labels on their padded bounding box are the whole image's.
+    chosen = boxes[shaped]
+    pad = 8
+    r0, c0 = max(0, chosen[:, 0].min() - pad), max(0, chosen[:, 2].min() - pad)
+    win = (slice(r0, chosen[:, 1].max() + pad), slice(c0, chosen[:, 3].max() + pad))
+    part = blobs[win]
+    distance, nearest = _morph.nearest_label(np.where(shaped[part], part, 0))
+    total, beside = _ring_share(part, n, distance, nearest, x[win] < background + 0.25 * (cut - background))
     keep = shaped & (total > 0) & (beside >= 0.45)
     out = keep[blobs]
     return _morph.dilate(out, 1) if out.any() else out
@@ -94,10 +102,12 @@ def _bright_blobs(x: np.ndarray, background: float, max_area: float = 0.03) -> n
 def thin_strips(fg: np.ndarray) -> np.ndarray:
     """Thin lines along the image's sides in the foreground: film edges too narrow or
     too grainy to be flat, a scanner's edge."""
-    labels, n = _morph.label(fg)
+    labels, n, _, boxes = _morph.label_stats(fg)
     out = np.zeros(fg.shape, bool)
-    for k, sl in enumerate(ndi.find_objects(labels), start=1):
-        touches = sl is not None and any(s.start == 0 or s.stop == d for s, d in zip(sl, fg.shape))
-        if touches and may_be_band(sl, fg.shape):
+    h, w = fg.shape
+    for k in range(1, n + 1):
+        r0, r1, c0, c1 = boxes[k]
+        sl = (slice(r0, r1), slice(c0, c1))
+        if (r0 == 0 or c0 == 0 or r1 == h or c1 == w) and may_be_band(sl, fg.shape):
             out |= band_part(labels == k, max_depth=0.05)
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ._scan import EmptyImageError, ImageShapeError, NotAnImageError, Scan, _Limits
@@ -33,8 +35,23 @@ def _chroma(rgb: np.ndarray, step: int = 4) -> float:
 def coloured_share(r: np.ndarray, g: np.ndarray, b: np.ndarray, *, scale: float) -> float:
     """Share of pixels whose channels ``max - min`` exceeds a tenth of ``scale`` (planes, not a
     length-3 axis: reducing that is several times slower)."""
-    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
-    return float((spread > 0.1 * scale).mean()) if spread.size else 0.0
+    coloured = _spread(r, g, b) > 0.1 * scale
+    return float(coloured.mean()) if coloured.size else 0.0
+
+
+def _spread(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+
+
+@functools.cache
+def ycc_coloured() -> np.ndarray:
+    """``table[cb, cr]``: whether an 8-bit JPEG Cb, Cr pair is coloured in :func:`coloured_share`'s
+    sense, from JFIF's YCbCr -> RGB (the same float32 operations, done once per pair)."""
+    v = np.arange(256, dtype=np.uint8).astype(np.float32) - 128.0
+    cb, cr = v[:, None], v[None, :]
+    table = _spread(1.402 * cr, -0.344136 * cb - 0.714136 * cr, 1.772 * cb) > 0.1 * 255.0
+    table.flags.writeable = False
+    return table
 
 
 def _array_to_grey(arr: np.ndarray, name: str, limits: _Limits) -> np.ndarray:
@@ -52,7 +69,7 @@ def _array_to_grey(arr: np.ndarray, name: str, limits: _Limits) -> np.ndarray:
         raise ImageShapeError(f"{name}: {arr.shape[2]} channels (shape {arr.shape}); at most 4 are supported")
     limits.check(arr.shape[0], arr.shape[1], name)
 
-    alpha = None
+    alpha, exact = None, False
     if arr.ndim == 3 and arr.shape[2] in (2, 4):
         alpha = _alpha(arr[:, :, -1])
         arr = arr[:, :, :-1]
@@ -73,20 +90,26 @@ def _array_to_grey(arr: np.ndarray, name: str, limits: _Limits) -> np.ndarray:
             grey = _minmax(grey, lo, hi)
     else:
         grey = arr.astype(np.float32) @ _LUMA if arr.ndim == 3 else None
-        hi_val = int(arr.max())
         lo_val = int(arr.min()) if kind == "i" else 0
         if lo_val < 0:
             grey = arr.astype(np.float32) if grey is None else grey
             grey = _minmax(grey, float(grey.min()), float(grey.max()))
         else:
-            scale = np.float32(_int_scale(arr.dtype, hi_val))
+            # 8 bits: 255 whatever the maximum, so no pass to find it
+            scale = np.float32(255 if arr.dtype.itemsize == 1 else _int_scale(arr.dtype, int(arr.max())))
             if grey is None:
                 grey = np.divide(arr, scale, dtype=np.float32)  # one pass, no temp copy
+                # non-negative integers over at least their maximum: in [0, 1] already
+                exact = True
             else:
                 grey /= scale
     if alpha is not None:
         grey *= alpha
-    return np.ascontiguousarray(grey)
+    grey = np.ascontiguousarray(grey)
+    if not exact:
+        # Luma weights and rounding can step a hair outside [0, 1].
+        np.clip(grey, 0.0, 1.0, out=grey)
+    return grey
 
 
 def _int_scale(dtype: np.dtype, max_value: int) -> int:
