@@ -35,6 +35,8 @@ def _ring_share(
 
 def _fill_small_holes(mask: np.ndarray, max_area: float = 0.01) -> np.ndarray:
     """``mask`` with its holes filled, but not the large ones (a frame's hole is the image)."""
+    if not mask.any():
+        return mask
     holes = _morph.fill_holes(mask) & ~mask
     if not holes.any():
         return mask

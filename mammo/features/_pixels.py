@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from ._scan import EmptyImageError, ImageShapeError, NotAnImageError, Scan, _Limits
@@ -35,23 +33,8 @@ def _chroma(rgb: np.ndarray, step: int = 4) -> float:
 def coloured_share(r: np.ndarray, g: np.ndarray, b: np.ndarray, *, scale: float) -> float:
     """Share of pixels whose channels ``max - min`` exceeds a tenth of ``scale`` (planes, not a
     length-3 axis: reducing that is several times slower)."""
-    coloured = _spread(r, g, b) > 0.1 * scale
-    return float(coloured.mean()) if coloured.size else 0.0
-
-
-def _spread(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
-
-
-@functools.cache
-def ycc_coloured() -> np.ndarray:
-    """``table[cb, cr]``: whether an 8-bit JPEG Cb, Cr pair is coloured in :func:`coloured_share`'s
-    sense, from JFIF's YCbCr -> RGB (the same float32 operations, done once per pair)."""
-    v = np.arange(256, dtype=np.uint8).astype(np.float32) - 128.0
-    cb, cr = v[:, None], v[None, :]
-    table = _spread(1.402 * cr, -0.344136 * cb - 0.714136 * cr, 1.772 * cb) > 0.1 * 255.0
-    table.flags.writeable = False
-    return table
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    return float((spread > 0.1 * scale).mean()) if spread.size else 0.0
 
 
 def _array_to_grey(arr: np.ndarray, name: str, limits: _Limits) -> np.ndarray:

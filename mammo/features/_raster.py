@@ -8,7 +8,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ._pixels import _array_scan, ycc_coloured
+from ._pixels import _array_scan, coloured_share
 from ._scan import (
     ImageReadError,
     ImageTooLargeError,
@@ -68,7 +68,7 @@ def _jpeg_chroma(fp: IO[bytes]) -> float:
         fp.seek(0)
         with Image.open(fp, formats=("JPEG",)) as small:
             # libjpeg scales by 1/2, 1/4 or 1/8 while decoding: keep about 64+ pixels a side
-            f = int(np.clip(min(small.size) // 64, 1, 8))
+            f = min(max(min(small.size) // 64, 1), 8)
             small.draft("YCbCr", (max(1, small.width // f), max(1, small.height // f)))
             ycc = np.asarray(small)
     except (OSError, SyntaxError, ValueError, EOFError, IndexError):
@@ -78,10 +78,10 @@ def _jpeg_chroma(fp: IO[bytes]) -> float:
     if ycc.ndim != 3:
         return 0.0
     # JFIF's YCbCr -> RGB: the spread max(R, G, B) - min(R, G, B) depends on Cb and Cr
-    # alone, so no colour conversion is needed (the RGB clip at 0 and 255 is ignored),
-    # and a table of every (Cb, Cr) pair answers for each pixel.
-    coloured = ycc_coloured()[ycc[..., 1], ycc[..., 2]]
-    return float(coloured.mean()) if coloured.size else 0.0
+    # alone, so no colour conversion is needed (the RGB clip at 0 and 255 is ignored).
+    cb = ycc[..., 1].astype(np.float32) - 128.0
+    cr = ycc[..., 2].astype(np.float32) - 128.0
+    return coloured_share(1.402 * cr, -0.344136 * cb - 0.714136 * cr, 1.772 * cb, scale=255.0)
 
 
 def _pillow_pixels(im: Image.Image) -> np.ndarray:
