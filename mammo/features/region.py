@@ -147,7 +147,8 @@ def crop_breast(
     ----------
     image : ndarray of shape (h, w) or Scan
         Grey image in [0, 1], as returned by :func:`mammo.features.io.read_image`, or a
-        :class:`~mammo.features.io.Scan` from :func:`~mammo.features.io.read_scan`.
+        :class:`~mammo.features.io.Scan` from :func:`~mammo.features.io.read_scan`. A
+        scan's ``segmentation`` (a breast region found before) is used as it is.
     size : int or None
         Longer side of the output in pixels (aspect ratio kept); None keeps
         the source resolution.
@@ -172,7 +173,10 @@ def crop_breast(
     # crop to the last bit (segmentation's thresholds and roundings are not mirror-exact).
     pre = flip and _heavier_on_the_right(source)
     pixels = source[:, ::-1] if pre else source
-    seg = segment_breast(pixels, polarity_known=known, fix_polarity=fix_polarity)
+    if scan.segmentation is not None:  # found before, in the source's orientation
+        seg = _reused(scan.segmentation, source.shape, pre)
+    else:
+        seg = segment_breast(pixels, polarity_known=known, fix_polarity=fix_polarity)
     if seg.inverted:
         pixels = 1.0 - pixels
     bbox = seg.bbox if (crop and seg.found) else (0, pixels.shape[0], 0, pixels.shape[1])
@@ -200,6 +204,13 @@ def crop_breast(
         source_shape=source.shape,
         chroma=scan.chroma,
     )
+
+
+def _reused(seg: Segmentation, shape: tuple, mirror: bool) -> Segmentation:
+    """A scan's own segmentation, described for the canonical orientation crop_breast works in."""
+    if not isinstance(seg, Segmentation) or seg.box[1] > shape[0] or seg.box[3] > shape[1]:
+        raise ValueError(f"Scan.segmentation must be a Segmentation of a {shape[1]}x{shape[0]} image")
+    return seg.mirrored(shape[1]) if mirror else seg
 
 
 def _heavier_on_the_right(image: np.ndarray) -> bool:
