@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _morph
-from ._flat import Regions, band_part, may_be_band
+from ._flat import Regions, side_bands
 
 
 def _ring_share(
@@ -108,8 +108,9 @@ def thin_strips(fg: np.ndarray) -> np.ndarray:
     out = np.zeros(fg.shape, bool)
     h, w = fg.shape
     for k in range(1, n + 1):
-        r0, r1, c0, c1 = boxes[k]
-        sl = (slice(r0, r1), slice(c0, c1))
-        if (r0 == 0 or c0 == 0 or r1 == h or c1 == w) and may_be_band(sl, fg.shape):
-            out |= band_part(labels == k, max_depth=0.05)
+        box = tuple(int(v) for v in boxes[k])
+        if box[0] == 0 or box[2] == 0 or box[1] == h or box[3] == w:
+            strips = side_bands(labels, k, box, max_depth=0.05)
+            if strips is not None:
+                out |= (labels == k) & strips
     return out

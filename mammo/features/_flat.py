@@ -137,36 +137,55 @@ def band_part(region: np.ndarray, max_depth: float = 0.2) -> np.ndarray:
     and it reaches far inward; a label stuck to a film edge is a bump on the strip, left
     out of the part returned.
     """
-    bands = np.zeros_like(region)
     box = _box(region)
-    if box is None:
-        return bands
-    h, w = region.shape
-    for k in _sides(box, region.shape):  # each side in turn brought to the top
-        margin = max(2, int(0.03 * (h, w)[k % 2]))
-        # only the columns (of the rotated image) that the region's box spans
-        lo, hi = ((box[2], box[3]), (box[0], box[1]), (w - box[3], w - box[2]), (h - box[1], h - box[0]))[k]
-        full = np.rot90(region, k)
-        r = full[:, lo:hi]
+    bands = None if box is None else side_bands(region, True, box, max_depth)
+    return np.zeros_like(region) if bands is None else region & bands
+
+
+def side_bands(labels: np.ndarray, k, box: tuple, max_depth: float = 0.2) -> np.ndarray | None:
+    """:func:`band_part`'s strips along the sides for the region ``labels == k`` (inside
+    ``box``), as one map, or None when there is none. Each side is judged on the few rows
+    next to it, never on the whole image."""
+    shape = h, w = labels.shape
+    bands = None
+    for q in _sides(box, shape):  # each side in turn brought to the top
+        side = (h, w)[q % 2]
+        margin = max(2, int(0.03 * side))
+        deep_max = int(max_depth * side) + margin + 2
+        # Runs deeper than this are neither steady nor a band's depth: no need to follow them.
+        reach = int(1.25 * max_depth * side) + margin + 4
+        depth = min(side, max(deep_max + 1, reach))
+        # the rows next to this side, under the region's box, brought to the top
+        rows, cols = (
+            (slice(0, depth), slice(box[2], box[3])),
+            (slice(box[0], box[1]), slice(w - depth, w)),
+            (slice(h - depth, h), slice(box[2], box[3])),
+            (slice(box[0], box[1]), slice(0, depth)),
+        )[q]
+        r = np.rot90(labels[rows, cols] == k, q)
         # per column: where the region starts (within a scanner's thin margin of the
         # side) and how deep its first run reaches
-        deep_max = int(max_depth * r.shape[0]) + margin + 2
         top = r[: deep_max + 1]
         start = np.argmax(top, axis=0)
         touching = top.any(axis=0) & (start <= margin)
-        if touching.sum() / full.shape[1] < 0.3:
+        if touching.sum() / (w, h)[q % 2] < 0.3:
             continue
-        # Runs deeper than this are neither steady nor a band's depth: no need to follow them.
-        reach = int(1.25 * max_depth * r.shape[0]) + margin + 4
         d = _first_run_end(r[:reach], start)[touching]
         deep = float(np.median(d))
         steady = np.abs(d - deep) <= max(2.0, 0.25 * deep)
-        if deep > max_depth * r.shape[0] or steady.mean() < 0.7:
+        if deep > max_depth * side or steady.mean() < 0.7:
             continue
-        band = np.zeros_like(full)
-        band[: int(d[steady].max()) + 2] = True
-        bands |= np.rot90(band, -k)
-    return region & bands
+        bands = np.zeros(shape, bool) if bands is None else bands
+        n = int(d[steady].max()) + 2
+        bands[
+            (
+                (slice(0, n), slice(None)),
+                (slice(None), slice(max(0, w - n), w)),
+                (slice(max(0, h - n), h), slice(None)),
+                (slice(None), slice(0, n)),
+            )[q]
+        ] = True
+    return bands
 
 
 @dataclass
@@ -269,7 +288,11 @@ def _bands(labels: np.ndarray, sizes: np.ndarray, shape: tuple) -> tuple[np.ndar
     for k in np.unique(labels[edge]):
         if k == 0 or not may_be_band(boxes[k - 1], shape):
             continue
-        part = band_part(labels == k)
+        sl = boxes[k - 1]
+        strips = side_bands(labels, k, (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop))
+        if strips is None:  # no part of it is a strip
+            continue
+        part = (labels == k) & strips
         bands[k] = part.sum() >= 0.6 * sizes[k]
         if bands[k]:
             band_map |= part
