@@ -95,10 +95,18 @@ def _flat_labels(x: np.ndarray, min_area: float, texture: np.ndarray | None, gre
 
 def _first_run_end(r: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Per column of ``r``, the row just past the run of True that begins at ``start``."""
-    rows = np.arange(r.shape[0])[:, None]
-    after = ~r & (rows >= start[None, :])
-    after = np.vstack([after, np.ones((1, r.shape[1]), bool)])
-    return np.argmax(after, axis=0)
+    after = ~r & (np.arange(r.shape[0])[:, None] >= start[None, :])
+    end = np.argmax(after, axis=0)
+    end[~after[end, np.arange(r.shape[1])]] = r.shape[0]  # the run reaches the last row
+    return end
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a few integers, without its overhead (the same value: the middle one,
+    or the mean of the middle two, exactly representable)."""
+    v = np.sort(values)
+    n = len(v)
+    return float(v[n // 2]) if n % 2 else (float(v[n // 2 - 1]) + float(v[n // 2])) / 2
 
 
 def _box(region: np.ndarray) -> tuple | None:
@@ -170,8 +178,8 @@ def side_bands(labels: np.ndarray, k, box: tuple, max_depth: float = 0.2) -> np.
         touching = top.any(axis=0) & (start <= margin)
         if touching.sum() / (w, h)[q % 2] < 0.3:
             continue
-        d = _first_run_end(r[:reach], start)[touching]
-        deep = float(np.median(d))
+        d = _first_run_end(r[:reach][:, touching], start[touching])
+        deep = _median(d)
         steady = np.abs(d - deep) <= max(2.0, 0.25 * deep)
         if deep > max_depth * side or steady.mean() < 0.7:
             continue

@@ -221,9 +221,10 @@ def _heavier_on_the_right(image: np.ndarray) -> bool:
     opposite answer (a perfect tie says no for both). Inverted grey levels depart from
     their mean just as much, so an inverted copy gets the same answer as the original.
     """
-    rows = np.asarray(image[:: max(1, image.shape[0] // 256)], dtype=np.float64)
+    rows = np.array(image[:: max(1, image.shape[0] // 256)], dtype=np.float64)
     mean = math.fsum(rows.sum(axis=0)) / rows.size
-    cols = np.abs(rows - mean).sum(axis=0)
+    np.subtract(rows, mean, out=rows)
+    cols = np.abs(rows, out=rows).sum(axis=0)
     half = cols.size // 2
     return math.fsum(cols[cols.size - half :]) > math.fsum(cols[:half])
 
