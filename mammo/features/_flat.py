@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 
 from . import _morph
 
@@ -67,30 +66,31 @@ def flat_regions(
     The tolerance grows with the grain of the image's quietest pixels (a noisy background).
     ``texture`` and ``grey_range`` may be passed when already computed.
     """
-    labels, sizes = _flat_labels(x, min_area, texture, grey_range)
+    labels, sizes, _ = _flat_labels(x, min_area, texture, grey_range)
     return labels, len(sizes) - 1
 
 
 def _flat_labels(x: np.ndarray, min_area: float, texture: np.ndarray | None, grey_range: float | None):
-    """:func:`flat_regions`' labels and every label's pixel count (label 0 included)."""
+    """:func:`flat_regions`' labels, every label's pixel count and bounding box
+    ``(row0, row1, col0, col1)`` (label 0 included: the pixels of no region)."""
     rng = grey_span(x) if grey_range is None else grey_range
     if rng <= 0:
-        return np.ones(x.shape, np.int32), np.array([0, x.size], np.intp)
+        box = (0, x.shape[0], 0, x.shape[1])
+        return np.ones(x.shape, np.int32), np.array([0, x.size], np.intp), np.array([box, box])
     sd = texture_map(x) if texture is None else texture
     # A grainy background is flat on the scale of its own grain: the quietest
     # hundredth of the image is background in any mammogram.
     tol = max(FLAT_TOLERANCE * rng, 3.0 * float(np.percentile(sd[::2, ::2], 1)))
     flat = _morph.opening(sd < tol)
-    labels, n = _morph.label(flat)
+    labels, n, sizes, boxes = _morph.label_stats(flat)
     if n == 0:
-        return labels, np.array([x.size], np.intp)
-    sizes = np.bincount(labels.ravel())
+        return labels, sizes, boxes
     keep = sizes >= max(4, min_area * x.size)
     keep[0] = False
     remap = np.zeros(n + 1, np.int32)
     remap[keep] = np.arange(1, keep.sum() + 1)
     kept = sizes[keep]
-    return remap[labels], np.concatenate([[x.size - kept.sum()], kept])
+    return remap[labels], np.concatenate([[x.size - kept.sum()], kept]), np.concatenate([boxes[:1], boxes[keep]])
 
 
 def _first_run_end(r: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -130,11 +130,6 @@ def _sides(box: tuple, shape: tuple) -> list[int]:
         if gap <= margin and extent / (w, h)[k % 2] >= 0.3:
             out.append(k)
     return out
-
-
-def may_be_band(sl: tuple, shape: tuple) -> bool:
-    """Whether a region whose bounding box is the slices ``sl`` can have a :func:`band_part`."""
-    return bool(_sides((sl[0].start, sl[0].stop, sl[1].start, sl[1].stop), shape))
 
 
 def band_part(region: np.ndarray, max_depth: float = 0.2) -> np.ndarray:
@@ -231,7 +226,7 @@ def classify(x: np.ndarray) -> Regions:
     ends = tuple(float(v) for v in np.percentile(x[::2, ::2], [0.5, 99.5]))
     rng = ends[1] - ends[0]
     sd = texture_map(x)
-    labels, sizes = _flat_labels(x, 0.001, sd, rng)
+    labels, sizes, boxes = _flat_labels(x, 0.001, sd, rng)
     n = len(sizes) - 1
     flat = labels > 0
     # textured pixels, clearly more than a grainy background; a step between two flat
@@ -260,7 +255,7 @@ def classify(x: np.ndarray) -> Regions:
     # (the chest wall against a detector's edge) it stays far from that level
     closeness = np.clip(1.0 - np.abs(x[touch] - levels[nearest[touch]]) / max(rng, 1e-6), 0, 1)
     fade = np.bincount(nearest[touch], weights=closeness, minlength=n + 1)
-    bands, band_map = _bands(labels, sizes, x.shape)
+    bands, band_map = _bands(labels, sizes, boxes)
     reg = Regions(
         labels,
         sizes,
@@ -285,19 +280,18 @@ def classify(x: np.ndarray) -> Regions:
     return reg
 
 
-def _bands(labels: np.ndarray, sizes: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Which regions are strips along the sides, and the strips themselves."""
+def _bands(labels: np.ndarray, sizes: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which regions are strips along the sides, and the strips themselves (``boxes``: each
+    label's bounding box)."""
+    shape = labels.shape
     bands = np.zeros(len(sizes), bool)
     band_map = np.zeros(shape, bool)
     m = max(2, int(0.03 * min(shape))) + 1
     edge = np.zeros(shape, bool)
     edge[:m] = edge[-m:] = edge[:, :m] = edge[:, -m:] = True
-    boxes = ndi.find_objects(labels)
-    for k in np.unique(labels[edge]):
-        if k == 0 or not may_be_band(boxes[k - 1], shape):
-            continue
-        sl = boxes[k - 1]
-        strips = side_bands(labels, k, (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop))
+    for k in np.flatnonzero(np.bincount(labels[edge], minlength=len(sizes))[1:]) + 1:
+        box = tuple(int(v) for v in boxes[k])
+        strips = side_bands(labels, k, box)
         if strips is None:  # no part of it is a strip
             continue
         part = (labels == k) & strips

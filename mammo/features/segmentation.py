@@ -188,9 +188,10 @@ def _breast_on(
     upper = background + THRESHOLD_FRACTION * (otsu - background)
     threshold = min(background + max(4.0 * grain, NOISE_MARGIN * rng), upper)
     fg = _foreground(smooth > threshold, reg, artefact, upper)
-    labels, n, sizes, _ = _morph.label_stats(fg)
+    labels, n = _morph.label(fg)
     if n == 0:
         return np.ones(x.shape, bool), False, stats, artefact
+    sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     mask = _morph.fill_holes(labels == sizes.argmax())
     stats.update(
