@@ -169,14 +169,7 @@ def crop_breast(
     scan = image if isinstance(image, Scan) else Scan(np.asarray(image, dtype=np.float32))
     known = scan.polarity_known if polarity_known is None else polarity_known
     source = np.asarray(scan.pixels, dtype=np.float32)
-    # Segment in a canonical orientation, so that an image and its mirror give the same
-    # crop to the last bit (segmentation's thresholds and roundings are not mirror-exact).
-    pre = flip and _heavier_on_the_right(source)
-    pixels = source[:, ::-1] if pre else source
-    if scan.segmentation is not None:  # found before, in the source's orientation
-        seg = _reused(scan.segmentation, source.shape, pre)
-    else:
-        seg = segment_breast(pixels, polarity_known=known, fix_polarity=fix_polarity)
+    pre, pixels, seg = _segment(scan, source, flip=flip, polarity_known=known, fix_polarity=fix_polarity)
     if seg.inverted:
         pixels = 1.0 - pixels
     bbox = seg.bbox if (crop and seg.found) else (0, pixels.shape[0], 0, pixels.shape[1])
@@ -204,6 +197,18 @@ def crop_breast(
         source_shape=source.shape,
         chroma=scan.chroma,
     )
+
+
+def _segment(scan: Scan, source: np.ndarray, *, flip: bool, polarity_known: bool, fix_polarity: bool):
+    """``(mirrored, pixels, segmentation)``: the source in the canonical orientation the breast
+    is found in, and the breast found there (or the scan's own segmentation, reoriented)."""
+    # A canonical orientation, so that an image and its mirror give the same crop to the
+    # last bit (segmentation's thresholds and roundings are not mirror-exact).
+    pre = flip and _heavier_on_the_right(source)
+    pixels = source[:, ::-1] if pre else source
+    if scan.segmentation is not None:  # found before, in the source's orientation
+        return pre, pixels, _reused(scan.segmentation, source.shape, pre)
+    return pre, pixels, segment_breast(pixels, polarity_known=polarity_known, fix_polarity=fix_polarity)
 
 
 def _reused(seg: Segmentation, shape: tuple, mirror: bool) -> Segmentation:

@@ -211,6 +211,19 @@ def _breast_region(model, scan: Scan):
     return crop.transform([scan])[0].segmentation if crop is not None else None
 
 
+def _cells(small: np.ndarray, grid: int, flat_tol: float) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(rows, cols, cells)``: the grid's edges and the ``(i, j)`` of its cells that are not flat."""
+    rows = np.linspace(0, small.shape[0], grid + 1).round().astype(int)
+    cols = np.linspace(0, small.shape[1], grid + 1).round().astype(int)
+    cells = [
+        (i, j)
+        for i in range(grid)
+        for j in range(grid)
+        if small[rows[i] : rows[i + 1], cols[j] : cols[j + 1]].std() > flat_tol
+    ]
+    return rows, cols, cells
+
+
 def occlusion_map(
     model, image: np.ndarray, *, grid: int = 8, max_side: int = 768, batch: int = 33, flat_tol: float = 0.01
 ) -> dict:
@@ -253,14 +266,7 @@ def occlusion_map(
     small = _shrink(np.asarray(image, dtype=np.float32), max_side)
     h, w = small.shape
     grid = max(1, min(int(grid), h, w))
-    rows = np.linspace(0, h, grid + 1).round().astype(int)
-    cols = np.linspace(0, w, grid + 1).round().astype(int)
-    cells = [
-        (i, j)
-        for i in range(grid)
-        for j in range(grid)
-        if small[rows[i] : rows[i + 1], cols[j] : cols[j + 1]].std() > flat_tol
-    ]
+    rows, cols, cells = _cells(small, grid, flat_tol)
 
     original = Scan(small, polarity_known=known)  # a DICOM's polarity stays the header's
     original = replace(original, segmentation=_breast_region(model, original))
