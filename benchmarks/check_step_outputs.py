@@ -1,7 +1,7 @@
 """Hash every output of the read and crop steps on a fixed sample of inputs; save or compare.
 
     PYTHONPATH=/path/to/reference/checkout python benchmarks/check_step_outputs.py save runs/ref.json
-    python benchmarks/check_step_outputs.py compare runs/ref.json
+    PYTHONPATH=. python benchmarks/check_step_outputs.py compare runs/ref.json
 
 The guard of a speed-up that must not change any output: the hashes of what
 :func:`~mammo.features.io.read_scan` gives (pixels, chroma, polarity) and of what
