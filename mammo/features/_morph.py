@@ -1,4 +1,4 @@
-"""Binary morphology, labelling and distances on small masks, with OpenCV.
+"""Binary morphology, labelling and distances on small masks, with OpenCV; an outline's polygon.
 
 The breast segmentation runs a few dozen of these per image; OpenCV's versions are an
 order of magnitude faster than :mod:`scipy.ndimage`'s on working-size masks, which keeps
