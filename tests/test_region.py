@@ -142,6 +142,37 @@ def test_mirror_gives_the_same_crop(breast):
         assert np.abs(np.sort(ca[:, 1]) - np.sort(mirrored[:, 1])).max() < 2
 
 
+@pytest.mark.parametrize("mirror", [False, True])
+def test_a_scan_reuses_the_breast_region_found_before(breast, monkeypatch, mirror):
+    """Scan.segmentation (the web app's occluded copies): the crop of the same pixels is the
+    crop found from scratch, to the last bit, in either orientation; an edited copy keeps
+    the region, and nothing is segmented again."""
+    from dataclasses import replace
+
+    import mammo.features.region as region
+
+    img, _ = breast
+    img = np.ascontiguousarray(img[:, ::-1]) if mirror else img
+    fresh = crop_breast(img)
+    monkeypatch.setattr(region, "segment_breast", lambda *a, **k: pytest.fail("segmented again"))
+    scan = read_scan(img)
+    again = crop_breast(replace(scan, segmentation=fresh.segmentation))
+    for name in ("pixels", "mask"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(fresh, name))
+    assert (again.bbox, again.flipped, again.inverted) == (fresh.bbox, fresh.flipped, fresh.inverted)
+    assert again.segmentation.stats == fresh.segmentation.stats
+    edited = img.copy()
+    r0, r1, c0, c1 = fresh.bbox
+    cell = (slice((r0 + r1) // 2 - 20, (r0 + r1) // 2 + 20), slice((c0 + c1) // 2 - 20, (c0 + c1) // 2 + 20))
+    edited[cell] = edited[cell].mean()  # a cell of the breast flattened
+    copy = crop_breast(replace(scan, pixels=edited, segmentation=fresh.segmentation))
+    assert copy.bbox == fresh.bbox and not np.array_equal(copy.pixels, fresh.pixels)
+    np.testing.assert_array_equal(copy.mask, fresh.mask)
+    assert scan.crop(0, 100, 0, 100).segmentation is None  # a region of the whole scan does not fit a part
+    with pytest.raises(ValueError, match="Segmentation of a"):
+        crop_breast(replace(scan, pixels=img[:100, :100], segmentation=fresh.segmentation))
+
+
 @pytest.mark.parametrize("stem", ["608_735720305", "294_141753012"])
 def test_mirror_of_a_real_mammogram_gives_the_same_crop(stem, require_data):
     """Two RSNA views whose mirrors were segmented differently (one lost 117 rows) before

@@ -8,10 +8,9 @@ top of the grey scale beside the background, and thin lines along the image's si
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from . import _morph
-from ._flat import Regions, band_part
+from ._flat import Regions, side_bands
 
 
 def _ring_share(
@@ -19,19 +18,25 @@ def _ring_share(
     n: int,
     distance: np.ndarray,
     nearest: np.ndarray,
-    hit: np.ndarray,
+    hit,
     near: float = 2,
     far: float = 6,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per label: pixels in the ring ``near``-``far`` px out (nearest label's), and the share of them where ``hit``."""
-    ring = (distance > near) & (distance <= far)
-    total = np.bincount(nearest[ring], minlength=n + 1).astype(float)
-    hits = np.bincount(nearest[ring & hit], minlength=n + 1)
+    """Per label: pixels in the ring ``near``-``far`` px out (nearest label's), and the share of them where ``hit``.
+
+    ``hit``: a bool map, or a function of the ring's flat indices giving the ring's hits
+    (so that a per-pixel test runs on the ring only)."""
+    ring = np.flatnonzero((distance > near) & (distance <= far))
+    owner = nearest.ravel()[ring]
+    total = np.bincount(owner, minlength=n + 1).astype(float)
+    hits = np.bincount(owner[hit(ring) if callable(hit) else hit.ravel()[ring]], minlength=n + 1)
     return total, np.divide(hits, total, out=np.zeros(n + 1), where=total > 0)
 
 
 def _fill_small_holes(mask: np.ndarray, max_area: float = 0.01) -> np.ndarray:
     """``mask`` with its holes filled, but not the large ones (a frame's hole is the image)."""
+    if not mask.any():
+        return mask
     holes = _morph.fill_holes(mask) & ~mask
     if not holes.any():
         return mask
@@ -49,11 +54,15 @@ def artefact_mask(x: np.ndarray, reg: Regions, background: float) -> np.ndarray:
     breast or a film edge (tissue surrounds a flat patch of dense tissue or an implant).
     """
     n = len(reg.levels) - 1
-    dark_pix = x < background + 0.25 * (reg.levels[reg.nearest] - background)
+    flat_x, flat_nearest = x.ravel(), reg.nearest.ravel()
+
+    def dark_pix(ring):  # darker than a quarter of the way from the background to the region
+        return flat_x[ring] < background + 0.25 * (reg.levels[flat_nearest[ring]] - background)
+
     total, dark = _ring_share(reg.labels, n, reg.distance, reg.nearest, dark_pix)
     k = np.arange(n + 1)
     label_like = (k > 0) & (reg.levels >= reg.split) & ~reg.bands & ((total == 0) | (dark >= 0.5))
-    out = reg.band_map | _fill_small_holes(np.isin(reg.labels, k[label_like]))  # a label's text is its holes
+    out = reg.band_map | _fill_small_holes(label_like[reg.labels])  # a label's text is its holes
     out |= _bright_blobs(x, background)
     return _morph.dilate(out, 1) if out.any() else out
 
@@ -67,17 +76,26 @@ def _bright_blobs(x: np.ndarray, background: float, max_area: float = 0.03) -> n
         return np.zeros(x.shape, bool)
     cut = background + 0.8 * (top - background)
     filled = _fill_small_holes(_morph.closing(x > cut, 1), max_area)
-    blobs, n = _morph.label(filled)
+    blobs, n, areas, boxes = _morph.label_stats(filled)
     if n == 0:
         return filled
-    areas = np.bincount(blobs.ravel(), minlength=n + 1)
-    boxes = np.array([(sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start) for sl in ndi.find_objects(blobs)])
     # labels are rectangles and markers discs; dense tissue is ragged
-    shaped = np.concatenate([[False], (areas[1:] <= max_area * x.size) & (areas[1:] / boxes >= 0.6)])
+    sides = boxes[1:, 1::2] - boxes[1:, ::2]
+    shaped = np.concatenate(
+        [[False], (areas[1:] <= max_area * x.size) & (areas[1:] / (sides[:, 0] * sides[:, 1]) >= 0.6)]
+    )
     if not shaped.any():
         return np.zeros(x.shape, bool)
-    distance, nearest = _morph.nearest_label(np.where(shaped[blobs], blobs, 0))
-    total, beside = _ring_share(blobs, n, distance, nearest, x < background + 0.25 * (cut - background))
+    # The ring 2-6 px around the shaped blobs lies within 6 px of them (the distance is
+    # never below the larger coordinate step), and so does every path of that length:
+    # distances and nearest labels on their padded bounding box are the whole image's.
+    chosen = boxes[shaped]
+    pad = 8
+    r0, c0 = max(0, chosen[:, 0].min() - pad), max(0, chosen[:, 2].min() - pad)
+    win = (slice(r0, chosen[:, 1].max() + pad), slice(c0, chosen[:, 3].max() + pad))
+    part = blobs[win]
+    distance, nearest = _morph.nearest_label(np.where(shaped[part], part, 0))
+    total, beside = _ring_share(part, n, distance, nearest, x[win] < background + 0.25 * (cut - background))
     keep = shaped & (total > 0) & (beside >= 0.45)
     out = keep[blobs]
     return _morph.dilate(out, 1) if out.any() else out
@@ -86,9 +104,13 @@ def _bright_blobs(x: np.ndarray, background: float, max_area: float = 0.03) -> n
 def thin_strips(fg: np.ndarray) -> np.ndarray:
     """Thin lines along the image's sides in the foreground: film edges too narrow or
     too grainy to be flat, a scanner's edge."""
-    labels, n = _morph.label(fg)
+    labels, n, _, boxes = _morph.label_stats(fg)
     out = np.zeros(fg.shape, bool)
-    for k, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is not None and any(s.start == 0 or s.stop == d for s, d in zip(sl, fg.shape)):
-            out |= band_part(labels == k, max_depth=0.05)
+    h, w = fg.shape
+    for k in range(1, n + 1):
+        box = tuple(int(v) for v in boxes[k])
+        if box[0] == 0 or box[2] == 0 or box[1] == h or box[3] == w:
+            strips = side_bands(labels, k, box, max_depth=0.05)
+            if strips is not None:
+                out |= (labels == k) & strips
     return out

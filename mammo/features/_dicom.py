@@ -54,6 +54,7 @@ def _read_dicom(fp: IO[bytes], name: str, limits: _Limits, force: bool) -> Scan:
     out = _grey_levels(arr, ds, name)
     if photometric == "MONOCHROME1":
         np.subtract(1.0, out, out=out)
+    np.clip(out, 0.0, 1.0, out=out)  # rescaling can step a hair outside [0, 1]
     return Scan(out, polarity_known=True, tags=tags)
 
 

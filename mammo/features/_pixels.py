@@ -52,7 +52,7 @@ def _array_to_grey(arr: np.ndarray, name: str, limits: _Limits) -> np.ndarray:
         raise ImageShapeError(f"{name}: {arr.shape[2]} channels (shape {arr.shape}); at most 4 are supported")
     limits.check(arr.shape[0], arr.shape[1], name)
 
-    alpha = None
+    alpha, exact = None, False
     if arr.ndim == 3 and arr.shape[2] in (2, 4):
         alpha = _alpha(arr[:, :, -1])
         arr = arr[:, :, :-1]
@@ -73,20 +73,26 @@ def _array_to_grey(arr: np.ndarray, name: str, limits: _Limits) -> np.ndarray:
             grey = _minmax(grey, lo, hi)
     else:
         grey = arr.astype(np.float32) @ _LUMA if arr.ndim == 3 else None
-        hi_val = int(arr.max())
         lo_val = int(arr.min()) if kind == "i" else 0
         if lo_val < 0:
             grey = arr.astype(np.float32) if grey is None else grey
             grey = _minmax(grey, float(grey.min()), float(grey.max()))
         else:
-            scale = np.float32(_int_scale(arr.dtype, hi_val))
+            # 8 bits: 255 whatever the maximum, so no pass to find it
+            scale = np.float32(255 if arr.dtype.itemsize == 1 else _int_scale(arr.dtype, int(arr.max())))
             if grey is None:
                 grey = np.divide(arr, scale, dtype=np.float32)  # one pass, no temp copy
+                # non-negative integers over at least their maximum: in [0, 1] already
+                exact = True
             else:
                 grey /= scale
     if alpha is not None:
         grey *= alpha
-    return np.ascontiguousarray(grey)
+    grey = np.ascontiguousarray(grey)
+    if not exact:
+        # Luma weights and rounding can step a hair outside [0, 1].
+        np.clip(grey, 0.0, 1.0, out=grey)
+    return grey
 
 
 def _int_scale(dtype: np.dtype, max_value: int) -> int:

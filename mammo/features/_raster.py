@@ -68,7 +68,7 @@ def _jpeg_chroma(fp: IO[bytes]) -> float:
         fp.seek(0)
         with Image.open(fp, formats=("JPEG",)) as small:
             # libjpeg scales by 1/2, 1/4 or 1/8 while decoding: keep about 64+ pixels a side
-            f = int(np.clip(min(small.size) // 64, 1, 8))
+            f = min(max(min(small.size) // 64, 1), 8)
             small.draft("YCbCr", (max(1, small.width // f), max(1, small.height // f)))
             ycc = np.asarray(small)
     except (OSError, SyntaxError, ValueError, EOFError, IndexError):

@@ -84,12 +84,17 @@ class Scan:
         a mammogram is monochrome.
     tags : dict
         DICOM attributes of :data:`DICOM_TAGS` present in the file, as strings.
+    segmentation : Segmentation or None
+        The breast region already found on these pixels, or on an edited copy of them
+        of the same shape (:attr:`Mammogram.segmentation <mammo.features.region.Mammogram>`):
+        the crop step reuses it instead of segmenting again. Never set by a read.
     """
 
     pixels: np.ndarray
     polarity_known: bool = False
     chroma: float = 0.0
     tags: dict = field(default_factory=dict)
+    segmentation: object = None
 
     @property
     def shape(self) -> tuple:
@@ -99,8 +104,9 @@ class Scan:
         return self.pixels if dtype is None else self.pixels.astype(dtype)
 
     def crop(self, row0: int, row1: int, col0: int, col1: int) -> Scan:
-        """The scan restricted to a box (a contiguous copy of the pixels)."""
-        return replace(self, pixels=np.ascontiguousarray(self.pixels[row0:row1, col0:col1]))
+        """The scan restricted to a box (a contiguous copy of the pixels; a breast region
+        found on the whole scan no longer applies)."""
+        return replace(self, pixels=np.ascontiguousarray(self.pixels[row0:row1, col0:col1]), segmentation=None)
 
 
 class _Limits:

@@ -144,7 +144,7 @@ def read_scan(
         limits.check(*source.pixels.shape, "<scan>")
         return source
     if isinstance(source, np.ndarray):
-        return _finish(_array_scan(source, "<array>", limits))
+        return _array_scan(source, "<array>", limits)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         name = repr(path)
@@ -153,9 +153,9 @@ def read_scan(
         if not os.path.exists(path):
             raise FileNotFoundError(f"no such image file: {name}")
         with open(path, "rb") as fp:
-            return _finish(_read_stream(fp, name, limits, path.lower().endswith(".dcm")))
+            return _read_stream(fp, name, limits, path.lower().endswith(".dcm"))
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _finish(_read_stream(io.BytesIO(source), "<bytes>", limits, False))
+        return _read_stream(io.BytesIO(source), "<bytes>", limits, False)
     if hasattr(source, "read"):
         fname = getattr(source, "name", None)
         name = repr(fname) if isinstance(fname, str) else "<file>"
@@ -163,7 +163,7 @@ def read_scan(
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"{name}: file object must be opened in binary mode")
         is_dcm = isinstance(fname, str) and fname.lower().endswith(".dcm")
-        return _finish(_read_stream(io.BytesIO(data), name, limits, is_dcm))
+        return _read_stream(io.BytesIO(data), name, limits, is_dcm)
     raise TypeError(f"source must be a path, bytes, a binary file object or a numpy array, not {type(source).__name__}")
 
 
@@ -295,12 +295,6 @@ class ImageReader(StatelessImageTransformer):
 def _check_sequence(X: Any) -> None:
     if isinstance(X, (str, bytes, bytearray, os.PathLike)) or not hasattr(X, "__iter__"):
         raise TypeError(f"X must be a sequence of image sources (e.g. a list of paths), not {type(X).__name__}")
-
-
-def _finish(scan: Scan) -> Scan:
-    # Luma weights and rounding can step a hair outside [0, 1].
-    np.clip(scan.pixels, 0.0, 1.0, out=scan.pixels)
-    return scan
 
 
 def _read_stream(fp: IO[bytes], name: str, limits: _Limits, is_dcm: bool) -> Scan:

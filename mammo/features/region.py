@@ -147,7 +147,8 @@ def crop_breast(
     ----------
     image : ndarray of shape (h, w) or Scan
         Grey image in [0, 1], as returned by :func:`mammo.features.io.read_image`, or a
-        :class:`~mammo.features.io.Scan` from :func:`~mammo.features.io.read_scan`.
+        :class:`~mammo.features.io.Scan` from :func:`~mammo.features.io.read_scan`. A
+        scan's ``segmentation`` (a breast region found before) is used as it is.
     size : int or None
         Longer side of the output in pixels (aspect ratio kept); None keeps
         the source resolution.
@@ -168,11 +169,7 @@ def crop_breast(
     scan = image if isinstance(image, Scan) else Scan(np.asarray(image, dtype=np.float32))
     known = scan.polarity_known if polarity_known is None else polarity_known
     source = np.asarray(scan.pixels, dtype=np.float32)
-    # Segment in a canonical orientation, so that an image and its mirror give the same
-    # crop to the last bit (segmentation's thresholds and roundings are not mirror-exact).
-    pre = flip and _heavier_on_the_right(source)
-    pixels = source[:, ::-1] if pre else source
-    seg = segment_breast(pixels, polarity_known=known, fix_polarity=fix_polarity)
+    pre, pixels, seg = _segment(scan, source, flip=flip, polarity_known=known, fix_polarity=fix_polarity)
     if seg.inverted:
         pixels = 1.0 - pixels
     bbox = seg.bbox if (crop and seg.found) else (0, pixels.shape[0], 0, pixels.shape[1])
@@ -202,6 +199,25 @@ def crop_breast(
     )
 
 
+def _segment(scan: Scan, source: np.ndarray, *, flip: bool, polarity_known: bool, fix_polarity: bool):
+    """``(mirrored, pixels, segmentation)``: the source in the canonical orientation the breast
+    is found in, and the breast found there (or the scan's own segmentation, reoriented)."""
+    # A canonical orientation, so that an image and its mirror give the same crop to the
+    # last bit (segmentation's thresholds and roundings are not mirror-exact).
+    pre = flip and _heavier_on_the_right(source)
+    pixels = source[:, ::-1] if pre else source
+    if scan.segmentation is not None:  # found before, in the source's orientation
+        return pre, pixels, _reused(scan.segmentation, source.shape, pre)
+    return pre, pixels, segment_breast(pixels, polarity_known=polarity_known, fix_polarity=fix_polarity)
+
+
+def _reused(seg: Segmentation, shape: tuple, mirror: bool) -> Segmentation:
+    """A scan's own segmentation, described for the canonical orientation crop_breast works in."""
+    if not isinstance(seg, Segmentation) or seg.box[1] > shape[0] or seg.box[3] > shape[1]:
+        raise ValueError(f"Scan.segmentation must be a Segmentation of a {shape[1]}x{shape[0]} image")
+    return seg.mirrored(shape[1]) if mirror else seg
+
+
 def _heavier_on_the_right(image: np.ndarray) -> bool:
     """Whether the right half departs more from the image's mean grey than the left half.
 
@@ -210,9 +226,10 @@ def _heavier_on_the_right(image: np.ndarray) -> bool:
     opposite answer (a perfect tie says no for both). Inverted grey levels depart from
     their mean just as much, so an inverted copy gets the same answer as the original.
     """
-    rows = np.asarray(image[:: max(1, image.shape[0] // 256)], dtype=np.float64)
+    rows = np.array(image[:: max(1, image.shape[0] // 256)], dtype=np.float64)
     mean = math.fsum(rows.sum(axis=0)) / rows.size
-    cols = np.abs(rows - mean).sum(axis=0)
+    np.subtract(rows, mean, out=rows)
+    cols = np.abs(rows, out=rows).sum(axis=0)
     half = cols.size // 2
     return math.fsum(cols[cols.size - half :]) > math.fsum(cols[:half])
 

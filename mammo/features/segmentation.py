@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
+from skimage.measure import find_contours
 
 from . import _morph
 from ._artefacts import artefact_mask, thin_strips
@@ -124,8 +125,6 @@ class Segmentation:
 
     def outline(self) -> list[np.ndarray]:
         """The mask's outline as ``(n, 2)`` arrays of (row, col) in source pixel coordinates."""
-        from skimage.measure import find_contours
-
         padded = np.pad(self.mask.astype(np.float32), 1)
         r0, _, c0, _ = self.box
         return [(c - 1 + 0.5) / self.scale + (r0, c0) for c in find_contours(padded, 0.5)]
@@ -225,7 +224,7 @@ def _foreground(above: np.ndarray, reg: Regions, artefact: np.ndarray, upper: fl
     """Pixels above the threshold, less artefacts, other background-like flat areas (an
     empty detector, rotation fill), thin strips along the sides and film-edge penumbras."""
     empty = empty_areas(reg, upper)
-    fg = above & ~artefact & ~_morph.dilate(np.isin(reg.labels, np.flatnonzero(empty)), 1)
+    fg = above & ~artefact & ~_morph.dilate(empty[reg.labels], 1)
     fg &= ~thin_strips(fg)
     if reg.band_map.any():
         # a film edge's penumbra: a thin ramp along the edge, all the way round it
@@ -243,8 +242,6 @@ def shape_stats(x: np.ndarray, mask: np.ndarray, artefact: np.ndarray, grey_rang
     ``background_texture``: median local grey-level std inside the mask and outside it
     (artefacts left out), over the grey range.
     """
-    from skimage.measure import approximate_polygon, find_contours
-
     rng = max(grey_span(x) if grey_range is None else grey_range, 1e-6)
     sd = local_std(x)
     outside = ~mask & ~artefact
@@ -256,7 +253,7 @@ def shape_stats(x: np.ndarray, mask: np.ndarray, artefact: np.ndarray, grey_rang
     if contours:
         outline = max(contours, key=len)
         length = float(np.sum(np.hypot(*np.diff(outline, axis=0).T)))
-        poly = approximate_polygon(outline, tolerance=max(1.0, 0.01 * max(small.shape)))
+        poly = _morph.approximate_polygon(outline, tolerance=max(1.0, 0.01 * max(small.shape)))
         sides = np.hypot(*np.diff(poly, axis=0).T) if len(poly) > 1 else np.zeros(1)
         hull = cv2.convexHull(outline[:, ::-1].astype(np.float32))
         hull_length = cv2.arcLength(hull, True)

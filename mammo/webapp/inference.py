@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -203,6 +203,27 @@ def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(pil.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
+def _breast_region(model, scan: Scan):
+    """The breast region that ``model``'s crop step finds on ``scan`` (None for a model
+    without a ``crop`` step: its own pipeline then sees the scan as it is)."""
+    pipelines = getattr(model, "pipelines", None) or {}
+    crop = next(iter(pipelines.values())).named_steps.get("crop") if pipelines else None
+    return crop.transform([scan])[0].segmentation if crop is not None else None
+
+
+def _cells(small: np.ndarray, grid: int, flat_tol: float) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(rows, cols, cells)``: the grid's edges and the ``(i, j)`` of its cells that are not flat."""
+    rows = np.linspace(0, small.shape[0], grid + 1).round().astype(int)
+    cols = np.linspace(0, small.shape[1], grid + 1).round().astype(int)
+    cells = [
+        (i, j)
+        for i in range(grid)
+        for j in range(grid)
+        if small[rows[i] : rows[i + 1], cols[j] : cols[j + 1]].std() > flat_tol
+    ]
+    return rows, cols, cells
+
+
 def occlusion_map(
     model, image: np.ndarray, *, grid: int = 8, max_side: int = 768, batch: int = 33, flat_tol: float = 0.01
 ) -> dict:
@@ -210,8 +231,10 @@ def occlusion_map(
 
     The image is split into ``grid x grid`` cells; in each copy one cell is
     replaced by its own mean grey level (its texture removed, its brightness
-    kept, so the breast segmentation barely moves), and the whole pipeline is
-    re-run on all copies at once.
+    kept), and the whole pipeline is re-run on all copies at once. Every copy
+    keeps the breast region found on the image itself (the model's crop step runs
+    once): a cell's drop is what its content does to the score, not a shift of the
+    crop, and no copy is segmented again.
 
     Parameters
     ----------
@@ -243,25 +266,19 @@ def occlusion_map(
     small = _shrink(np.asarray(image, dtype=np.float32), max_side)
     h, w = small.shape
     grid = max(1, min(int(grid), h, w))
-    rows = np.linspace(0, h, grid + 1).round().astype(int)
-    cols = np.linspace(0, w, grid + 1).round().astype(int)
-    cells = [
-        (i, j)
-        for i in range(grid)
-        for j in range(grid)
-        if small[rows[i] : rows[i + 1], cols[j] : cols[j + 1]].std() > flat_tol
-    ]
+    rows, cols, cells = _cells(small, grid, flat_tol)
+
+    original = Scan(small, polarity_known=known)  # a DICOM's polarity stays the header's
+    original = replace(original, segmentation=_breast_region(model, original))
 
     def copies(chunk):
         for i, j in chunk:
             occluded = small.copy()
             patch = occluded[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
             patch[...] = patch.mean()
-            yield Scan(occluded, polarity_known=known)  # a DICOM's polarity stays the header's
+            yield replace(original, pixels=occluded)
 
-    probs = [
-        model.predict_proba([Scan(small, polarity_known=known)] + list(copies(cells[: batch - 1])))["tumour"][:, 1]
-    ]
+    probs = [model.predict_proba([original] + list(copies(cells[: batch - 1])))["tumour"][:, 1]]
     for start in range(batch - 1, len(cells), batch):
         probs.append(model.predict_proba(list(copies(cells[start : start + batch])))["tumour"][:, 1])
     p = np.concatenate(probs)
