@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from mammo.datasets import load_dataset
-from mammo.grouping.views import SameBreastLinker, link_views, same_breast_pairs, view_descriptors
+from mammo.datasets.views import view_descriptors
+from mammo.grouping.views import SameBreastLinker, link_views, same_breast_pairs
 from mammo.training.folds import make_folds
 
 HERE = Path(__file__).resolve().parent

@@ -171,8 +171,8 @@ def audit(
 def _view_pairs(paths, rel, groups, split, views_from, *, n_jobs: int, progress: bool) -> pd.DataFrame:
     """Groups on different sides of the split that probably show one breast (P >= 0.5), most probable first."""
     from .datasets import load_dataset
-    from .datasets.views import fit_view_linker
-    from .grouping.views import probable_pairs, view_descriptors
+    from .datasets.views import fit_view_linker, view_descriptors
+    from .grouping.views import probable_pairs
 
     linker = fit_view_linker(load_dataset(views_from), n_jobs=n_jobs, progress=progress)
     desc = {k: np.nan_to_num(v) for k, v in view_descriptors(paths, n_jobs=n_jobs, progress=progress).items()}

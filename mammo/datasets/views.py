@@ -3,14 +3,52 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from ..grouping.views import SameBreastLinker, link_views, view_descriptors
+from ..classifiers.model import split_pipeline
+from ..classifiers.pipelines import make_task_pipeline
+from ..featcache import FeatureCache
+from ..features.extra import IntensityFeatures
+from ..grouping.views import RegionShape, SameBreastLinker, link_views
 from ._base import Dataset, DatasetError
 
-__all__ = ["fit_view_linker", "group_views"]
+__all__ = ["view_descriptors", "fit_view_linker", "group_views"]
+
+_PERCENTILES = tuple(range(2, 99, 4))
+
+
+def view_descriptors(
+    paths: Sequence[str],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """``{block: (n_images, n_features)}`` for the linker's small blocks (:data:`mammo.grouping.views.SMALL_BLOCKS`) and ``"cnn"``.
+
+    The grey levels and the shape come from the plain crop (the enhancement would erase
+    the machine's own rendering, which the two views share); texture and the embedding
+    are the task pipelines' own blocks, read from the feature cache ``mammo train`` fills.
+    Images the input-quality gate refuses get rows of NaN.
+    """
+    cache = FeatureCache(cache_dir, n_jobs=n_jobs, progress=progress)
+    plain = split_pipeline(make_task_pipeline("density", "combined", "svm", enhance=False))[0][:-1]
+    out = cache.blocks(
+        paths,
+        plain,
+        [("intensity", IntensityFeatures(percentiles=_PERCENTILES)), ("shape", RegionShape())],
+        desc="view descriptors",
+        errors="skip",
+    )
+    steps = split_pipeline(make_task_pipeline("density", "combined", "svm"))[0]
+    union = dict(steps[-1][1].transformer_list)
+    out.update(
+        cache.blocks(paths, steps[:-1], [(b, union[b]) for b in ("glcm", "lbp", "cnn")], desc="texture", errors="skip")
+    )
+    return out
 
 
 def _usable(desc: dict[str, np.ndarray]) -> np.ndarray:

@@ -5,7 +5,7 @@ breast are two different images of the same tissue, taken minutes apart on the s
 machine: their grey-level distribution, texture and size agree more than two women's do,
 but no single distance says so reliably. So a classifier learns it:
 
-1. :func:`view_descriptors`: per image, the grey-level distribution inside the breast, the
+1. :func:`mammo.datasets.views.view_descriptors`: per image, the grey-level distribution inside the breast, the
    breast's size and place in the frame, GLCM / LBP texture and the CNN embedding (all from
    the feature cache, so a data set already trained on costs only the reading).
 2. :class:`SameBreastLinker`: P(same breast, other view) of a pair of images, fitted on a
@@ -22,7 +22,6 @@ The validation (recall on rsna-screening with the ids hidden, the DPhi figures) 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,15 +30,13 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils.validation import check_is_fitted
 
 from ..features._base import ImageFeatures
-from ..features.extra import IntensityFeatures
 from ..features.region import as_mammogram
 from .verification import UnionFind, first_appearance
 
-__all__ = ["RegionShape", "view_descriptors", "SameBreastLinker", "link_views", "probable_pairs", "same_breast_pairs"]
+__all__ = ["RegionShape", "SameBreastLinker", "link_views", "probable_pairs", "same_breast_pairs"]
 
 #: Descriptor blocks compared column by column; the CNN embedding is compared as a whole.
 SMALL_BLOCKS = ("intensity", "shape", "glcm", "lbp")
-_PERCENTILES = tuple(range(2, 99, 4))
 
 
 class RegionShape(ImageFeatures):
@@ -78,41 +75,6 @@ class RegionShape(ImageFeatures):
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
         return tags
-
-
-def view_descriptors(
-    paths: Sequence[str],
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    n_jobs: int = 1,
-    progress: bool = True,
-) -> dict[str, np.ndarray]:
-    """``{block: (n_images, n_features)}`` for :data:`SMALL_BLOCKS` and ``"cnn"``.
-
-    The grey levels and the shape come from the plain crop (the enhancement would erase
-    the machine's own rendering, which the two views share); texture and the embedding
-    are the task pipelines' own blocks, read from the feature cache ``mammo train`` fills.
-    Images the input-quality gate refuses get rows of NaN.
-    """
-    from ..classifiers.model import split_pipeline
-    from ..classifiers.pipelines import make_task_pipeline
-    from ..featcache import FeatureCache
-
-    cache = FeatureCache(cache_dir, n_jobs=n_jobs, progress=progress)
-    plain = split_pipeline(make_task_pipeline("density", "combined", "svm", enhance=False))[0][:-1]
-    out = cache.blocks(
-        paths,
-        plain,
-        [("intensity", IntensityFeatures(percentiles=_PERCENTILES)), ("shape", RegionShape())],
-        desc="view descriptors",
-        errors="skip",
-    )
-    steps = split_pipeline(make_task_pipeline("density", "combined", "svm"))[0]
-    union = dict(steps[-1][1].transformer_list)
-    out.update(
-        cache.blocks(paths, steps[:-1], [(b, union[b]) for b in ("glcm", "lbp", "cnn")], desc="texture", errors="skip")
-    )
-    return out
 
 
 def _standardise(descriptors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
