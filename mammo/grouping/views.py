@@ -29,7 +29,7 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils.validation import check_is_fitted
 
-from ..features._base import ImageFeatures
+from ..features._base import ImageFeatures, StatelessImageTransformer
 from ..features.region import as_mammogram
 from .verification import UnionFind, first_appearance
 
@@ -39,7 +39,7 @@ __all__ = ["RegionShape", "SameBreastLinker", "link_views", "probable_pairs", "s
 SMALL_BLOCKS = ("intensity", "shape", "glcm", "lbp")
 
 
-class RegionShape(ImageFeatures):
+class RegionShape(StatelessImageTransformer, ImageFeatures):
     """Transformer: where the breast sits in its source image and how much of it it fills.
 
     Per :class:`~mammo.features.region.Mammogram`: the mask's share of the crop, the crop's
@@ -49,10 +49,9 @@ class RegionShape(ImageFeatures):
 
     def fit(self, X=None, y=None):
         self.feature_names_ = np.array(["area", "aspect", "box_share", "top", "bottom", "flipped"], dtype=object)
-        return self
+        return super().fit(X, y)
 
     def transform(self, X) -> np.ndarray:
-        check_is_fitted(self, "feature_names_")
         rows = []
         for item in X:
             m = as_mammogram(item)
@@ -70,11 +69,6 @@ class RegionShape(ImageFeatures):
                 ]
             )
         return np.array(rows, dtype=float).reshape(len(rows), 6)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        return tags
 
 
 def _standardise(descriptors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
