@@ -73,6 +73,31 @@ def test_too_few_units_of_a_class_are_never_joined():
     assert len(set(groups[:8])) == 8
 
 
+class TableLinker:
+    """A stand-in linker whose pair probabilities are a given table."""
+
+    def __init__(self, table):
+        self.table = np.asarray(table, dtype=float)
+
+    def _proba(self, Z, pairs):
+        return self.table[pairs[:, 0], pairs[:, 1]]
+
+
+def test_average_linkage_does_not_chain_through_one_chance_pair():
+    # two breasts (0, 1) and (2, 3); one chance pair 1-2 as probable as a true one
+    table = np.zeros((4, 4))
+    table[0, 1] = table[2, 3] = 0.9
+    table[1, 2] = 0.8
+    desc = {"x": np.zeros((4, 1))}
+    kwargs = {"min_groups": 1, "min_proba": 0.5}
+    assert link_views(desc, TableLinker(table), linkage="average", **kwargs).tolist() == [0, 0, 1, 1]
+    assert link_views(desc, TableLinker(table), linkage="single", **kwargs).tolist() == [0, 0, 0, 0]
+    groups, details = link_views(desc, TableLinker(table), return_details=True, **kwargs)
+    assert {tuple(p) for p in details["pairs"][details["joined"]].tolist()} == {(0, 1), (2, 3)}
+    with pytest.raises(ValueError, match="linkage"):
+        link_views(desc, TableLinker(table), linkage="complete")
+
+
 def test_linker_refuses_data_without_two_views():
     desc, patients, laterality, _ = toy_set()
     with pytest.raises(ValueError, match="no two views"):
