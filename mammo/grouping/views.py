@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from ..features._base import ImageFeatures, StatelessImageTransformer
 from ..features.region import as_mammogram
@@ -147,9 +148,13 @@ class SameBreastLinker(BaseEstimator):
         y = np.concatenate([np.ones(len(pos)), np.zeros(int(keep.sum()))])
         Z = _standardise(descriptors)
         X = np.vstack([_pair_features(Z, p[:, 0], p[:, 1]) for p in np.array_split(pairs, max(1, len(pairs) // 2000))])
-        self.model_ = HistGradientBoostingClassifier(
+        model = HistGradientBoostingClassifier(
             max_iter=int(self.max_iter), learning_rate=float(self.learning_rate), random_state=self.random_state
-        ).fit(X, y)
+        )
+        # one OpenMP thread: the fit is small, and on a machine shared with other jobs OpenMP's
+        # waiting threads cost more than they save (the result does not depend on the threads)
+        with threadpool_limits(1, user_api="openmp"):
+            self.model_ = model.fit(X, y)
         self.n_pairs_ = len(pos)
         return self
 
@@ -164,10 +169,11 @@ class SameBreastLinker(BaseEstimator):
         # about 64 MB of embedding rows per side at a time
         chunk = chunk or max(256, int(8e6 // max(Z["cnn"].shape[1], 1)))
         pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
-        out = [
-            self.model_.predict_proba(_pair_features(Z, pairs[s : s + chunk, 0], pairs[s : s + chunk, 1]))[:, 1]
-            for s in range(0, len(pairs), chunk)
-        ]
+        with threadpool_limits(1, user_api="openmp"):  # small chunks: as in fit
+            out = [
+                self.model_.predict_proba(_pair_features(Z, pairs[s : s + chunk, 0], pairs[s : s + chunk, 1]))[:, 1]
+                for s in range(0, len(pairs), chunk)
+            ]
         return np.concatenate(out) if out else np.zeros(0)
 
 
