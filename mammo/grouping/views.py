@@ -302,7 +302,8 @@ def link_views(
         chains through one chance pair into large groups that reach the class limits early
         and block later, truer joins (``docs/grouping.md`` has both measured).
     return_details : bool
-        Also return ``{"pairs", "proba", "joined"}`` (unit pairs, their probabilities, which were joined).
+        Also return ``{"pairs", "proba", "joined"}``: the label-compatible unit pairs, their
+        probabilities, and the pairs each join was made on (the two groups' first units).
     """
     units, Zu = _units(descriptors, units)
     n = len(units)
