@@ -4,9 +4,14 @@ rsna-screening's training images (never its hold-out) are split by patient in tw
 A :class:`~mammo.grouping.views.SameBreastLinker` fitted on one half (with its ids) groups
 the other half with the ids hidden, and the other way round. Printed per half: the
 same-breast CC/MLO pairs the groups keep together (recall), how many patients share a
-group, and whether every class of both tasks still reaches every one of 5 grouped folds.
+group, and whether every class of both tasks still reaches every one of 5 grouped folds;
+where the same-breast pairs the groups split were lost (labels disagree, P below
+``--min-proba``, or refused by the linking: class limits and join order) and how well the
+pair probabilities separate same-breast pairs from all other label-compatible pairs
+(ROC AUC, average precision).
 
-Usage: python benchmarks/bench_view_linking.py [--data ../shared/data/rsna-screening] [--min-groups 5] [--min-proba 0.05]
+Usage: python benchmarks/bench_view_linking.py [--data ../shared/data/rsna-screening] [--min-groups 5]
+    [--min-proba 0.01] [--linkage average]
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from mammo.datasets import load_dataset
 from mammo.datasets.views import view_descriptors
-from mammo.grouping.views import SameBreastLinker, link_views, same_breast_pairs
+from mammo.grouping.views import LINKAGES, SameBreastLinker, link_views, same_breast_pairs
 from mammo.training.folds import make_folds
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +43,24 @@ def folds_cover(y: np.ndarray, groups: np.ndarray, n_splits: int = 5) -> bool:
     return all(set(y[test].tolist()) == classes for _, test in make_folds(y, groups, n_splits, 0))
 
 
-def score_half(ds, desc, fit_rows, test_rows, *, min_groups: int, min_proba: float) -> dict:
+def losses(truth: np.ndarray, kept: np.ndarray, details: dict, min_proba: float) -> dict:
+    """Why the split same-breast pairs were split, and the pair probabilities' separation."""
+    index = {(int(a), int(b)): k for k, (a, b) in enumerate(details["pairs"])}
+    at = np.array([index.get((int(a), int(b)), -1) for a, b in truth])
+    proba = details["proba"]
+    low = (at >= 0) & (proba[np.maximum(at, 0)] < min_proba)
+    y = np.zeros(len(proba), dtype=bool)
+    y[at[at >= 0]] = True
+    return {
+        "lost_labels_disagree": int(np.sum(~kept & (at < 0))),
+        "lost_below_min_proba": int(np.sum(~kept & low)),
+        "lost_refused_by_linking": int(np.sum(~kept & (at >= 0) & ~low)),
+        "pair_auc": float(roc_auc_score(y, proba)),
+        "pair_average_precision": float(average_precision_score(y, proba)),
+    }
+
+
+def score_half(ds, desc, fit_rows, test_rows, *, min_groups: int, min_proba: float, linkage: str) -> dict:
     meta = ds.meta
     linker = SameBreastLinker().fit(
         subset(desc, fit_rows),
@@ -45,13 +68,15 @@ def score_half(ds, desc, fit_rows, test_rows, *, min_groups: int, min_proba: flo
         meta["laterality"].to_numpy()[fit_rows],
         meta["view"].to_numpy()[fit_rows],
     )
-    groups = link_views(
+    groups, details = link_views(
         subset(desc, test_rows),
         linker,
         density=ds.density[test_rows],
         tumour=ds.tumour[test_rows],
         min_groups=min_groups,
         min_proba=min_proba,
+        linkage=linkage,
+        return_details=True,
     )
     patients = ds.groups[test_rows]
     truth = same_breast_pairs(patients, meta["laterality"].to_numpy()[test_rows], meta["view"].to_numpy()[test_rows])
@@ -71,6 +96,7 @@ def score_half(ds, desc, fit_rows, test_rows, *, min_groups: int, min_proba: flo
         ),
         "folds_cover_density": folds_cover(ds.density[test_rows], groups),
         "folds_cover_tumour": folds_cover(ds.tumour[test_rows], groups),
+        **losses(truth, kept, details, min_proba),
     }
 
 
@@ -78,7 +104,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "rsna-screening"))
     ap.add_argument("--min-groups", type=int, default=5)
-    ap.add_argument("--min-proba", type=float, default=0.05)
+    ap.add_argument("--min-proba", type=float, default=0.01)
+    ap.add_argument("--linkage", choices=LINKAGES, default="average")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args()
@@ -91,12 +118,22 @@ def main() -> None:
     half = np.isin(ds.groups, patients[: len(patients) // 2])
     a, b = np.flatnonzero(ok & half), np.flatnonzero(ok & ~half)
     results = {
-        "A -> B": score_half(ds, desc, a, b, min_groups=args.min_groups, min_proba=args.min_proba),
-        "B -> A": score_half(ds, desc, b, a, min_groups=args.min_groups, min_proba=args.min_proba),
+        "A -> B": score_half(
+            ds, desc, a, b, min_groups=args.min_groups, min_proba=args.min_proba, linkage=args.linkage
+        ),
+        "B -> A": score_half(
+            ds, desc, b, a, min_groups=args.min_groups, min_proba=args.min_proba, linkage=args.linkage
+        ),
     }
     print(
         json.dumps(
-            {"min_groups": args.min_groups, "min_proba": args.min_proba, "refused": int((~ok).sum()), **results},
+            {
+                "min_groups": args.min_groups,
+                "min_proba": args.min_proba,
+                "linkage": args.linkage,
+                "refused": int((~ok).sum()),
+                **results,
+            },
             indent=1,
         )
     )

@@ -73,6 +73,31 @@ def test_too_few_units_of_a_class_are_never_joined():
     assert len(set(groups[:8])) == 8
 
 
+class TableLinker:
+    """A stand-in linker whose pair probabilities are a given table."""
+
+    def __init__(self, table):
+        self.table = np.asarray(table, dtype=float)
+
+    def _proba(self, Z, pairs):
+        return self.table[pairs[:, 0], pairs[:, 1]]
+
+
+def test_average_linkage_does_not_chain_through_one_chance_pair():
+    # two breasts (0, 1) and (2, 3); one chance pair 1-2 as probable as a true one
+    table = np.zeros((4, 4))
+    table[0, 1] = table[2, 3] = 0.9
+    table[1, 2] = 0.8
+    desc = {"x": np.zeros((4, 1))}
+    kwargs = {"min_groups": 1, "min_proba": 0.5}
+    assert link_views(desc, TableLinker(table), linkage="average", **kwargs).tolist() == [0, 0, 1, 1]
+    assert link_views(desc, TableLinker(table), linkage="single", **kwargs).tolist() == [0, 0, 0, 0]
+    groups, details = link_views(desc, TableLinker(table), return_details=True, **kwargs)
+    assert {tuple(p) for p in details["pairs"][details["joined"]].tolist()} == {(0, 1), (2, 3)}
+    with pytest.raises(ValueError, match="linkage"):
+        link_views(desc, TableLinker(table), linkage="complete")
+
+
 def test_linker_refuses_data_without_two_views():
     desc, patients, laterality, _ = toy_set()
     with pytest.raises(ValueError, match="no two views"):
@@ -124,62 +149,86 @@ def _write_set(folder, rows, seed):
     return out
 
 
-def _write_reference(tmp_path, n_patients: int, *, with_tumours: bool) -> None:
-    """``tmp_path/ref.csv``: an RSNA-like reference, both views of both breasts per patient."""
+@pytest.fixture(scope="module")
+def view_reference(tmp_path_factory):
+    """An RSNA-like reference (``ref.csv``: 8 patients, both views of both breasts) and the one
+    linker fitted on it through :func:`~mammo.datasets.views.fit_view_linker`, shared by the tests below."""
     import pandas as pd
 
+    from mammo.datasets import load_dataset
+    from mammo.datasets.views import fit_view_linker
+
+    folder = tmp_path_factory.mktemp("views-reference")
     rows = [
-        {"patient_id": p, "laterality": lat, "view": v, "density": 1 + p % 4, "tumour": (p // 4) % 2 * with_tumours}
-        for p in range(n_patients)
+        {"patient_id": p, "laterality": lat, "view": v, "density": 1 + p % 4, "tumour": (p // 4) % 2}
+        for p in range(8)
         for lat in ("L", "R")
         for v in ("CC", "MLO")
     ]
     for r in rows:
         r["side"] = "left" if r["laterality"] == "L" else "right"
-    (tmp_path / "ref").mkdir()
-    pd.DataFrame(_write_set(tmp_path / "ref", rows, 0)).drop(columns="side").to_csv(tmp_path / "ref.csv", index=False)
+    (folder / "ref").mkdir()
+    csv = folder / "ref.csv"
+    pd.DataFrame(_write_set(folder / "ref", rows, 0)).drop(columns="side").to_csv(csv, index=False)
+    reference = load_dataset(csv)
+    linker = fit_view_linker(reference, progress=False)
+    assert linker.n_pairs_ == 16  # one CC/MLO pair per breast, two breasts per patient
+    return csv, sorted(map(str, reference.paths)), linker
+
+
+@pytest.fixture
+def shared_linker(view_reference, monkeypatch):
+    """``ref.csv``, with ``fit_view_linker`` answering the module's fitted linker for it (no refit per test)."""
+    from mammo.datasets import views
+
+    csv, paths, linker = view_reference
+
+    def fitted(reference, **_):
+        assert sorted(map(str, reference.paths)) == paths  # the commands did read --views-from
+        return linker
+
+    monkeypatch.setattr(views, "fit_view_linker", fitted)
+    return csv
 
 
 @pytest.mark.needs_weights
-def test_train_views_from_joins_groups_within_labels(tmp_path):
+def test_train_views_from_joins_groups_within_labels(tmp_path, shared_linker):
     import pandas as pd
 
     from mammo.training.config import TrainConfig
     from mammo.training.data import load_data
 
-    _write_reference(tmp_path, 8, with_tumours=True)
     rows = [{"density": 1 + k % 4, "tumour": (k // 4) % 2, "side": "left" if k % 3 else "right"} for k in range(40)]
     (tmp_path / "new").mkdir()
     pd.DataFrame(_write_set(tmp_path / "new", rows, 1)).drop(columns="side").to_csv(tmp_path / "new.csv", index=False)
-    config = TrainConfig(data=str(tmp_path / "new.csv"), views_from=str(tmp_path / "ref.csv"), jobs=1, progress=False)
+    config = TrainConfig(data=str(tmp_path / "new.csv"), views_from=str(shared_linker), jobs=1, progress=False)
     ds = load_data(config)
     assert list(ds.meta["unit_group"]) == [str(p) for p in ds.paths]  # no ids: each image was its own unit
     assert len(set(ds.groups)) < len(ds)
     for g in set(ds.groups):
         members = ds.groups == g
         assert len(set(ds.density[members])) == 1 and len(set(ds.tumour[members])) == 1
-    assert config.to_json()["views_from"] == str(tmp_path / "ref.csv")
+    assert config.to_json()["views_from"] == str(shared_linker)
 
 
 @pytest.mark.needs_weights
-def test_audit_lists_probable_views_of_one_breast_across_a_split(tmp_path):
+def test_audit_lists_probable_views_of_one_breast_across_a_split(tmp_path, shared_linker):
     import pandas as pd
 
     from mammo.audit import audit
     from mammo.conventions import InputError
 
-    _write_reference(tmp_path, 6, with_tumours=False)
     (tmp_path / "mine").mkdir()
     mine = _write_set(tmp_path / "mine", [{"density": 1 + k % 4, "tumour": 0, "side": "left"} for k in range(8)], 1)
     split = pd.DataFrame({"path": [r["path"] for r in mine], "split": ["train", "test"] * 4})
     split.to_csv(tmp_path / "split.csv", index=False)
     with pytest.raises(InputError, match="--split"):
-        audit(tmp_path / "mine", tmp_path / "out0", views_from=tmp_path / "ref.csv", progress=False)
+        audit(tmp_path / "mine", tmp_path / "out0", views_from=shared_linker, progress=False)
     rep = audit(
         tmp_path / "mine",
         tmp_path / "out",
         split_csv=tmp_path / "split.csv",
-        views_from=tmp_path / "ref.csv",
+        views_from=shared_linker,
         progress=False,
         n_sheets=0,
     )
