@@ -18,6 +18,8 @@ TRAIN_ARGS ?= --no-deep
 MODEL ?= $(RUN)/model.joblib
 HOST  ?= 127.0.0.1
 PORT  ?= 8000
+# make test's workers: one per core, at most 4 (each loads TensorFlow); PARALLEL= runs in one process
+PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: setup run train serve test test-fast bench
 setup: $(VENV)/.installed $(KERAS_HOME)/models/$(WEIGHTS_FILE)
@@ -46,7 +48,7 @@ run: train serve
 
 # Everything (CI runs this); test-fast leaves out the tests marked slow.
 test: setup
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(PARALLEL)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q

@@ -134,6 +134,7 @@ def score_task(model, ds: Dataset, task: str, pred: Predictions, *, n_boot: int 
         measured = score_tumour(y, proba[:, 1], model.threshold, groups, breasts, n_boot=n_boot, seed=seed)
         subgroups = sub(proba=proba[:, 1])
     expected = _expected(model, task)
+    _beside_cv(subgroups, model.metadata.get("cv_metrics", {}).get(task, {}).get("subgroups"))
     meanings = model.metadata.get("tasks", {}).get(task, {}).get("class_meanings", {})
     out = {
         "n_images": int(len(rows)),
@@ -149,6 +150,18 @@ def score_task(model, ds: Dataset, task: str, pred: Predictions, *, n_boot: int 
     if task == "tumour":
         out["threshold"] = model.threshold
     return out
+
+
+def _beside_cv(subgroups: dict[str, list], cv: dict[str, list] | None) -> None:
+    """Give every measured subgroup row the model's cross-validated row for the same column and
+    level (``expected``; None where training had no such level). Nothing when the model stored none."""
+    if not cv:
+        return
+    for name, rows in subgroups.items():
+        by_level = {r["level"]: r for r in cv.get(name, [])}
+        for r in rows:
+            e = by_level.get(r["level"])
+            r["expected"] = None if e is None else {k: e.get(k) for k in ("n", "value", "ci95", "too_few")}
 
 
 def _images(ds: Dataset, pred: Predictions) -> dict[str, Any]:

@@ -40,6 +40,13 @@ CV_METRICS = {
             "brier": 0.1789,
         },
         "folds_summary": {"auc": {"mean": 0.8234, "std": 0.0456}},
+        # the training data's subgroups: "south" never occurred there, "old" is not in the evaluated data
+        "subgroups": {
+            "site": [
+                {"level": "north", "n": 40, "n_patients": 20, "metric": "auc", "value": 0.7771, "ci95": [0.61, 0.9]},
+                {"level": "old", "n": 8, "n_patients": 4, "metric": "auc", "value": None, "too_few": "too few"},
+            ]
+        },
     },
     "density": {
         "candidate": "texture+svm",
@@ -209,6 +216,22 @@ def test_subgroups_with_too_few_patients_are_listed_not_dropped(evaluated):
         in report
     )
     assert (out / "subgroups_tumour.png").stat().st_size > 1000 and "![subgroups_tumour]" in report
+
+
+def test_subgroups_stand_beside_the_models_own_cv_subgroups(evaluated):
+    out, m = evaluated
+    sites = {r["level"]: r for r in m["tasks"]["tumour"]["subgroups"]["site"]}
+    assert sites["north"]["expected"] == {"n": 40, "value": 0.7771, "ci95": [0.61, 0.9], "too_few": None}
+    assert sites["south"]["expected"] is None  # the training data had no such level
+    assert "old" not in sites  # a level only the training data had is not invented here
+    assert all(r["expected"] is None for r in m["tasks"]["tumour"]["subgroups"]["view"])  # CV had no view column
+    assert all("expected" not in r for rows in m["tasks"]["density"]["subgroups"].values() for r in rows)
+    report = (out / "report.md").read_text()
+    tumour = report[report.index("## tumour") :]
+    assert "expected from CV: AUC [95% CI] (images)" in tumour
+    assert "| site | north | 16 | 4 | 6 | too few cases" in tumour and "| 0.777 [0.610, 0.900] (40) |" in tumour
+    density = report[report.index("## density") : report.index("## tumour")]
+    assert "expected from CV: QWK" not in density
 
 
 def test_subgroup_values_equal_sklearn_on_the_models_predictions(

@@ -242,7 +242,7 @@ def test_fine_tuned_baseline_is_reported_not_selected_and_its_maps_cached(tmp_pa
         "--tasks",
         "tumour",
         "--folds",
-        "3",
+        "2",
         "--no-model",
         "--no-leaky",
         "--fine-tune",
@@ -255,7 +255,7 @@ def test_fine_tuned_baseline_is_reported_not_selected_and_its_maps_cached(tmp_pa
     cands = m["tasks"]["tumour"]["candidates"]
     assert set(cands) == {"texture+svm", "cnn+fine-tuned"}
     assert m["tasks"]["tumour"]["best"] == "texture+svm"  # reported, never selected
-    assert len(cands["cnn+fine-tuned"]["folds"]) == 3 and cands["cnn+fine-tuned"]["params"][0]["epochs"] == 1
+    assert len(cands["cnn+fine-tuned"]["folds"]) == 2 and cands["cnn+fine-tuned"]["params"][0]["epochs"] == 1
     assert m["config"]["fine_tune_epochs"] == 1 and any(n.startswith("cnn+fine-tuned:") for n in m["notes"])
     assert "cnn+fine-tuned" in (tmp_path / "r1" / "report.md").read_text()
     assert m["feature_cache"]["computed:trunk"] == 24

@@ -113,7 +113,13 @@ def _comparison(t: Mapping[str, Any]) -> list[str]:
 def _subgroups(task: str, subgroups: Mapping[str, list], plots: Mapping[str, str]) -> list[str]:
     if not subgroups:
         return []
-    lines = ["### Subgroups (per image)", "", *subgroup_table(task, subgroups)]
+    lines = ["### Subgroups (per image)", ""]
+    if any("expected" in r for rows in subgroups.values() for r in rows):
+        lines += [
+            "Beside each level: the same level in the model's own grouped CV, where its training data had it.",
+            "",
+        ]
+    lines += subgroup_table(task, subgroups)
     if f"subgroups_{task}" in plots:
         lines += [f"![subgroups_{task}]({plots[f'subgroups_{task}']})", ""]
     return lines

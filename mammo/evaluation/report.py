@@ -76,21 +76,34 @@ def comparison_table(task: str, candidates: Mapping[str, Mapping[str, Any]], bes
     return _density_table(candidates, best) if task == "density" else _tumour_table(candidates, best)
 
 
+def _metric_cell(r: Mapping[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    if r.get("too_few"):
+        return r["too_few"]
+    ci = r.get("ci95") or [None, None]
+    return f"{_fmt(r.get('value'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
 def subgroup_table(task: str, subgroups: Mapping[str, list]) -> list[str]:
     """Markdown lines of the per-subgroup table (:func:`~.metrics.subgroup_metrics`' rows): images,
-    patients, the metric with its 95% CI, or why a level has too few cases to score."""
+    patients, the metric with its 95% CI, or why a level has too few cases to score. Rows that
+    carry the model's cross-validated row (``expected``, from ``mammo evaluate``) get a column of
+    it beside theirs, with the images it was measured on."""
     metric = "AUC" if task == "tumour" else "QWK"
     extra = "malignant images" if task == "tumour" else "accuracy"
-    lines = [
-        f"| subgroup | level | images | patients | {extra} | {metric} [95% CI] |",
-        "|---|---|---|---|---|---|",
-    ]
+    beside = any("expected" in r for rows in subgroups.values() for r in rows)
+    head = f"| subgroup | level | images | patients | {extra} | {metric} [95% CI] |"
+    lines = [head + (f" expected from CV: {metric} [95% CI] (images) |" if beside else ""), ""]
+    lines[1] = "|---" * (7 if beside else 6) + "|"
     for name, rows in subgroups.items():
         for r in rows:
             other = str(r.get("n_pos", "-")) if task == "tumour" else _fmt(r.get("accuracy"))
-            ci = r.get("ci95") or [None, None]
-            value = r["too_few"] if r.get("too_few") else f"{_fmt(r.get('value'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
-            lines.append(f"| {name} | {r['level']} | {r['n']} | {r.get('n_patients', '-')} | {other} | {value} |")
+            line = f"| {name} | {r['level']} | {r['n']} | {r.get('n_patients', '-')} | {other} | {_metric_cell(r)} |"
+            if beside:
+                e = r.get("expected")
+                line += f" {_metric_cell(e)}" + (f" ({e.get('n')})" if e else "") + " |"
+            lines.append(line)
     return lines + [""]
 
 
