@@ -1,11 +1,13 @@
-"""Throughput of the read and breast-crop steps alone, per data set, single-threaded.
+"""Throughput of the image steps alone, per data set, single-threaded.
 
     python benchmarks/bench_steps.py --data dphi rsna mias --n 100 --repeats 3
     python benchmarks/bench_steps.py --checkouts ../wt-before . --rounds 6
 
 For each data set: the same seeded sample of ``--n`` files, read
 (:func:`mammo.features.io.read_scan`), then every scan cropped
-(:func:`mammo.features.region.crop_breast`); the best of ``--repeats`` passes counts.
+(:func:`mammo.features.region.crop_breast`), every crop enhanced
+(:class:`~mammo.features.enhance.Enhancer`) and the GLCM and LBP blocks computed on the
+enhanced crops, one image at a time; the best of ``--repeats`` passes counts.
 Prints images/s (wall clock) and CPU ms per image (process time: on a loaded machine the
 fairer figure).
 
@@ -57,28 +59,43 @@ def best_of(fn, items: list, repeats: int) -> tuple[float, float, list]:
 
 
 class Steps:
-    """The read and crop steps of the checkout on ``sys.path``, on one sample per data set."""
+    """The image steps of the checkout on ``sys.path``, on one sample per data set."""
 
     def __init__(self, kinds: list[str], n: int) -> None:
         from mammo.features import io
+        from mammo.features.enhance import Enhancer
         from mammo.features.region import crop_breast
+        from mammo.features.texture import GLCMFeatures, LBPFeatures
 
         self.read = getattr(io, "read_scan", None) or io.read_image
         self.crop = crop_breast
+        enhancer, glcm, lbp = Enhancer(), GLCMFeatures(), LBPFeatures()
+        self.later = {  # each on the previous one's outputs
+            "enhance": lambda m: enhancer.transform([m])[0],
+            "glcm": lambda m: glcm.transform([m]),
+            "lbp": lambda m: lbp.transform([m]),
+        }
         self.paths = {kind: sample(kind, n) for kind in kinds}
         self.scans = {kind: [self.read(p) for p in paths] for kind, paths in self.paths.items()}
-        for scans in self.scans.values():  # warm-up: imports, caches
-            for s in scans[:3]:
-                crop_breast(s)
+        self.crops = {kind: [crop_breast(s) for s in scans] for kind, scans in self.scans.items()}
+        self.enhanced = {kind: enhancer.transform(crops) for kind, crops in self.crops.items()}
+        glcm.fit(self.enhanced[kinds[0]][:1])
+        lbp.fit(self.enhanced[kinds[0]][:1])
 
     def time(self, repeats: int) -> dict:
         """``{kind_step: (wall s, cpu s) per image}``."""
         out = {}
         for kind, paths in self.paths.items():
-            wall, cpu, _ = best_of(self.read, paths, repeats)
-            out[f"{kind}_read"] = (wall / len(paths), cpu / len(paths))
-            wall, cpu, _ = best_of(self.crop, self.scans[kind], repeats)
-            out[f"{kind}_crop"] = (wall / len(paths), cpu / len(paths))
+            inputs = {
+                "read": (self.read, paths),
+                "crop": (self.crop, self.scans[kind]),
+                "enhance": (self.later["enhance"], self.crops[kind]),
+                "glcm": (self.later["glcm"], self.enhanced[kind]),
+                "lbp": (self.later["lbp"], self.enhanced[kind]),
+            }
+            for step, (fn, items) in inputs.items():
+                wall, cpu, _ = best_of(fn, items, repeats)
+                out[f"{kind}_{step}"] = (wall / len(items), cpu / len(items))
         return out
 
 
@@ -140,7 +157,7 @@ def main(argv=None) -> int:
         print(f"{name}:")
         for key, (wall, cpu) in figures.items():
             ratio = f"  CPU x{cpu / ref[key][1]:.2f} of {next(iter(results))}" if len(results) > 1 else ""
-            print(f"  {key:<10} {1 / wall:7.1f} img/s  {1000 * cpu:7.2f} ms CPU per image{ratio}")
+            print(f"  {key:<12} {1 / wall:7.1f} img/s  {1000 * cpu:7.2f} ms CPU per image{ratio}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -1,7 +1,8 @@
-"""Hash every output of the read and crop steps on a fixed sample of inputs; save or compare.
+"""Hash every output of the image steps on a fixed sample of inputs; save or compare.
 
-    PYTHONPATH=/path/to/reference/checkout python benchmarks/check_step_outputs.py save runs/ref.json
-    PYTHONPATH=. python benchmarks/check_step_outputs.py compare runs/ref.json
+    PYTHONPATH=/path/to/reference/checkout python benchmarks/check_step_outputs.py save runs/ref.json \
+        [--model runs/x/model.joblib ...]
+    PYTHONPATH=. python benchmarks/check_step_outputs.py compare runs/ref.json [--model ...]
 
 The guard of a speed-up that must not change any output: the hashes of what
 :func:`~mammo.features.io.read_scan` gives (pixels, chroma, polarity) and of what
@@ -11,13 +12,21 @@ quality gate's verdict, and, for a quarter of the inputs, the crop at other sett
 150 DPhi, 150 RSNA and 120 mini-MIAS files (30 of them also as PGM), film, detector,
 mirror and inverted copies of 52 of them, 40 synthetic mammograms with film and detector
 copies, the non-mammogram corpus, colour JPEG/PNG/RGBA and 16-bit files, float arrays and
-DICOM. ``compare`` lists the differences and exits 1 if there is any. The JSON holds
-hashes of outputs derived from the shared images: keep it out of the repository (runs/).
+DICOM. After the crop: the enhanced image (with and, for a quarter, without CLAHE and
+the unsharp mask) and every feature block's row on it (GLCM, LBP, intensity, the CNN's
+"multi" and "last" embeddings, in batches of 32 as the pipelines run it); with
+``--model``, each saved model's two tasks' ``predict_proba`` rows, out-of-distribution
+scores and refusals, streamed as ``mammo predict`` does. ONNX Runtime runs on one thread
+(``OMP_NUM_THREADS=1``) so that both sides split the CNN's work the same way.
+``compare`` lists the differences and exits 1 if there is any. The JSON holds hashes of
+outputs derived from the shared images: keep it out of the repository (runs/).
 """
 
+import argparse
 import hashlib
 import io
 import json
+import os
 import sys
 import tempfile
 import time
@@ -25,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+os.environ["OMP_NUM_THREADS"] = "1"  # read by the ONNX runner when it starts
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCRATCH = Path(tempfile.gettempdir()) / "mammo-check-step-outputs"
@@ -174,14 +185,15 @@ def _encoded(out: list, rsna: list, mias: list) -> None:
         out.append((f"dcm{k}", "file", buf.getvalue()))
 
 
-def compute() -> dict:
+def compute(models: list[str]) -> dict:
     from mammo.features.io import read_scan
     from mammo.features.quality import assess
     from mammo.features.region import breast_mask, crop_breast, is_inverted
 
-    res = {}
+    res, crops = {}, []
     t_read = t_crop = 0.0
-    for i, (name, _kind, payload) in enumerate(items()):
+    inputs = items()
+    for i, (name, _kind, payload) in enumerate(inputs):
         d = {}
         t = time.perf_counter()
         scan = read_scan(payload)
@@ -202,8 +214,57 @@ def compute() -> dict:
             d["breast_mask"] = h(breast_mask(scan.pixels))
             d["is_inverted"] = bool(is_inverted(scan.pixels))
         res[f"{i:04d}-{name}"] = d
+        crops.append(m)
     print(f"{len(res)} items; read {t_read:.2f} s, crop {t_crop:.2f} s", file=sys.stderr)
+    describe_features(res, crops)
+    for path in models:
+        describe_predictions(res, path, [payload for _, _, payload in inputs])
     return res
+
+
+def describe_features(res: dict, crops: list) -> None:
+    """The enhanced crops' hashes and every feature block's row on them, into ``res``."""
+    from mammo.features import CNNEmbedding, Enhancer, GLCMFeatures, LBPFeatures
+    from mammo.features.extra import IntensityFeatures
+
+    t = time.perf_counter()
+    enhanced = Enhancer().transform(crops)
+    for d, e in zip(res.values(), enhanced):
+        d["enhance"] = {"pixels": h(e.pixels), "mask": h(e.mask)}
+    plain = Enhancer(clip_limit=0.0, unsharp_amount=0.0).transform(crops[::4])
+    for d, e in zip(list(res.values())[::4], plain):
+        d["enhance_off"] = h(e.pixels)
+    print(f"enhance {time.perf_counter() - t:.2f} s", file=sys.stderr)
+    blocks = {
+        "glcm": GLCMFeatures(),
+        "lbp": LBPFeatures(),
+        "intensity": IntensityFeatures(),
+        "cnn_multi": CNNEmbedding(layers="multi"),
+        "cnn_last": CNNEmbedding(layers="last"),
+    }
+    for name, block in blocks.items():
+        t = time.perf_counter()
+        rows = block.fit(enhanced[:2]).transform(enhanced)
+        for d, row in zip(res.values(), rows):
+            d.setdefault("features", {})[name] = h(row)
+        print(f"{name} {time.perf_counter() - t:.2f} s", file=sys.stderr)
+
+
+def describe_predictions(res: dict, path: str, payloads: list) -> None:
+    """A saved model's probabilities, out-of-distribution scores and refusals per input, into ``res``."""
+    from mammo.classifiers import load_model
+
+    model = load_model(path)
+    model.n_jobs = 1
+    t, key, rows = time.perf_counter(), f"predict:{Path(path).parent.name}", list(res.values())
+    for indices, proba, ood, failures in model.iter_predict(payloads, errors="record"):
+        for k, i in enumerate(indices):
+            rows[i][key] = {task: h(p[k]) for task, p in proba.items()}
+            if ood is not None:
+                rows[i][key]["ood"] = [fl(float(ood[0][k])), bool(ood[1][k])]
+        for i, message in failures.items():
+            rows[i][key] = {"refused": message}
+    print(f"{key} {time.perf_counter() - t:.2f} s", file=sys.stderr)
 
 
 def diff(a, b, path=""):
@@ -218,10 +279,13 @@ def diff(a, b, path=""):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("save", "compare"):
-        sys.exit(__doc__)
-    mode, ref = sys.argv[1], sys.argv[2]
-    res = json.loads(json.dumps(compute()))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["save", "compare"])
+    ap.add_argument("ref", help="the reference JSON to write (save) or read (compare)")
+    ap.add_argument("--model", action="append", default=[], help="a saved model whose predictions to hash")
+    args = ap.parse_args()
+    mode, ref = args.mode, args.ref
+    res = json.loads(json.dumps(compute(args.model)))
     if mode == "save":
         Path(ref).write_text(json.dumps(res, indent=0))
     else:
