@@ -82,8 +82,11 @@ def _film_edge(canvas: np.ndarray, rng: np.random.Generator, side: str, margin: 
     across = side in ("top", "bottom")
     depth = max(2, int(rng.uniform(0.02, 0.08) * (H if across else W)))
     depth = min(depth, margin[0] if across else margin[1])
+    if depth < 1:  # no margin on that side: the edge would lie on the original
+        return
     level = rng.uniform(0.85, 1.0)
-    ramp = np.linspace(level, bg, num=max(2, depth // 4) + 2)[1:-1]  # the collimator's penumbra
+    # the collimator's penumbra, never the whole edge (a 1-2 px margin keeps its bright row)
+    ramp = np.linspace(level, bg, num=min(max(2, depth // 4), depth - 1) + 2)[1:-1]
     profile = np.concatenate([np.full(depth - len(ramp), level), ramp]).astype(np.float32)
     strip = profile[:, None] + rng.normal(0, 0.003, (len(profile), W if across else H))
     strip = np.clip(strip, 0, 1).astype(np.float32)
