@@ -1,4 +1,4 @@
-"""Binary morphology, labelling and distances on small masks, with OpenCV; an outline's polygon.
+"""Binary morphology, labelling and distances on small masks, with OpenCV.
 
 The breast segmentation runs a few dozen of these per image; OpenCV's versions are an
 order of magnitude faster than :mod:`scipy.ndimage`'s on working-size masks, which keeps
@@ -82,54 +82,3 @@ def nearest_label(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     )
     # DIST_LABEL_PIXEL numbers the labelled pixels 1.. in scan order
     return dist, labels[zero][idx - 1]
-
-
-def approximate_polygon(coords: np.ndarray, tolerance: float) -> np.ndarray:
-    """Douglas-Peucker simplification of a chain of points, as :func:`skimage.measure.approximate_polygon`.
-
-    The same vertices to the last bit (the same distances, in the same floating-point
-    operations), but every segment of one level of the recursion is split at once:
-    scikit-image's loop runs a dozen numpy calls per segment, which on a breast's
-    outline cost more than the rest of its shape measurements.
-    """
-    coords = np.asarray(coords, dtype=np.float64)
-    n = coords.shape[0]
-    if tolerance <= 0 or n < 3:
-        return coords
-    chain = np.zeros(n, bool)
-    chain[0] = chain[-1] = True
-    starts, ends = np.array([0]), np.array([n - 1])
-    while starts.size:
-        inner = ends - starts - 1
-        starts, ends, inner = starts[inner > 0], ends[inner > 0], inner[inner > 0]
-        if not starts.size:
-            break
-        seg = np.repeat(np.arange(starts.size), inner)
-        offsets = np.concatenate([[0], np.cumsum(inner)[:-1]])
-        idx = np.arange(seg.size) - offsets[seg] + starts[seg] + 1
-        r0, c0 = coords[starts, 0], coords[starts, 1]
-        r1, c1 = coords[ends, 0], coords[ends, 1]
-        dr, dc = r1 - r0, c1 - c0
-        angle = -np.arctan2(dr, dc)
-        sin, cos = np.sin(angle), np.cos(angle)
-        dist = c0 * sin + r0 * cos
-        pr, pc = coords[idx, 0], coords[idx, 1]
-        dr0, dc0 = pr - r0[seg], pc - c0[seg]
-        dr1, dc1 = pr - r1[seg], pc - c1[seg]
-        # the perpendicular distance where the point projects inside the segment, else
-        # the distance to the nearer end (scikit-image's rule)
-        perp = (dr0 * dr[seg] + dc0 * dc[seg] > 0) & (-dr1 * dr[seg] - dc1 * dc[seg] > 0)
-        d = np.where(
-            perp,
-            np.abs(pr * cos[seg] + pc * sin[seg] - dist[seg]),
-            np.minimum(np.sqrt(dc0**2 + dr0**2), np.sqrt(dc1**2 + dr1**2)),
-        )
-        top = np.maximum.reduceat(d, offsets)
-        # the first point at the maximum, as argmax takes it
-        first = np.minimum.reduceat(np.where(d == top[seg], np.arange(d.size), d.size), offsets)
-        split = top > tolerance
-        mid = idx[first[split]]
-        chain[mid] = True
-        starts = np.concatenate([starts[split], mid])
-        ends = np.concatenate([mid, ends[split]])
-    return coords[chain]

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
-from skimage.measure import find_contours
+from skimage.measure import approximate_polygon, find_contours
 
 from . import _morph
 from ._artefacts import artefact_mask, thin_strips
@@ -253,7 +253,7 @@ def shape_stats(x: np.ndarray, mask: np.ndarray, artefact: np.ndarray, grey_rang
     if contours:
         outline = max(contours, key=len)
         length = float(np.sum(np.hypot(*np.diff(outline, axis=0).T)))
-        poly = _morph.approximate_polygon(outline, tolerance=max(1.0, 0.01 * max(small.shape)))
+        poly = approximate_polygon(outline, tolerance=max(1.0, 0.01 * max(small.shape)))
         sides = np.hypot(*np.diff(poly, axis=0).T) if len(poly) > 1 else np.zeros(1)
         hull = cv2.convexHull(outline[:, ::-1].astype(np.float32))
         hull_length = cv2.arcLength(hull, True)
