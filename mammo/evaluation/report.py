@@ -182,6 +182,25 @@ def _cost_lines(t: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _shift_lines(task: str, t: Mapping[str, Any]) -> list[str]:
+    shift = {n: c["crop_shift"] for n, c in t["candidates"].items() if c.get("crop_shift")}
+    if not shift:
+        return []
+    n = max(s["images"] for s in shift.values())
+    if task == "density":
+        what = "density grades unchanged"
+        cells = [f"{name} {s['grades_unchanged']:.0%}" for name, s in shift.items()]
+    else:
+        what = "median (90th percentile) change of P(malignant)"
+        cells = [f"{name} {_fmt(s['p_change_median'])} ({_fmt(s['p_change_p90'])})" for name, s in shift.items()]
+    return [
+        f"Crop-shift check: {n} test-fold images cropped again with the box moved half a pixel, each "
+        f"predicted by its fold's model; {what}: " + ", ".join(cells) + ". Another scanner's canvas, an "
+        "encoder or a resolution moves the crop by as much or more.",
+        "",
+    ]
+
+
 def _leaky_lines(task: str, t: Mapping[str, Any]) -> list[str]:
     lk = t.get("leaky")
     if not lk:
@@ -215,7 +234,8 @@ def _task_lines(task: str, t: Mapping[str, Any], cfg: Mapping[str, Any], plots: 
     lines.append(comparison_table(task, t["candidates"], t.get("best")))
     if t.get("best"):
         lines += [f"Selected by grouped CV ({PRIMARY_METRIC[task]}, pooled out-of-fold): **{t['best']}**.", ""]
-    lines += _selection_lines(t.get("selection_estimate")) + _cost_lines(t, cfg) + _leaky_lines(task, t)
+    lines += _selection_lines(t.get("selection_estimate")) + _shift_lines(task, t) + _cost_lines(t, cfg)
+    lines += _leaky_lines(task, t)
     for name in ("roc_" + task, "calibration_" + task, "confusion_" + task):
         if name in plots:
             lines += [f"![{name}]({plots[name]})", ""]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from PIL import Image
@@ -29,6 +29,7 @@ __all__ = [
     "crop_breast",
     "resize_image",
     "BreastCropper",
+    "ShiftedBreastCropper",
 ]
 
 
@@ -140,6 +141,7 @@ def crop_breast(
     flip: bool = True,
     fix_polarity: bool = True,
     polarity_known: bool | None = None,
+    shift: float = 0.0,
 ) -> Mammogram:
     """Find, crop, flip and resize the breast of one grey mammogram.
 
@@ -161,6 +163,11 @@ def crop_breast(
     polarity_known : bool or None
         The grey levels' meaning came from the file's header (DICOM), so polarity is
         never guessed from the pixels. None: from the Scan (False for an array).
+    shift : float
+        Resample the crop over the breast's box moved by ``shift`` source pixels down
+        and right (up or left where the image ends there). Not for use in a model: a
+        perturbed crop, to measure how far a model's answers move with the crop's
+        exact position (the training report's crop-shift check).
 
     Returns
     -------
@@ -175,8 +182,13 @@ def crop_breast(
     bbox = seg.bbox if (crop and seg.found) else (0, pixels.shape[0], 0, pixels.shape[1])
     r0, r1, c0, c1 = bbox
     shape = _output_shape((r1 - r0, c1 - c0), size)
-    out = np.array(resize_image(pixels[r0:r1, c0:c1], shape), dtype=np.float32)  # never a view of the input
-    mask = _sample_mask(seg, bbox, shape) if (crop and seg.found) else np.ones(shape, dtype=bool)
+    if shift:
+        box = _shifted(bbox, float(shift), pixels.shape)
+        out = _resize_box(pixels, box, shape)
+    else:
+        box = bbox
+        out = np.array(resize_image(pixels[r0:r1, c0:c1], shape), dtype=np.float32)  # never a view of the input
+    mask = _sample_mask(seg, box, shape) if (crop and seg.found) else np.ones(shape, dtype=bool)
     out[~mask] = 0.0
     flipped = False
     if flip:
@@ -197,6 +209,25 @@ def crop_breast(
         source_shape=source.shape,
         chroma=scan.chroma,
     )
+
+
+def _shifted(box: tuple, shift: float, shape: tuple) -> tuple:
+    """``box`` moved by ``shift`` along each axis: the other way where the image ends, not at all where
+    the box spans the axis."""
+    out = [float(v) for v in box]
+    for lo, limit in ((0, shape[0]), (2, shape[1])):
+        for d in (shift, -shift):
+            if 0 <= out[lo] + d and out[lo + 1] + d <= limit:
+                out[lo], out[lo + 1] = out[lo] + d, out[lo + 1] + d
+                break
+    return tuple(out)
+
+
+def _resize_box(image: np.ndarray, box: tuple, shape: tuple[int, int]) -> np.ndarray:
+    """``image`` over the sub-pixel ``box`` (row0, row1, col0, col1), resampled to ``shape`` as :func:`resize_image`."""
+    r0, r1, c0, c1 = box
+    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32))
+    return np.array(pil.resize((int(shape[1]), int(shape[0])), Image.BILINEAR, box=(c0, r0, c1, r1)), np.float32)
 
 
 def _segment(scan: Scan, source: np.ndarray, *, flip: bool, polarity_known: bool, fix_polarity: bool):
@@ -267,13 +298,36 @@ class BreastCropper(StatelessImageTransformer):
         self.fix_polarity = fix_polarity
 
     def transform(self, X) -> list[Mammogram]:
-        return [
-            crop_breast(
-                x if isinstance(x, Scan) else as_mammogram(x).pixels,
-                size=self.size,
-                crop=self.crop,
-                flip=self.flip,
-                fix_polarity=self.fix_polarity,
-            )
-            for x in X
-        ]
+        options = self._crop_options()
+        return [crop_breast(x if isinstance(x, Scan) else as_mammogram(x).pixels, **options) for x in X]
+
+    def _crop_options(self) -> dict:
+        return dict(size=self.size, crop=self.crop, flip=self.flip, fix_polarity=self.fix_polarity)
+
+
+class ShiftedBreastCropper(BreastCropper):
+    """:class:`BreastCropper` whose crops are resampled over the breast's box moved by ``shift`` pixels.
+
+    Not a step for a model: it gives the slightly moved crop with which ``mammo
+    train`` measures how far each candidate's answers move with the crop's exact
+    position (:func:`crop_breast`'s ``shift``).
+
+    Parameters
+    ----------
+    size, crop, flip, fix_polarity
+        As :class:`BreastCropper`.
+    shift : float, default=0.5
+        Source pixels down and right, in (-1, 1).
+    """
+
+    _parameter_constraints: dict = {
+        **BreastCropper._parameter_constraints,
+        "shift": [Interval(Real, -1, 1, closed="neither")],
+    }
+
+    def __init__(self, size=256, crop=True, flip=True, fix_polarity=True, shift=0.5):
+        super().__init__(size=size, crop=crop, flip=flip, fix_polarity=fix_polarity)
+        self.shift = shift
+
+    def _crop_options(self) -> dict:
+        return {**super()._crop_options(), "shift": float(self.shift)}

@@ -105,6 +105,14 @@ def _protocol_arguments(p) -> None:
     )
     p.add_argument("--fine-tune-epochs", type=int, default=6, metavar="N", help="fine-tuning epochs (default 6)")
     p.add_argument("--no-leaky", dest="leaky", action="store_false", help="skip the deliberately leaky random split")
+    p.add_argument(
+        "--shift-check",
+        type=int,
+        default=200,
+        metavar="N",
+        help="crop N random images again half a pixel off and report, per candidate, how far its test-fold "
+        "answers move (default 200; 0 = skip)",
+    )
     p.add_argument("--no-model", dest="save_model", action="store_false", help="do not refit and save the final model")
     p.add_argument(
         "--density-decision",
@@ -176,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--limit must be at least 2")
     if args.fine_tune_epochs < 1:
         parser.error("--fine-tune-epochs must be at least 1")
+    if args.shift_check < 0:
+        parser.error("--shift-check must be 0 or more")
     # before the run spends minutes on features; the default run folder goes under runs/
     check_output_dir(args.out if args.out is not None else Path("runs"))
     if args.cache_dir is not None:

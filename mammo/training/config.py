@@ -85,6 +85,7 @@ class TrainConfig:
     n_boot: int = 1000
     cache_dir: Path | None = None
     views_from: str | None = None
+    shift_check: int = 200
     progress: bool = True
 
     @property
@@ -120,6 +121,7 @@ class TrainConfig:
             "limit": self.limit,
             "views_from": str(self.views_from) if self.views_from else None,
             "n_boot": self.n_boot,
+            "shift_check": self.shift_check,
             "jobs": self.jobs,
             "deep_head": self.deep_head,
             "fine_tune_epochs": self.fine_tune_epochs if self.fine_tune else None,

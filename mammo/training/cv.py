@@ -22,6 +22,7 @@ from .tuning import PARAM_GRIDS, configured_tail, predict_columns, score, tune
 __all__ = [
     "FoldFit",
     "fit_predict",
+    "crop_shift_summary",
     "cross_validate",
     "summarise",
     "best_candidate",
@@ -40,6 +41,7 @@ class FoldFit:
     inner_scores: dict
     grouped_calibration: bool
     fit_s: float = 0.0
+    shifted: tuple | None = None  # (rows, proba, pred) of test images cropped half a pixel off
 
     @property
     def searched(self) -> bool:
@@ -55,20 +57,25 @@ def fit_predict(
     fold: tuple[np.ndarray, np.ndarray],
     classes: np.ndarray,
     options: FitOptions,
+    shifted: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FoldFit:
-    """One candidate on one outer fold: tune inside the training fold, fit, predict the test fold."""
+    """One candidate on one outer fold: tune inside the training fold, fit, predict the test fold.
+
+    ``shifted``: ``(rows, features)`` of images whose crop was moved half a pixel; those in
+    the test fold are predicted too (the crop-shift check).
+    """
     from threadpoolctl import threadpool_limits
 
     # Many tiny BLAS calls (sigmoid calibration's L-BFGS): threads only add contention;
     # parallelism comes from running folds in separate processes.
     t = time.perf_counter()
     with threadpool_limits(1):
-        res = _fit_predict(task, candidate, X, y, groups, fold, classes, options)
+        res = _fit_predict(task, candidate, X, y, groups, fold, classes, options, shifted)
     res.fit_s = time.perf_counter() - t
     return res
 
 
-def _fit_predict(task, candidate, X, y, groups, fold, classes, options: FitOptions) -> FoldFit:
+def _fit_predict(task, candidate, X, y, groups, fold, classes, options: FitOptions, shifted=None) -> FoldFit:
     train, test = fold
     grid = [options.params] if options.params is not None else PARAM_GRIDS[candidate.model] if options.tune else []
     params, scores = tune(task, candidate, X[train], y[train], groups[train], grid, options)
@@ -78,7 +85,13 @@ def _fit_predict(task, candidate, X, y, groups, fold, classes, options: FitOptio
         tail.fit(X[train], y[train])
     # density: the model's own decision rule (cut points with density_decision="qwk"), not argmax of proba
     proba, pred = predict_columns(task, tail, X[test], classes)
-    return FoldFit(proba, pred, params, scores, grouped_cal)
+    moved = None
+    if shifted is not None:
+        rows, features = shifted
+        inside = np.isin(rows, test)
+        if inside.any():
+            moved = (rows[inside], *predict_columns(task, tail, features[inside], classes))
+    return FoldFit(proba, pred, params, scores, grouped_cal, shifted=moved)
 
 
 def _fold_metrics(task, y, proba, classes, folds, y_pred=None) -> list[dict]:
@@ -139,7 +152,28 @@ def _collect(task, candidate: Candidate, fits: Sequence[FoldFit], y, groups, fol
         searched_folds=sum(f.searched for f in fits),
         fit_s=float(sum(f.fit_s for f in fits)),
         candidate=candidate,
+        crop_shift=crop_shift_summary(task, [f.shifted for f in fits if f.shifted is not None], proba, pred),
     )
+
+
+def crop_shift_summary(task: str, shifted: Sequence[tuple], proba: np.ndarray, pred: np.ndarray | None) -> dict | None:
+    """How far the out-of-fold answers moved for test images cropped half a pixel off.
+
+    ``shifted``: per fold ``(rows, proba, pred)`` of those images. Density: the share of
+    grades unchanged; tumour: the median and 90th percentile of |change of P(malignant)|.
+    """
+    if not shifted:
+        return None
+    rows = np.concatenate([s[0] for s in shifted])
+    out: dict = {"images": int(len(rows)), "shift_px": 0.5}
+    if task == "density":
+        moved = np.concatenate([s[2] for s in shifted])
+        out["grades_unchanged"] = float(np.mean(moved == pred[rows]))
+    else:
+        change = np.abs(np.concatenate([s[1][:, 1] for s in shifted]) - proba[rows, 1])
+        out["p_change_median"] = float(np.median(change))
+        out["p_change_p90"] = float(np.quantile(change, 0.9))
+    return out
 
 
 def cross_validate(
@@ -154,6 +188,7 @@ def cross_validate(
     n_jobs: int = 1,
     n_boot: int = 1000,
     progress: bool = True,
+    shifted: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, CVResult]:
     """Evaluate ``candidates`` on the same ``folds``.
 
@@ -165,6 +200,10 @@ def cross_validate(
         How each candidate is fitted inside a training fold (inner search, seed, density decision).
     n_jobs, n_boot, progress
         Worker processes, bootstrap resamples of the AUC CI, a progress bar.
+    shifted : dict, optional
+        Per feature set, ``(rows, features)`` of images (rows of ``y``) cropped half a
+        pixel off: each fold's model predicts its test images among them as well, and
+        every result carries ``crop_shift`` (:func:`crop_shift_summary`).
 
     Returns
     -------
@@ -179,7 +218,10 @@ def cross_validate(
     order = sorted(candidates, key=lambda c: (-X[c.feature_set].shape[1], c.model != "svm"))
     jobs = [(c, i) for c in order for i in range(len(folds))]
     run = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(fit_predict)(task, c, X[c.feature_set], y, groups, folds[i], classes, options) for c, i in jobs
+        delayed(fit_predict)(
+            task, c, X[c.feature_set], y, groups, folds[i], classes, options, (shifted or {}).get(c.feature_set)
+        )
+        for c, i in jobs
     )
     fits: dict = {}
     for (c, i), res in zip(jobs, tqdm(run, total=len(jobs), desc=f"{task} CV", unit="fit", disable=not progress)):

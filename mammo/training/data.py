@@ -14,6 +14,7 @@ from ..datasets import Dataset, load_dataset
 from ..featcache import FeatureCache
 from ..features.blocks import block_order, blocks_of
 from ..features.cnn import CNNActivations
+from ..features.region import ShiftedBreastCropper
 from .config import TrainConfig
 from .folds import TrainingDataError, check_task_data, limit_dataset
 
@@ -61,11 +62,16 @@ def usable_tasks(ds: Dataset, config: TrainConfig, notes: list[str]) -> list[str
 
 @dataclass
 class FeatureTable:
-    """Every block the run needs, one row per image: ``blocks[name][rows[path]]``."""
+    """Every block the run needs, one row per image: ``blocks[name][rows[path]]``.
+
+    ``shifted``: the same blocks of a sample of the images cropped half a pixel off
+    (:class:`~mammo.features.region.ShiftedBreastCropper`), for the crop-shift check.
+    """
 
     blocks: dict[str, np.ndarray]
     rows: dict[str, int]
     map_shape: tuple | None = None  # of the fine-tuning trunk's activation maps
+    shifted: FeatureTable | None = None
 
     def block(self, name: str, paths: Sequence[str]) -> np.ndarray:
         return self.blocks[name][np.array([self.rows[p] for p in paths])]
@@ -111,7 +117,27 @@ def compute_features(ds: Dataset, tasks: Sequence[str], config: TrainConfig) -> 
     map_shape = blocks["trunk"].fit().map_shape_ if config.fine_tune else None
     cache.refused = {images[i]: message for i, message in sorted(cache.refused.items())}
     rows = {p: i for i, p in enumerate(images) if p not in cache.refused}
-    return FeatureTable(got, rows, map_shape), cache
+    shifted = _shifted_features(list(rows), steps, blocks, cache, config)
+    return FeatureTable(got, rows, map_shape, shifted), cache
+
+
+def _shifted_features(images: list[str], steps: list, blocks: dict, cache: FeatureCache, config: TrainConfig):
+    """The blocks of ``config.shift_check`` random images (of ``images``) cropped half a pixel off, or None."""
+    n = min(int(config.shift_check), len(images))
+    if n == 0:
+        return None
+    sample = [images[i] for i in np.sort(np.random.default_rng(config.seed).choice(len(images), n, replace=False))]
+    names = [name for name, _ in steps]
+    crop = dict(steps)["crop"]
+    moved = list(steps)
+    moved[names.index("crop")] = ("crop", ShiftedBreastCropper(**crop.get_params()))
+    wanted = [(k, b) for k, b in blocks.items() if k != "trunk"]
+    refused_before = cache.refused  # blocks() starts a new record of refusals, for the sample's indices
+    got = cache.blocks(sample, moved, wanted, desc="crop-shift check", errors="skip")
+    refused = {sample[i] for i in cache.refused}
+    cache.refused = refused_before
+    rows = {p: i for i, p in enumerate(sample) if p not in refused}
+    return FeatureTable(got, rows)
 
 
 def drop_refused(ds: Dataset, refused: dict[str, str]) -> Dataset:

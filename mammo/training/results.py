@@ -51,7 +51,8 @@ class CVResult:
     density, ``oof_pred`` (the model's own grades) are kept for plots, the selection
     estimate and ``oof_<task>.npz``, not for ``metrics.json``. ``grouped_calibration`` and
     ``searched_folds`` are None for the deep baselines; ``per_breast`` is set for tumour
-    when breasts have several images (RSNA).
+    when breasts have several images (RSNA); ``crop_shift`` when the run made the
+    crop-shift check (:func:`mammo.training.cv.crop_shift_summary`).
     """
 
     pooled: dict
@@ -65,6 +66,7 @@ class CVResult:
     searched_folds: int | None = None
     per_breast: dict | None = None
     candidate: Candidate | None = None
+    crop_shift: dict | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in ("pooled", "folds", "folds_summary", "params")}
@@ -75,6 +77,8 @@ class CVResult:
         out["fit_s"] = self.fit_s  # worker seconds (search + fit + predict), summed over folds
         if self.per_breast is not None:
             out["per_breast"] = self.per_breast
+        if self.crop_shift is not None:
+            out["crop_shift"] = self.crop_shift
         return out
 
 

@@ -128,6 +128,7 @@ def evaluate_task(
         n_jobs=config.jobs,
         n_boot=config.n_boot,
         progress=config.progress,
+        shifted=_shifted_matrices(table.shifted, paths, config),
     )
     best = best_candidate(task, res)
     selection = selection_estimate(task, y, np.unique(y), folds, res) if len(res) > 1 else None
@@ -141,6 +142,17 @@ def evaluate_task(
     notes += _task_notes(task, res, len(folds), config)
     subgroups = subgroup_results(task, ds, paths, y, g, res[best], n_boot=config.n_boot, seed=config.seed)
     return TaskResult(task, y, g, folds, best, res, leaky, selection, np.asarray(paths, dtype=str), subgroups), X
+
+
+def _shifted_matrices(shifted: FeatureTable | None, paths, config: TrainConfig) -> dict | None:
+    """Per feature set, ``(rows of paths, features)`` of the task's images in the crop-shift sample."""
+    if shifted is None:
+        return None
+    rows = np.array([i for i, p in enumerate(paths) if p in shifted.rows], dtype=int)
+    if not len(rows):
+        return None
+    names = [paths[i] for i in rows]
+    return {fs: (rows, shifted.matrix(names, (*blocks_of(fs), *config.extra_blocks))) for fs in config.feature_sets}
 
 
 def _deep_baselines(task: str, table: FeatureTable, paths, y, g, folds, config: TrainConfig) -> dict[str, CVResult]:
