@@ -304,3 +304,28 @@ def test_a_real_implant_mammogram_passes_the_gate(require_data):
     if not found:
         pytest.skip("the shared RSNA image 393_413572602 is not there")
     assert assess(crop_breast(read_scan(found[0]))).ok
+
+
+def test_a_shifted_crop_is_the_same_breast_half_a_pixel_off(breast):
+    from sklearn.base import clone
+
+    from mammo.features.region import BreastCropper, ShiftedBreastCropper, _shifted
+    from mammo.storage import step_key
+
+    img, _ = breast
+    own, again, moved = crop_breast(img), crop_breast(img, shift=0.0), crop_breast(img, shift=0.5)
+    np.testing.assert_array_equal(own.pixels, again.pixels)  # no shift: the exact crop, bit for bit
+    assert moved.pixels.shape == own.pixels.shape and moved.bbox == own.bbox
+    diff = np.abs(moved.pixels - own.pixels)[own.mask & moved.mask]
+    assert 0 < diff.mean() < 0.05  # resampled half a pixel off, not another crop
+    # where the image ends, the box moves the other way; a box spanning an axis does not move
+    assert _shifted((10, 100, 0, 50), 0.5, (100, 50)) == (9.5, 99.5, 0.0, 50.0)
+    assert _shifted((10, 90, 5, 40), 0.5, (100, 50)) == (10.5, 90.5, 5.5, 40.5)
+    step = ShiftedBreastCropper(size=256)
+    np.testing.assert_array_equal(step.fit_transform([img])[0].pixels, moved.pixels)
+    assert clone(ShiftedBreastCropper(shift=0.25)).shift == 0.25
+    with pytest.raises(ValueError, match="shift"):
+        ShiftedBreastCropper(shift=1.0).fit([img])
+    # the model's own cropper, and so every feature cache key, is unchanged
+    assert "shift" not in BreastCropper().get_params()
+    assert step_key(BreastCropper()) != step_key(ShiftedBreastCropper())

@@ -79,6 +79,12 @@ def test_manifest_end_to_end_writes_report_metrics_and_model(tmp_path, cache_env
     assert counts[leaky["params"]["C"]] == max(counts.values()) and set(leaky["params"]) == {"C"}
     report = (out / "report.md").read_text()
     assert "| texture+svm **(selected)**" in report and "Grouped vs. leaky" in report
+    # the crop-shift check: every image of this small set, each predicted once, by its fold's model
+    assert m["config"]["shift_check"] == 200
+    assert dens["crop_shift"]["images"] == 32 and 0.0 <= dens["crop_shift"]["grades_unchanged"] <= 1.0
+    shift = m["tasks"]["tumour"]["candidates"]["texture+svm"]["crop_shift"]
+    assert shift["images"] == 32 and 0.0 <= shift["p_change_median"] <= shift["p_change_p90"] <= 1.0
+    assert "Crop-shift check: 32 test-fold images" in report and "density grades unchanged: texture+svm" in report
     # what each candidate cost is recorded and reported
     assert dens["fit_s"] > 0 and leaky["fit_s"] > 0
     assert "Cost, in seconds of one worker summed over the outer folds (inner search, fit and prediction)" in report
@@ -286,7 +292,7 @@ def test_second_run_reuses_cached_features(tmp_path, cache_env, monkeypatch):
         return orig(self, X)
 
     monkeypatch.setattr(texture.GLCMFeatures, "transform", counting)
-    args = ["--tasks", "density", "--folds", "2", "--no-model", "--no-leaky", *FAST]
+    args = ["--tasks", "density", "--folds", "2", "--no-model", "--no-leaky", "--shift-check", "0", *FAST]
     assert run([csv, "--out", tmp_path / "r1", *args]) == 0
     first = calls["n"]
     assert first >= 16
@@ -294,6 +300,7 @@ def test_second_run_reuses_cached_features(tmp_path, cache_env, monkeypatch):
     assert calls["n"] == first
     m = json.loads((tmp_path / "r2" / "metrics.json").read_text())
     assert m["feature_cache"]["hit:glcm"] == 16 and "computed:glcm" not in m["feature_cache"]
+    assert "crop_shift" not in m["tasks"]["density"]["candidates"]["texture+xgboost"]  # --shift-check 0
     # a changed parameter (working resolution) is a different key: recomputed
     assert run([csv, "--out", tmp_path / "r3", *args, "--texture-size", "128"]) == 0
     assert calls["n"] == 2 * first

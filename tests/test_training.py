@@ -390,3 +390,55 @@ def test_run_schema_serialises_as_metrics_json():
         "fit_s": 0.0,
     }
     assert t["params"] == {} and t["class_counts"] == {"0": 2, "1": 2} and t["fold_sizes"] == [2, 2]
+
+
+def test_crop_shift_summary_compares_each_moved_answer_with_its_own():
+    from mammo.training.cv import crop_shift_summary
+
+    own_pred = np.array([1, 2, 3, 2, 1])
+    shifted = [(np.array([0, 1]), None, np.array([1, 3])), (np.array([3]), None, np.array([2]))]
+    s = crop_shift_summary("density", shifted, None, own_pred)
+    assert s == {"images": 3, "shift_px": 0.5, "grades_unchanged": 2 / 3}
+    own = np.column_stack([1 - np.array([0.2, 0.5, 0.9]), [0.2, 0.5, 0.9]])
+    moved = [(np.array([2, 0]), np.array([[0.2, 0.8], [0.7, 0.3]]), None)]
+    s = crop_shift_summary("tumour", moved, own, None)
+    assert s["images"] == 2 and s["p_change_median"] == pytest.approx(0.1)
+    assert s["p_change_p90"] == pytest.approx(0.1)
+    assert crop_shift_summary("tumour", [], own, None) is None
+
+
+def test_cross_validate_predicts_the_shifted_rows_with_each_test_folds_model():
+    rng = np.random.default_rng(0)
+    n = 60
+    y = np.repeat([0, 1], n // 2)
+    g = np.arange(n) // 2
+    X = rng.normal(size=(n, 5)) + y[:, None]
+    rows = np.arange(0, n, 3)
+    same = {"texture": (rows, X[rows])}  # unmoved features: the same answers
+    res = cross_validate(
+        "tumour",
+        {"texture": X},
+        y,
+        g,
+        make_folds(y, g, 3, 0),
+        [Candidate("texture", "svm")],
+        n_jobs=1,
+        n_boot=50,
+        progress=False,
+        shifted=same,
+    )["texture+svm"]
+    assert res.crop_shift["images"] == len(rows) and res.crop_shift["p_change_median"] == pytest.approx(0, abs=1e-9)
+    moved = {"texture": (rows, X[rows] + 0.5)}
+    res = cross_validate(
+        "tumour",
+        {"texture": X},
+        y,
+        g,
+        make_folds(y, g, 3, 0),
+        [Candidate("texture", "svm")],
+        n_jobs=1,
+        n_boot=50,
+        progress=False,
+        shifted=moved,
+    )["texture+svm"]
+    assert res.crop_shift["p_change_median"] > 0.01 and "crop_shift" in res.to_json()

@@ -132,10 +132,12 @@ def _shifted_features(images: list[str], steps: list, blocks: dict, cache: Featu
     moved = list(steps)
     moved[names.index("crop")] = ("crop", ShiftedBreastCropper(**crop.get_params()))
     wanted = [(k, b) for k, b in blocks.items() if k != "trunk"]
-    refused_before = cache.refused  # blocks() starts a new record of refusals, for the sample's indices
+    # blocks() starts a new record of refusals (for the sample's indices); the run's
+    # refusals and cache counts stay those of its own images
+    refused_before, stats_before = cache.refused, type(cache.stats)(cache.stats)
     got = cache.blocks(sample, moved, wanted, desc="crop-shift check", errors="skip")
     refused = {sample[i] for i in cache.refused}
-    cache.refused = refused_before
+    cache.refused, cache.stats = refused_before, stats_before
     rows = {p: i for i, p in enumerate(sample) if p not in refused}
     return FeatureTable(got, rows)
 
