@@ -343,6 +343,7 @@ def test_error_exits(tmp_path, cache_env, capsys):
     csv = make_manifest(tmp_path / "man", n_patients=4)
     fails([csv, "--folds", "5", *FAST], "groups")
     fails([csv, "--folds", "1", *FAST], "--folds")
+    fails([csv, "--shift-check", "-1", *FAST], "--shift-check")
     one = tmp_path / "one.csv"
     one.write_text(
         "path,patient_id,tumour\n" + "\n".join(f"{tmp_path}/man/p0{i}_0.png,p{i},0" for i in range(4)) + "\n"
