@@ -161,6 +161,14 @@ def test_card_numbers_are_the_runs_metrics(metrics, card_files, run_dir):
     held = metrics["ood"]["held_out_flagged"]
     assert f"flagged {100 * held['pooled']:.1f}% of its {held['n']} in-domain held-out images" in md
     assert f"{metrics['dataset']['n_images']} images in {metrics['dataset']['n_groups']} groups" in md
+    # the selected pipelines' crop-shift check, from the run and, the same, from the model alone
+    best = {t: metrics["tasks"][t]["candidates"][metrics["tasks"][t]["best"]]["crop_shift"] for t in metrics["tasks"]}
+    assert meta["cv_metrics"]["tumour"]["crop_shift"] == best["tumour"]
+    line = (
+        f"Moving the breast's crop by half a pixel changes {1 - best['density']['grades_unchanged']:.0%} of its "
+        f"density grades and moves P(malignant) by a median {best['tumour']['p_change_median']:.3f}"
+    )
+    assert line in md and line in card_markdown(build_card(meta))
 
 
 def test_card_names_the_model_by_its_hashes_and_versions(metrics, card_files, run_dir):
@@ -269,6 +277,7 @@ def test_a_model_without_evaluation_says_what_was_not_measured():
     assert "Trained on synthetic mammograms: 24 images." in md
     assert f"Density pipeline: glcm → SVC; cross-validated performance {NOT_MEASURED}." in md
     assert f"Cross-validation: {NOT_MEASURED}" in md and f"Out-of-distribution rate: {NOT_MEASURED}" in md
+    assert f"How far the answers move when the breast's crop moves slightly: {NOT_MEASURED}." in md
     assert "ab" * 32 in md and "| candidate |" not in md
     assert not re.search(r"\d\.\d{3}", md)  # no score appears that the records do not hold
 

@@ -247,6 +247,8 @@ def artifact_metadata(run: RunResult, pipeline_options: dict) -> dict[str, Any]:
         }
         if t.subgroups is not None:  # so that a card built from the model alone shows them too
             cv[task]["subgroups"] = t.subgroups
+        if t.best_result.crop_shift is not None:
+            cv[task]["crop_shift"] = t.best_result.crop_shift
     return {
         "training_data": run.dataset,
         "pipeline_id": pipeline_id(run.dataset["name"], best),

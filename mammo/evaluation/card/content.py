@@ -212,7 +212,12 @@ def build_card(
         ),
         _subgroup_section(meta, run),
         Section("Out-of-distribution rate", wording.ood_lines(meta.get("ood"), run.get("ood"))),
-        Section("Limitations", wording.limitations(data, meta, tasks, any(_subgroups(t, meta, run) for t in _TASKS))),
+        Section(
+            "Limitations",
+            wording.limitations(
+                data, meta, tasks, any(_subgroups(t, meta, run) for t in _TASKS), _crop_shifts(meta, run)
+            ),
+        ),
         *([Section("Notes from the run", [str(n) for n in run["notes"]])] if run.get("notes") else []),
         Section("Versions and hashes", table=Table(["item", "value"], _provenance(meta, run, model_file))),
     ]
@@ -260,6 +265,18 @@ def _task_card(task: str, meta: Mapping, run: Mapping) -> TaskCard:
     card.pipeline = wording.pipeline_lines(task, name, meta)
     card.findings = wording.findings(task, (run.get("tasks") or {}).get(task) or {}, len(rows))
     return card
+
+
+def _crop_shifts(meta: Mapping, run: Mapping) -> dict[str, Mapping]:
+    """Per task, the selected pipeline's crop-shift check (the run's, else the metadata's); absent when not measured."""
+    out = {}
+    for task in _TASKS:
+        rt = (run.get("tasks") or {}).get(task) or {}
+        shift = ((rt.get("candidates") or {}).get(rt.get("best")) or {}).get("crop_shift")
+        shift = shift or ((meta.get("cv_metrics") or {}).get(task) or {}).get("crop_shift")
+        if shift:
+            out[task] = shift
+    return out
 
 
 def _subgroups(task: str, meta: Mapping, run: Mapping) -> Mapping[str, list] | None:

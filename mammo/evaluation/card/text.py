@@ -294,9 +294,13 @@ def subgroup_lines(unmeasured_tasks: list[str]) -> list[str]:
 
 
 def limitations(
-    data: Mapping[str, Any], meta: Mapping[str, Any], tasks: list[TaskCard], subgroups: bool = False
+    data: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    tasks: list[TaskCard],
+    subgroups: bool = False,
+    crop_shift: Mapping[str, Mapping] | None = None,
 ) -> list[str]:
-    """What the card's numbers do not show."""
+    """What the card's numbers do not show (``crop_shift``: per task, the selected pipeline's crop-shift check)."""
     name = data.get("name") or data.get("source") or "one data set"
     lines = [
         (
@@ -331,4 +335,25 @@ def limitations(
         lines.append(
             "The out-of-distribution flag catches images unlike the training ones, not errors on images like them."
         )
+    lines.append(_steadiness(crop_shift or {}))
     return lines
+
+
+def _steadiness(shift: Mapping[str, Mapping]) -> str:
+    """One line on how far the answers move when the breast's crop moves by half a pixel."""
+    parts = []
+    if "density" in shift:
+        parts.append(f"changes {1 - shift['density']['grades_unchanged']:.0%} of its density grades")
+    if "tumour" in shift:
+        t = shift["tumour"]
+        parts.append(
+            f"moves P(malignant) by a median {fmt(t['p_change_median'])} (90th percentile {fmt(t['p_change_p90'])})"
+        )
+    if not parts:
+        return f"How far the answers move when the breast's crop moves slightly: {NOT_MEASURED}."
+    n = max(s["images"] for s in shift.values())
+    return (
+        f"Moving the breast's crop by half a pixel {' and '.join(parts)} (out-of-fold, up to {n} images). "
+        "Another scanner, encoder or resolution moves the crop by as much or more, so an answer near a grade "
+        "boundary or the threshold can change on another copy of the same image."
+    )
