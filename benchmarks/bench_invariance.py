@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from _shared import SETS, sample, write_json
+from _shared import add_sample_arguments, markdown_table, print_results, sample_sets
 
 
 def _png(arr: np.ndarray, bits: int = 8) -> bytes:
@@ -139,29 +139,16 @@ def markdown(results: dict[str, dict[str, dict]]) -> str:
     def f(v, pct=False):
         return "-" if v is None else f"{100 * v:.0f}%" if pct else f"{v:.3f}"
 
-    lines = [
-        "| copy | model | images | refused | density grade unchanged | median abs. change of P(malignant) "
-        "| 90th pct | flagged OOD |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    columns = ["copy", "model", "images", "refused", "density grade unchanged"]
+    columns += ["median abs. change of P(malignant)", "90th pct", "flagged OOD"]
+    rows = [
+        [kind, name, r["n"], r["refused"], f(r["grade_unchanged"], True), f(r["dp_median"]), f(r["dp_p90"])]
+        + [f(r["flagged_ood"], True)]
+        for kind in next(iter(results.values()))
+        for name, table in results.items()
+        for r in [table[kind]]
     ]
-    kinds = list(next(iter(results.values())))
-    for kind in kinds:
-        for name, table in results.items():
-            r = table[kind]
-            lines.append(
-                f"| {kind} | {name} | {r['n']} | {r['refused']} | {f(r['grade_unchanged'], True)} | "
-                f"{f(r['dp_median'])} | {f(r['dp_p90'])} | {f(r['flagged_ood'], True)} |"
-            )
-    return "\n".join(lines)
-
-
-def _sample(spec: list[str], seed: int) -> list[Path]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for item in spec:
-        name, _, n = item.partition(":")
-        out += sample(name, int(n or 50), rng, "bench_invariance")
-    return out
+    return markdown_table(columns, rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,19 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model", action="append", required=True, metavar="NAME=PATH", help="a saved model (repeatable)"
     )
-    parser.add_argument(
-        "--images",
-        nargs="+",
-        default=["rsna:60", "mias:40"],
-        metavar="SET:N",
-        help=f"random images per shared set ({', '.join(SETS)}); default: rsna:60 mias:40",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="also write the numbers as JSON")
+    add_sample_arguments(parser, ["rsna:60", "mias:40"])
     args = parser.parse_args(argv)
     from mammo.classifiers import load_model
 
-    images = _sample(args.images, args.seed)
+    images = sample_sets(args.images, args.seed, "bench_invariance")
     results = {}
     for spec in args.model:
         name, _, path = spec.partition("=")
@@ -189,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         model.n_jobs = 1  # a few images per call: threads, one process
         print(f"{name}: {len(images)} images x 12 versions ...", file=sys.stderr, flush=True)
         results[name] = evaluate(model, images, args.seed)
-    print(f"images: {' '.join(args.images)} (seed {args.seed})\n")
-    print(markdown(results))
-    write_json(args.out, {"images": [str(p) for p in images], "results": results})
+    print_results(images, args.images, args.seed, markdown(results), results, args.out)
     return 0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from _shared import SETS, sample, write_json
+from _shared import add_sample_arguments, markdown_table, print_results, sample_sets
 
 #: The moves of the crop's box (row0, row1, col0, col1) in source pixels, and of its size.
 MOVES = {
@@ -132,43 +132,26 @@ def markdown(table: dict) -> str:
         v = row.get(key)
         return "" if v is None else (f"{v:.0%}" if pct else f"{v:.4f}")
 
-    lines = [
-        "| move | blocks moved | grades unchanged | median change of P(malignant) | 90th pct | block's change / spread |",
-        "| --- | --- | --- | --- | --- | --- |",
+    columns = ["move", "blocks moved", "grades unchanged", "median change of P(malignant)", "90th pct"]
+    rows = [
+        [move, which, f(row, "grades_unchanged", True), f(row, "dp_median"), f(row, "dp_p90")]
+        + [f(row, "relative_change")]
+        for move, moved in table.items()
+        for which, row in moved.items()
     ]
-    for move, rows in table.items():
-        for which, row in rows.items():
-            lines.append(
-                f"| {move} | {which} | {f(row, 'grades_unchanged', True)} | {f(row, 'dp_median')} | "
-                f"{f(row, 'dp_p90')} | {f(row, 'relative_change')} |"
-            )
-    return "\n".join(lines)
+    return markdown_table([*columns, "block's change / spread"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a saved model (mammo train's model.joblib)")
-    parser.add_argument(
-        "--images",
-        nargs="+",
-        default=["rsna:60"],
-        metavar="SET:N",
-        help=f"random images per shared set ({', '.join(SETS)}); default: rsna:60",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="also write the numbers as JSON")
+    add_sample_arguments(parser, ["rsna:60"])
     args = parser.parse_args(argv)
     from mammo.classifiers import load_model
 
-    rng = np.random.default_rng(args.seed)
-    images = []
-    for item in args.images:
-        name, _, n = item.partition(":")
-        images += sample(name, int(n or 50), rng, "crop_sensitivity")
+    images = sample_sets(args.images, args.seed, "crop_sensitivity")
     table = evaluate(load_model(args.model), images)
-    print(f"images: {' '.join(args.images)} (seed {args.seed})\n")
-    print(markdown(table))
-    write_json(args.out, {"images": [str(p) for p in images], "results": table})
+    print_results(images, args.images, args.seed, markdown(table), table, args.out)
     return 0
 
 

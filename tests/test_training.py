@@ -414,31 +414,24 @@ def test_cross_validate_predicts_the_shifted_rows_with_each_test_folds_model():
     g = np.arange(n) // 2
     X = rng.normal(size=(n, 5)) + y[:, None]
     rows = np.arange(0, n, 3)
-    same = {"texture": (rows, X[rows])}  # unmoved features: the same answers
-    res = cross_validate(
-        "tumour",
-        {"texture": X},
-        y,
-        g,
-        make_folds(y, g, 3, 0),
-        [Candidate("texture", "svm")],
-        n_jobs=1,
-        n_boot=50,
-        progress=False,
-        shifted=same,
-    )["texture+svm"]
-    assert res.crop_shift["images"] == len(rows) and res.crop_shift["p_change_median"] == pytest.approx(0, abs=1e-9)
-    moved = {"texture": (rows, X[rows] + 0.5)}
-    res = cross_validate(
-        "tumour",
-        {"texture": X},
-        y,
-        g,
-        make_folds(y, g, 3, 0),
-        [Candidate("texture", "svm")],
-        n_jobs=1,
-        n_boot=50,
-        progress=False,
-        shifted=moved,
-    )["texture+svm"]
-    assert res.crop_shift["p_change_median"] > 0.01 and "crop_shift" in res.to_json()
+    folds = make_folds(y, g, 3, 0)
+
+    def check(moved):
+        cv = cross_validate(
+            "tumour",
+            {"texture": X},
+            y,
+            g,
+            folds,
+            [Candidate("texture", "svm")],
+            n_jobs=1,
+            n_boot=50,
+            progress=False,
+            shifted={"texture": (rows, moved)},
+        )
+        return cv["texture+svm"]
+
+    same = check(X[rows])  # unmoved features: the same answers
+    assert same.crop_shift["images"] == len(rows) and same.crop_shift["p_change_median"] == pytest.approx(0, abs=1e-9)
+    moved = check(X[rows] + 0.5)
+    assert moved.crop_shift["p_change_median"] > 0.01 and "crop_shift" in moved.to_json()
