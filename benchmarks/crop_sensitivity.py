@@ -20,17 +20,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from _shared import add_sample_arguments, markdown_table, print_results, sample_sets
 
-#: The moves of the crop's box (row0, row1, col0, col1) in source pixels, and of its size.
+#: The moves of the crop's box (row0, row1, col0, col1) in source pixels, and of its size;
+#: "shift" moves the whole box as crop_breast(shift=0.5) does (the other way at the image's edge).
 MOVES = {
     "own crop, resampled": ((0, 0, 0, 0), 0),
     "1 px off the right": ((0, 0, 0, -1), 0),
     "1 px off the bottom": ((0, -1, 0, 0), 0),
     "1 px off the top": ((1, 0, 0, 0), 0),
-    "shifted by half a pixel": ((0.5, 0.5, 0.5, 0.5), 0),
+    "shifted by half a pixel": ("shift", 0),
     "output 1 px smaller": ((0, 0, 0, 0), -1),
 }
 
@@ -38,27 +38,28 @@ MOVES = {
 def _moved_crops(path, size: int) -> dict:
     """The image's crop (crop_breast) and, per move, the same pixels and mask over the moved box."""
     from mammo.features.io import read_scan
-    from mammo.features.region import Mammogram, _output_shape, _sample_mask, _segment, crop_breast
+    from mammo.features.region import (
+        Mammogram,
+        _output_shape,
+        _resize_box,
+        _sample_mask,
+        _segment,
+        _shifted,
+        crop_breast,
+    )
 
     scan = read_scan(path)
     source = np.asarray(scan.pixels, dtype=np.float32)
     _, pixels, seg = _segment(scan, source, flip=True, polarity_known=scan.polarity_known, fix_polarity=True)
     if seg.inverted:
         pixels = 1.0 - pixels
-    pil = Image.fromarray(np.ascontiguousarray(pixels))
     r0, r1, c0, c1 = seg.bbox
     out = {"crop_breast": crop_breast(scan, size=size)}
     for name, (delta, grow) in MOVES.items():
-        box = np.array([r0, r1, c0, c1], dtype=float) + delta
-        for lo, limit in ((0, pixels.shape[0]), (2, pixels.shape[1])):
-            if box[lo + 1] > limit:  # a shift past the image's edge goes the other way, or not at all
-                box[lo : lo + 2] -= 2 * np.asarray(delta[lo : lo + 2])
-                if box[lo] < 0:
-                    box[lo : lo + 2] += np.asarray(delta[lo : lo + 2])
+        box = _shifted(seg.bbox, 0.5, pixels.shape) if delta == "shift" else tuple(np.add(seg.bbox, delta))
         shape = _output_shape((r1 - r0, c1 - c0), size + grow)
-        crop = np.asarray(pil.resize((shape[1], shape[0]), Image.BILINEAR, box=(box[2], box[0], box[3], box[1])))
-        crop = np.array(crop, dtype=np.float32)
-        mask = _sample_mask(seg, tuple(box), shape)
+        crop = _resize_box(pixels, box, shape)
+        mask = _sample_mask(seg, box, shape)
         crop[~mask] = 0.0
         half = mask.shape[1] // 2
         if mask[:, mask.shape[1] - half :].sum() > mask[:, :half].sum():  # chest wall left, as crop_breast
