@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import evaluation as ev
 from .candidates import Candidate
-from .config import FitOptions
+from .config import CROP_SHIFT, FitOptions
 from .results import CVResult, SelectionEstimate
 from .tuning import PARAM_GRIDS, configured_tail, predict_columns, score, tune
 
@@ -165,7 +165,7 @@ def crop_shift_summary(task: str, shifted: Sequence[tuple], proba: np.ndarray, p
     if not shifted:
         return None
     rows = np.concatenate([s[0] for s in shifted])
-    out: dict = {"images": int(len(rows)), "shift_px": 0.5}
+    out: dict = {"images": int(len(rows)), "shift_px": CROP_SHIFT}
     if task == "density":
         moved = np.concatenate([s[2] for s in shifted])
         out["grades_unchanged"] = float(np.mean(moved == pred[rows]))

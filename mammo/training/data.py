@@ -15,7 +15,7 @@ from ..featcache import FeatureCache
 from ..features.blocks import block_order, blocks_of
 from ..features.cnn import CNNActivations
 from ..features.region import ShiftedBreastCropper
-from .config import TrainConfig
+from .config import CROP_SHIFT, TrainConfig
 from .folds import TrainingDataError, check_task_data, limit_dataset
 
 __all__ = ["FeatureTable", "load_data", "usable_tasks", "feature_plan", "compute_features", "drop_refused"]
@@ -130,7 +130,7 @@ def _shifted_features(images: list[str], steps: list, blocks: dict, cache: Featu
     names = [name for name, _ in steps]
     crop = dict(steps)["crop"]
     moved = list(steps)
-    moved[names.index("crop")] = ("crop", ShiftedBreastCropper(**crop.get_params()))
+    moved[names.index("crop")] = ("crop", ShiftedBreastCropper(**crop.get_params(), shift=CROP_SHIFT))
     wanted = [(k, b) for k, b in blocks.items() if k != "trunk"]
     # blocks() starts a new record of refusals (for the sample's indices); the run's
     # refusals and cache counts stay those of its own images
