@@ -41,6 +41,7 @@ __all__ = [
     "map_density",
     "predict_dataset",
     "score_task",
+    "crop_shift_check",
     "write_outputs",
 ]
 
@@ -97,6 +98,48 @@ def _expected(model, task: str) -> dict[str, Any] | None:
         "metrics": cv.get("metrics", {}),
         "folds_summary": cv.get("folds_summary", {}),
     }
+
+
+def crop_shift_check(
+    model, ds: Dataset, pred: Predictions, tasks: list[str], n: int, *, seed: int = 0, progress: bool = True
+) -> dict[str, dict]:
+    """Per task, how far the answers for ``n`` random scored images move when their crop moves half a pixel
+    (``measured``), beside the model's own cross-validated check (``expected``, None when it has none)."""
+    from sklearn.pipeline import Pipeline
+
+    from .features.region import ShiftedBreastCropper
+    from .training.config import CROP_SHIFT
+
+    scored = np.flatnonzero(pred.scored)
+    n = min(int(n), len(scored))
+    if n == 0:
+        return {}
+    pick = np.sort(np.random.default_rng(seed).choice(scored, n, replace=False))
+    shifted = replace(
+        model,
+        pipelines={
+            t: Pipeline(
+                [
+                    (k, ShiftedBreastCropper(**s.get_params(), shift=CROP_SHIFT) if k == "crop" else s)
+                    for k, s in p.steps
+                ]
+            )
+            for t, p in model.pipelines.items()
+        },
+    )
+    sample = ds.subset(pick)
+    moved = predict_dataset(shifted, sample, tasks, progress=progress)
+    out = {}
+    for t in tasks:
+        ok = moved.scored  # an image the gate refuses once shifted is left out of the comparison
+        own, new = pred.proba[t][pick][ok], moved.proba[t][ok]
+        if t == "density":
+            own, new = model.labels(t, own), model.labels(t, new)
+        else:
+            own, new = own[:, 1], new[:, 1]
+        cv = (model.metadata.get("cv_metrics", {}).get(t) or {}).get("crop_shift")
+        out[t] = {"measured": ev.answer_change(t, own, new, CROP_SHIFT), "expected": cv}
+    return out
 
 
 def _task_rows(ds: Dataset, task: str, pred: Predictions) -> tuple[np.ndarray, np.ndarray]:
@@ -224,13 +267,15 @@ def evaluate(
     seed: int = 0,
     jobs: int | None = None,
     progress: bool = True,
+    shift_check: int = 200,
 ) -> dict[str, Any]:
     """Score ``model`` (a :class:`~mammo.classifiers.MammogramModel`) on the data set ``data`` (a path
     :func:`~mammo.datasets.load_dataset` reads, or a :class:`Dataset`) and write the folder ``out``
     (default ``runs/evaluate-<data set>-<time>``); returns the content of its ``metrics.json``.
 
     ``task``: "density", "tumour" or "both" (default: what both the model and the data have);
-    ``density_map``: see :func:`map_density`. Raises :class:`EvaluationError` (its subclass
+    ``density_map``: see :func:`map_density`. ``shift_check``: images cropped again half a pixel off
+    (:func:`crop_shift_check`; 0 skips it). Raises :class:`EvaluationError` (its subclass
     :class:`LabelMismatchError` for labels on another scale) and :class:`~mammo.datasets.DatasetError`.
     """
     t0 = time.time()
@@ -251,11 +296,13 @@ def evaluate(
             f"none of the {int(pred.used.sum())} labelled images of {ds.name} could be scored (e.g. {first})"
         )
     results = {t: score_task(model, ds, t, pred, n_boot=n_boot, seed=seed) for t in tasks}
+    for t, check in crop_shift_check(model, ds, pred, tasks, shift_check, seed=seed, progress=progress).items():
+        results[t]["crop_shift"] = check
     metrics = {
         "started": started,
         "model": _model_record(model, model_path),
         "dataset": {**ds.summary(), "path": str(data) if not isinstance(data, Dataset) else None},
-        "config": {"tasks": tasks, "density_map": mapping, "n_boot": n_boot, "seed": seed},
+        "config": {"tasks": tasks, "density_map": mapping, "n_boot": n_boot, "seed": seed, "shift_check": shift_check},
         "images": _images(ds, pred),
         "ood": _ood(model, pred),
         "tasks": results,

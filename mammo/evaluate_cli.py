@@ -70,7 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="bootstrap resamples for the CIs (default 1000)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the shift check's sample (default 0)")
+    p.add_argument(
+        "--shift-check",
+        type=int,
+        default=200,
+        metavar="N",
+        help="crop N random scored images again half a pixel off and report how far the answers move, beside "
+        "the model's own cross-validated figure (default 200; 0 = skip)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="images per streamed chunk (default 32)")
     p.add_argument("--jobs", type=int, default=None, help="chunks processed at once (default: one per core)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
@@ -87,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in (("--bootstrap", args.n_boot), ("--batch-size", args.batch_size)):
         if value < 1:
             parser.error(f"{name} must be at least 1")
+    if args.shift_check < 0:
+        parser.error("--shift-check must be 0 or more")
     # a bad model file, data set or label set is an expected failure: mammo.cli reports it in one line
     model = load_model(args.model, manifest=args.manifest)
     model.batch_size, model.n_jobs = args.batch_size, args.jobs
@@ -102,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         jobs=args.jobs,
         progress=args.progress,
+        shift_check=args.shift_check,
     )
     images = metrics["images"]
     left_out = len(images["refused"]) + len(images["unreadable"])

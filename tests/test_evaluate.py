@@ -40,6 +40,7 @@ CV_METRICS = {
             "brier": 0.1789,
         },
         "folds_summary": {"auc": {"mean": 0.8234, "std": 0.0456}},
+        "crop_shift": {"images": 48, "shift_px": 0.5, "p_change_median": 0.0123, "p_change_p90": 0.0456},
         # the training data's subgroups: "south" never occurred there, "old" is not in the evaluated data
         "subgroups": {
             "site": [
@@ -198,6 +199,37 @@ def test_expected_column_comes_from_the_artifact(evaluated, texture_model_path, 
     assert "carries no cross-validated figures" in (plain / "report.md").read_text()
 
 
+def test_crop_shift_is_measured_here_beside_the_models_cv_figure(evaluated, direct, texture_model, manifest):
+    out, m = evaluated
+    tumour, density = m["tasks"]["tumour"]["crop_shift"], m["tasks"]["density"]["crop_shift"]
+    assert m["config"]["shift_check"] == 200
+    assert tumour["expected"] == CV_METRICS["tumour"]["crop_shift"] and density["expected"] is None
+    # every scored image (fewer than 200 here), each cropped again half a pixel off
+    assert tumour["measured"]["images"] == density["measured"]["images"] == m["images"]["n_scored"]
+    assert 0.0 <= tumour["measured"]["p_change_median"] <= tumour["measured"]["p_change_p90"] <= 1.0
+    assert 0.0 <= density["measured"]["grades_unchanged"] <= 1.0
+    # the same figure from the model's own predictions with its crop step shifted
+    from dataclasses import replace
+
+    from sklearn.pipeline import Pipeline
+
+    from mammo.evaluation import answer_change
+    from mammo.features.region import ShiftedBreastCropper
+
+    table, proba = direct
+    paths = [str(manifest.parent / p) for p in table["path"]]
+    pipes = {
+        t: Pipeline([(k, ShiftedBreastCropper(**s.get_params()) if k == "crop" else s) for k, s in p.steps])
+        for t, p in texture_model.pipelines.items()
+    }
+    moved = replace(texture_model, pipelines=pipes).predict_proba(paths)
+    want = answer_change("tumour", proba["tumour"][:, 1], moved["tumour"][:, 1], 0.5)
+    assert tumour["measured"]["p_change_median"] == pytest.approx(want["p_change_median"], abs=1e-6)
+    report = (out / "report.md").read_text()
+    assert "Crop-shift check: " in report and "(expected from CV: P(malignant) moved by a median 0.012" in report
+    assert "no cross-validated figure in the model" in report  # density
+
+
 def test_subgroups_with_too_few_patients_are_listed_not_dropped(evaluated):
     out, m = evaluated
     sub = m["tasks"]["tumour"]["subgroups"]
@@ -342,6 +374,8 @@ def test_usage_errors_exit_2_with_one_line(texture_model_path, manifest, tmp_pat
     # a bad argument: argparse's usage, then one error line
     code, err = _exit_code([texture_model_path, manifest, "--bootstrap", "0", "--out", tmp_path / "out"], capsys)
     assert code == 2 and err.strip().splitlines()[-1] == "mammo evaluate: error: --bootstrap must be at least 1"
+    code, err = _exit_code([texture_model_path, manifest, "--shift-check", "-1", "--out", tmp_path / "out"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == "mammo evaluate: error: --shift-check must be 0 or more"
     assert not (tmp_path / "out").exists()
 
 

@@ -125,6 +125,25 @@ def _subgroups(task: str, subgroups: Mapping[str, list], plots: Mapping[str, str
     return lines
 
 
+def _shift(task: str, check: Mapping[str, Any] | None) -> list[str]:
+    if not check:
+        return []
+
+    def said(s: Mapping[str, Any]) -> str:
+        if task == "density":
+            return f"{s['grades_unchanged']:.0%} of density grades unchanged"
+        return f"P(malignant) moved by a median {s['p_change_median']:.3f} (90th percentile {s['p_change_p90']:.3f})"
+
+    m, e = check["measured"], check.get("expected")
+    expected = (
+        f"expected from CV: {said(e)}, on {e['images']} images" if e else "no cross-validated figure in the model"
+    )
+    return [
+        f"Crop-shift check: {m['images']} of these images cropped again half a pixel off; {said(m)} ({expected}).",
+        "",
+    ]
+
+
 def _task(task: str, t: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
     exp = t.get("expected")
     source = (
@@ -146,7 +165,7 @@ def _task(task: str, t: Mapping[str, Any], plots: Mapping[str, str]) -> list[str
         source,
         "",
     ]
-    lines += _comparison(t)
+    lines += _comparison(t) + _shift(task, t.get("crop_shift"))
     if task == "tumour" and "breast" in t["measured"] and t["measured"]["breast"] is None:
         lines += ["No per-breast figures: the images of one breast disagree on the label.", ""]
     for lv in ("breast", "patient"):

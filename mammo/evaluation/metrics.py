@@ -39,6 +39,7 @@ __all__ = [
     "unit_means",
     "fold_summary",
     "subgroup_metrics",
+    "answer_change",
     "PRIMARY_METRIC",
 ]
 
@@ -322,3 +323,20 @@ def _subgroup_row(task, level, y, scores, groups, classes, too_few, n_boot: int,
         row["ci95"] = list(bootstrap_ci(y, scores, qwk, groups=groups, n_boot=n_boot, seed=seed))
         row["accuracy"] = float(np.mean(y == scores))
     return row
+
+
+def answer_change(task: str, own: np.ndarray, moved: np.ndarray, shift: float) -> dict[str, Any]:
+    """How far the answers for the same images moved when their crop moved by ``shift`` pixels.
+
+    ``own``, ``moved``: density grades, or P(malignant), one per image. Density: the share of
+    grades unchanged; tumour: the median and 90th percentile of the absolute change.
+    """
+    own, moved = np.asarray(own), np.asarray(moved)
+    out: dict[str, Any] = {"images": int(len(own)), "shift_px": float(shift)}
+    if task == "density":
+        out["grades_unchanged"] = float(np.mean(own == moved))
+    else:
+        change = np.abs(moved.astype(float) - own.astype(float))
+        out["p_change_median"] = float(np.median(change))
+        out["p_change_p90"] = float(np.quantile(change, 0.9))
+    return out

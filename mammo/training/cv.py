@@ -165,15 +165,9 @@ def crop_shift_summary(task: str, shifted: Sequence[tuple], proba: np.ndarray, p
     if not shifted:
         return None
     rows = np.concatenate([s[0] for s in shifted])
-    out: dict = {"images": int(len(rows)), "shift_px": CROP_SHIFT}
     if task == "density":
-        moved = np.concatenate([s[2] for s in shifted])
-        out["grades_unchanged"] = float(np.mean(moved == pred[rows]))
-    else:
-        change = np.abs(np.concatenate([s[1][:, 1] for s in shifted]) - proba[rows, 1])
-        out["p_change_median"] = float(np.median(change))
-        out["p_change_p90"] = float(np.quantile(change, 0.9))
-    return out
+        return ev.answer_change(task, pred[rows], np.concatenate([s[2] for s in shifted]), CROP_SHIFT)
+    return ev.answer_change(task, proba[rows, 1], np.concatenate([s[1][:, 1] for s in shifted]), CROP_SHIFT)
 
 
 def cross_validate(
