@@ -107,7 +107,7 @@ def crop_shift_check(
     (``measured``), beside the model's own cross-validated check (``expected``, None when it has none)."""
     from sklearn.pipeline import Pipeline
 
-    from .features.region import ShiftedBreastCropper
+    from .features.region import with_shifted_crop
     from .training.config import CROP_SHIFT
 
     scored = np.flatnonzero(pred.scored)
@@ -115,18 +115,8 @@ def crop_shift_check(
     if n == 0:
         return {}
     pick = np.sort(np.random.default_rng(seed).choice(scored, n, replace=False))
-    shifted = replace(
-        model,
-        pipelines={
-            t: Pipeline(
-                [
-                    (k, ShiftedBreastCropper(**s.get_params(), shift=CROP_SHIFT) if k == "crop" else s)
-                    for k, s in p.steps
-                ]
-            )
-            for t, p in model.pipelines.items()
-        },
-    )
+    pipes = {t: Pipeline(with_shifted_crop(p.steps, CROP_SHIFT)) for t, p in model.pipelines.items()}
+    shifted = replace(model, pipelines=pipes)
     sample = ds.subset(pick)
     moved = predict_dataset(shifted, sample, tasks, progress=progress)
     out = {}

@@ -218,7 +218,7 @@ def test_crop_shift_is_measured_here_beside_the_models_cv_figure(evaluated, dire
 
     table, proba = direct
     paths = [str(manifest.parent / p) for p in table["path"]]
-    pipes = {
+    pipes = {  # written out here rather than with with_shifted_crop, which the check uses
         t: Pipeline([(k, ShiftedBreastCropper(**s.get_params()) if k == "crop" else s) for k, s in p.steps])
         for t, p in texture_model.pipelines.items()
     }

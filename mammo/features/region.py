@@ -30,6 +30,7 @@ __all__ = [
     "resize_image",
     "BreastCropper",
     "ShiftedBreastCropper",
+    "with_shifted_crop",
 ]
 
 
@@ -331,3 +332,12 @@ class ShiftedBreastCropper(BreastCropper):
 
     def _crop_options(self) -> dict:
         return {**super()._crop_options(), "shift": float(self.shift)}
+
+
+def with_shifted_crop(steps: list, shift: float) -> list:
+    """A pipeline's ``(name, step)`` list with its ``crop`` step replaced by a :class:`ShiftedBreastCropper`
+    of the same parameters (the other steps are the same objects)."""
+    return [
+        (name, ShiftedBreastCropper(**step.get_params(), shift=shift) if name == "crop" else step)
+        for name, step in steps
+    ]

@@ -14,7 +14,7 @@ from ..datasets import Dataset, load_dataset
 from ..featcache import FeatureCache
 from ..features.blocks import block_order, blocks_of
 from ..features.cnn import CNNActivations
-from ..features.region import ShiftedBreastCropper
+from ..features.region import with_shifted_crop
 from .config import CROP_SHIFT, TrainConfig
 from .folds import TrainingDataError, check_task_data, limit_dataset
 
@@ -127,10 +127,7 @@ def _shifted_features(images: list[str], steps: list, blocks: dict, cache: Featu
     if n == 0:
         return None
     sample = [images[i] for i in np.sort(np.random.default_rng(config.seed).choice(len(images), n, replace=False))]
-    names = [name for name, _ in steps]
-    crop = dict(steps)["crop"]
-    moved = list(steps)
-    moved[names.index("crop")] = ("crop", ShiftedBreastCropper(**crop.get_params(), shift=CROP_SHIFT))
+    moved = with_shifted_crop(steps, CROP_SHIFT)
     wanted = [(k, b) for k, b in blocks.items() if k != "trunk"]
     # blocks() starts a new record of refusals (for the sample's indices); the run's
     # refusals and cache counts stay those of its own images
