@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=None, help="folder to write (default runs/evaluate-<data set>-<time>)")
     p.add_argument("--manifest", help="verify the model file's sha256 against this manifest before loading")
+    _run_arguments(p)
+    return p
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """How the evaluation runs: bootstrap, seed, the crop-shift check, batching, progress."""
     p.add_argument(
         "--bootstrap",
         dest="n_boot",
@@ -82,7 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="images per streamed chunk (default 32)")
     p.add_argument("--jobs", type=int, default=None, help="chunks processed at once (default: one per core)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
