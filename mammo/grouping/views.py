@@ -337,6 +337,8 @@ def _agglomerate(
     """
     if linkage not in LINKAGES:
         raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
+    # Not scipy.cluster.hierarchy: its linkages cannot refuse a join (the class budget), and
+    # a refused join must not block the rest of the two groups' pairs.
     total = np.zeros((n, n))  # sum of P between groups (rows and columns indexed by each group's root)
     total[pairs[:, 0], pairs[:, 1]] = total[pairs[:, 1], pairs[:, 0]] = proba
     score = np.full((n, n), -np.inf)  # -inf: label-incompatible, refused, or not a root
