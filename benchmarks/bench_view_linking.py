@@ -10,8 +10,11 @@ where the same-breast pairs the groups split were lost (labels disagree, P below
 pair probabilities separate same-breast pairs from all other label-compatible pairs
 (ROC AUC, average precision).
 
+With ``--fit-patients N`` the linker is fitted on N random patients of the fitting half
+only (the same half is grouped): a point of the linker's learning curve.
+
 Usage: python benchmarks/bench_view_linking.py [--data ../shared/data/rsna-screening] [--min-groups 5]
-    [--min-proba 0.01] [--linkage average]
+    [--min-proba 0.01] [--linkage average] [--fit-patients N]
 """
 
 from __future__ import annotations
@@ -41,6 +44,16 @@ def folds_cover(y: np.ndarray, groups: np.ndarray, n_splits: int = 5) -> bool:
     y, groups = y[keep].astype(int), groups[keep]
     classes = set(y.tolist())
     return all(set(y[test].tolist()) == classes for _, test in make_folds(y, groups, n_splits, 0))
+
+
+def fitting_rows(groups: np.ndarray, rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
+    """``rows`` (of one half), or only those of ``n`` of its patients drawn at random."""
+    if n is None:
+        return rows
+    patients = np.unique(groups[rows])
+    if not 0 < n <= len(patients):
+        raise SystemExit(f"--fit-patients must be between 1 and {len(patients)}, got {n}")
+    return rows[np.isin(groups[rows], rng.choice(patients, n, replace=False))]
 
 
 def losses(truth: np.ndarray, kept: np.ndarray, details: dict, min_proba: float) -> dict:
@@ -108,6 +121,9 @@ def main() -> None:
     ap.add_argument("--linkage", choices=LINKAGES, default="average")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument(
+        "--fit-patients", type=int, default=None, help="fit the linker on this many random patients of each half"
+    )
     args = ap.parse_args()
     ds = load_dataset(args.data)
     desc = view_descriptors(ds.paths, n_jobs=args.jobs)
@@ -117,13 +133,10 @@ def main() -> None:
     rng.shuffle(patients)
     half = np.isin(ds.groups, patients[: len(patients) // 2])
     a, b = np.flatnonzero(ok & half), np.flatnonzero(ok & ~half)
+    options = {"min_groups": args.min_groups, "min_proba": args.min_proba, "linkage": args.linkage}
     results = {
-        "A -> B": score_half(
-            ds, desc, a, b, min_groups=args.min_groups, min_proba=args.min_proba, linkage=args.linkage
-        ),
-        "B -> A": score_half(
-            ds, desc, b, a, min_groups=args.min_groups, min_proba=args.min_proba, linkage=args.linkage
-        ),
+        "A -> B": score_half(ds, desc, fitting_rows(ds.groups, a, args.fit_patients, rng), b, **options),
+        "B -> A": score_half(ds, desc, fitting_rows(ds.groups, b, args.fit_patients, rng), a, **options),
     }
     print(
         json.dumps(
@@ -131,6 +144,7 @@ def main() -> None:
                 "min_groups": args.min_groups,
                 "min_proba": args.min_proba,
                 "linkage": args.linkage,
+                "fit_patients": args.fit_patients,
                 "refused": int((~ok).sum()),
                 **results,
             },
