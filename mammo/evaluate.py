@@ -107,8 +107,7 @@ def crop_shift_check(
     (``measured``), beside the model's own cross-validated check (``expected``, None when it has none)."""
     from sklearn.pipeline import Pipeline
 
-    from .features.region import with_shifted_crop
-    from .training.config import CROP_SHIFT
+    from .features.region import CROP_SHIFT, with_shifted_crop
 
     scored = np.flatnonzero(pred.scored)
     n = min(int(n), len(scored))

@@ -31,7 +31,11 @@ __all__ = [
     "BreastCropper",
     "ShiftedBreastCropper",
     "with_shifted_crop",
+    "CROP_SHIFT",
 ]
+
+#: Source pixels the crop-shift checks of ``mammo train`` and ``mammo evaluate`` move the breast's box by.
+CROP_SHIFT = 0.5
 
 
 @dataclass
@@ -326,7 +330,7 @@ class ShiftedBreastCropper(BreastCropper):
         "shift": [Interval(Real, -1, 1, closed="neither")],
     }
 
-    def __init__(self, size=256, crop=True, flip=True, fix_polarity=True, shift=0.5):
+    def __init__(self, size=256, crop=True, flip=True, fix_polarity=True, shift=CROP_SHIFT):
         super().__init__(size=size, crop=crop, flip=flip, fix_polarity=fix_polarity)
         self.shift = shift
 
@@ -334,7 +338,7 @@ class ShiftedBreastCropper(BreastCropper):
         return {**super()._crop_options(), "shift": float(self.shift)}
 
 
-def with_shifted_crop(steps: list, shift: float) -> list:
+def with_shifted_crop(steps: list, shift: float = CROP_SHIFT) -> list:
     """A pipeline's ``(name, step)`` list with its ``crop`` step replaced by a :class:`ShiftedBreastCropper`
     of the same parameters (the other steps are the same objects)."""
     return [

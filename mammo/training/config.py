@@ -44,9 +44,6 @@ class FitOptions:
     params: dict | None = None
 
 
-#: Source pixels the crop-shift check moves the breast's box by (``--shift-check``).
-CROP_SHIFT = 0.5
-
 #: The :class:`TrainConfig` fields that are :func:`~mammo.classifiers.make_task_pipeline` keywords.
 PIPELINE_OPTIONS = ("texture_size", "cnn_input_size", "cnn_layers", "flip_tta", "enhance", "density_decision")
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import evaluation as ev
+from ..features.region import CROP_SHIFT
 from .candidates import Candidate
-from .config import CROP_SHIFT, FitOptions
+from .config import FitOptions
 from .results import CVResult, SelectionEstimate
 from .tuning import PARAM_GRIDS, configured_tail, predict_columns, score, tune
 

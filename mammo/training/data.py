@@ -14,8 +14,8 @@ from ..datasets import Dataset, load_dataset
 from ..featcache import FeatureCache
 from ..features.blocks import block_order, blocks_of
 from ..features.cnn import CNNActivations
-from ..features.region import with_shifted_crop
-from .config import CROP_SHIFT, TrainConfig
+from ..features.region import CROP_SHIFT, with_shifted_crop
+from .config import TrainConfig
 from .folds import TrainingDataError, check_task_data, limit_dataset
 
 __all__ = ["FeatureTable", "load_data", "usable_tasks", "feature_plan", "compute_features", "drop_refused"]
